@@ -1,0 +1,152 @@
+/*
+ * address - extract one addr-spec from an envelope argument or a From
+ * header value.
+ *
+ * This is deliberately a small RFC 5322 tokenizer (comments, quoted
+ * strings, angle brackets) rather than a full grammar: it must find the
+ * single address a signer or an alignment check is about, and refuse
+ * anything ambiguous (two addresses, a group, a broken bracket), because
+ * signing for the wrong domain is worse than not signing.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <string.h>
+
+#include "address.h"
+
+/* Checks the bare address and copies it lower-casing nothing. */
+static int address_store(const char *start, size_t n, char *buf, size_t len)
+{
+	while (n > 0 && isspace((unsigned char)*start)) {
+		start++;
+		n--;
+	}
+	while (n > 0 && isspace((unsigned char)start[n - 1]))
+		n--;
+	if (n == 0 || n >= len || n >= ADDRESS_MAX)
+		return -1;
+	const char *at = NULL;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)start[i];
+		if (c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == ',' || c == '(' || c == ')')
+			return -1;
+		if (c == '@')
+			at = start + i;
+	}
+	if (at == NULL || at == start || at == start + n - 1)
+		return -1;
+	memcpy(buf, start, n);
+	buf[n] = '\0';
+	return 0;
+}
+
+int address_from_envelope(const char *arg, char *buf, size_t len)
+{
+	size_t n = strlen(arg);
+
+	if (len == 0)
+		return -1;
+	if (n >= 2 && arg[0] == '<' && arg[n - 1] == '>') {
+		arg++;
+		n -= 2;
+	}
+	if (n == 0) {
+		buf[0] = '\0';
+		return 0;
+	}
+	/* "<@a,@b:user@host>" source routes: keep the part after ':' */
+	if (arg[0] == '@') {
+		const char *colon = memchr(arg, ':', n);
+		if (colon == NULL)
+			return -1;
+		n -= (size_t)(colon + 1 - arg);
+		arg = colon + 1;
+	}
+	return address_store(arg, n, buf, len);
+}
+
+/* Skips a comment starting at p ('('); returns the char after it or NULL. */
+static const char *skip_comment(const char *p)
+{
+	int depth = 0;
+	for (; *p; p++) {
+		if (*p == '\\' && p[1])
+			p++;
+		else if (*p == '(')
+			depth++;
+		else if (*p == ')' && --depth == 0)
+			return p + 1;
+	}
+	return NULL;
+}
+
+/* Skips a quoted string starting at p ('"'); returns the char after it or NULL. */
+static const char *skip_quoted(const char *p)
+{
+	for (p++; *p; p++) {
+		if (*p == '\\' && p[1])
+			p++;
+		else if (*p == '"')
+			return p + 1;
+	}
+	return NULL;
+}
+
+int address_from_header(const char *value, char *buf, size_t len)
+{
+	char bare[ADDRESS_MAX * 2];
+	size_t bare_len = 0;
+	const char *angle = NULL, *angle_end = NULL;
+	const char *p = value;
+
+	while (*p) {
+		if (*p == '(') {
+			if ((p = skip_comment(p)) == NULL)
+				return -1;
+			continue;
+		}
+		if (*p == '"') {
+			const char *q = skip_quoted(p);
+			if (q == NULL)
+				return -1;
+			/* a quoted local part belongs to a bare address */
+			if (angle == NULL) {
+				size_t n = (size_t)(q - p);
+				if (bare_len + n >= sizeof(bare))
+					return -1;
+				memcpy(bare + bare_len, p, n);
+				bare_len += n;
+			}
+			p = q;
+			continue;
+		}
+		if (*p == '<') {
+			if (angle != NULL)
+				return -1;	/* two addresses */
+			angle = p + 1;
+			angle_end = strchr(angle, '>');
+			if (angle_end == NULL)
+				return -1;
+			p = angle_end + 1;
+			continue;
+		}
+		if (*p == ',' || *p == ';' || *p == ':')
+			return -1;	/* a list or a group: not one author */
+		if (!isspace((unsigned char)*p)) {
+			if (bare_len + 1 >= sizeof(bare))
+				return -1;
+			bare[bare_len++] = *p;
+		}
+		p++;
+	}
+	if (angle)
+		return address_store(angle, (size_t)(angle_end - angle), buf, len);
+	return address_store(bare, bare_len, buf, len);
+}
+
+const char *address_domain(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	return at && at[1] ? at + 1 : NULL;
+}
