@@ -1,2 +1,318 @@
-/* placeholder */
-int main(void){return 0;}
+/*
+ * bulkmilterctl - what ops ask of bulkmilter without sending mail.
+ *
+ *	bulkmilterctl [-c FILE] [--json] check
+ *	bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--rcpts N]
+ *	bulkmilterctl [-c FILE] [--json] usage ACCOUNT
+ *	bulkmilterctl [-c FILE] [--json] reset ACCOUNT
+ *
+ * It reads the same config and policy as the daemon (a snapshot without
+ * services), so what it says is what the daemon would do after a reload.
+ * Only usage and reset talk to Redis.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "bulk.h"
+#include "netaddr.h"
+#include "policy.h"
+#include "ratelimit.h"
+#include "snapshot.h"
+
+#define DEFAULT_CONFIG SYSCONFDIR "/bulkmilter/bulkmilter.conf"
+#define USAGE_MAX 256	/* buckets one account can show */
+
+static bool json;
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: bulkmilterctl [-c FILE] [--json] check\n"
+		"       bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--rcpts N]\n"
+		"       bulkmilterctl [-c FILE] [--json] usage ACCOUNT\n"
+		"       bulkmilterctl [-c FILE] [--json] reset ACCOUNT\n");
+}
+
+/* Prints s as a JSON string literal. */
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if (*p < 0x20)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	}
+	putchar('"');
+}
+
+static int cmd_check(struct snapshot *s, struct diag *errs)
+{
+	if (s == NULL) {
+		if (json) {
+			printf("{\"ok\":false,\"errors\":[");
+			for (size_t i = 0; i < errs->count; i++) {
+				if (i)
+					putchar(',');
+				json_str(errs->lines[i]);
+			}
+			printf("]}\n");
+		} else {
+			diag_print(errs, stdout);
+		}
+		return 1;
+	}
+	if (json)
+		printf("{\"ok\":true}\n");
+	else
+		printf("config OK\n");
+	return 0;
+}
+
+static void print_rates(const char *kind, const struct policy_rate *r, size_t n, bool *first)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (json) {
+			printf("%s{\"kind\":\"%s\",\"rate\":", *first ? "" : ",", kind);
+			json_str(r[i].text);
+			printf(",\"count\":%lu,\"period_seconds\":%.3f}", r[i].count, r[i].period_ms / 1000.0);
+		} else {
+			printf("  %-10s %s (%lu per %.0fs, refills one every %.3fs)\n", kind, r[i].text,
+			       r[i].count, r[i].period_ms / 1000.0, (double)r[i].period_ms / 1000.0 / (double)r[i].count);
+		}
+		*first = false;
+	}
+}
+
+static const char *check_names[] = { "dkim-aligned", "spf-aligned", "list-unsubscribe", "dmarc-record" };
+
+/* Bulk rules that depend on the message itself, not on the facts given. */
+static void describe_rule(const struct policy_bulk_rule *r, char *buf, size_t len)
+{
+	switch (r->kind) {
+	case BULK_ALWAYS: snprintf(buf, len, "always"); break;
+	case BULK_NEVER: snprintf(buf, len, "never"); break;
+	case BULK_RECIPIENTS: snprintf(buf, len, "recipients >= %lu", r->min); break;
+	case BULK_HEADER: snprintf(buf, len, "header %s", r->header); break;
+	case BULK_PRECEDENCE: snprintf(buf, len, "precedence"); break;
+	case BULK_VOLUME: snprintf(buf, len, "volume >= %s", r->volume.text); break;
+	}
+}
+
+static int cmd_explain(struct snapshot *s, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "sasl", required_argument, NULL, 's' }, { "sender", required_argument, NULL, 'f' },
+		{ "ip", required_argument, NULL, 'i' }, { "rcpts", required_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *sasl = "", *sender = "";
+	struct netaddr ip = { 0 };
+	unsigned long rcpts = 1;
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		char *end;
+		switch (opt) {
+		case 's': sasl = optarg; break;
+		case 'f': sender = optarg; break;
+		case 'i':
+			if (netaddr_parse(optarg, &ip) != 0) {
+				fprintf(stderr, "explain: not an IP address: %s\n", optarg);
+				return 2;
+			}
+			break;
+		case 'r':
+			rcpts = strtoul(optarg, &end, 10);
+			if (*optarg == '\0' || *end) {
+				fprintf(stderr, "explain: --rcpts needs a number\n");
+				return 2;
+			}
+			break;
+		default:
+			usage();
+			return 2;
+		}
+	}
+	bool internal = ip.family && settings_is_internal(s->settings, &ip);
+	struct policy_facts f = {
+		.direction = (*sasl || internal) ? DIRECTION_OUTBOUND : DIRECTION_INBOUND,
+		.sasl = sasl, .sender = sender, .client = ip.family ? &ip : NULL,
+	};
+	const struct policy_assign *why = NULL;
+	const struct policy_class *c = policy_lookup(s->policy, &f, &why);
+	char matched[512], account[POLICY_ACCOUNT_MAX], bulk_why[128] = "";
+	policy_assign_describe(why, matched, sizeof(matched));
+	bool has_account = c && policy_account(c, &f, account, sizeof(account)) == 0;
+	struct bulk_facts bf = { .recipients = rcpts };
+	bool bulk = c && bulk_classify(c, &bf, bulk_why, sizeof(bulk_why));
+	const char *dir = f.direction == DIRECTION_OUTBOUND ? "outbound" : "inbound";
+
+	if (json) {
+		printf("{\"direction\":\"%s\",\"class\":", dir);
+		if (c) json_str(c->name); else printf("null");
+		printf(",\"matched\":");
+		json_str(matched);
+		printf(",\"account\":");
+		if (has_account) json_str(account); else printf("null");
+		printf(",\"rates\":[");
+		bool first = true;
+		if (c) {
+			print_rates("messages", c->messages, c->messages_count, &first);
+			print_rates("recipients", c->recipients, c->recipients_count, &first);
+		}
+		printf("],\"over_limit\":");
+		if (c) json_str(policy_action_name(c->over_limit)); else printf("null");
+		printf(",\"bulk\":%s,\"bulk_reason\":", bulk ? "true" : "false");
+		json_str(bulk ? bulk_why : "");
+		printf(",\"bulk_conditions\":[");
+		for (size_t i = 0; c && i < c->bulk_count; i++) {
+			char d[128];
+			describe_rule(&c->bulk[i], d, sizeof(d));
+			if (i) putchar(',');
+			json_str(d);
+		}
+		printf("],\"bulk_require\":[");
+		first = true;
+		for (size_t i = 0; c && i < 4; i++) {
+			if (c->bulk_require & (1u << i)) {
+				printf("%s\"%s\"", first ? "" : ",", check_names[i]);
+				first = false;
+			}
+		}
+		printf("],\"bulk_noncompliant\":");
+		if (c) json_str(policy_action_name(c->bulk_noncompliant)); else printf("null");
+		printf("}\n");
+		return 0;
+	}
+	printf("direction: %s\n", dir);
+	if (c == NULL) {
+		printf("class: none (%s): not rate-limited, not bulk\n", matched);
+		return 0;
+	}
+	printf("class: %s (%s)\n", c->name, matched);
+	printf("account: %s\n", has_account ? account : "none (the message has none of the account sources: not rate-limited)");
+	printf("rates:%s\n", c->messages_count + c->recipients_count ? "" : " none");
+	bool first = true;
+	print_rates("messages", c->messages, c->messages_count, &first);
+	print_rates("recipients", c->recipients, c->recipients_count, &first);
+	if (c->messages_count + c->recipients_count)
+		printf("over-limit: %s%s%s\n", policy_action_name(c->over_limit),
+		       c->over_limit_text[0] ? " " : "", c->over_limit_text);
+	printf("bulk: %s (%s, with %lu recipient%s)\n", bulk ? "yes" : "no", bulk_why, rcpts,
+	       rcpts == 1 ? "" : "s");
+	for (size_t i = 0; i < c->bulk_count; i++) {
+		char d[128];
+		describe_rule(&c->bulk[i], d, sizeof(d));
+		printf("  bulk when: %s\n", d);
+	}
+	if (c->bulk_require) {
+		printf("bulk-require:");
+		for (size_t i = 0; i < 4; i++)
+			if (c->bulk_require & (1u << i))
+				printf(" %s", check_names[i]);
+		printf(" (bulk-noncompliant %s)\n", policy_action_name(c->bulk_noncompliant));
+	}
+	if (f.direction == DIRECTION_INBOUND)
+		printf("spf-fail: %s\n", policy_action_name(c->spf_fail));
+	return 0;
+}
+
+static int cmd_usage(struct snapshot *s, const char *account)
+{
+	struct ratelimit_usage u[USAGE_MAX];
+	size_t n = 0;
+	char err[256] = "";
+	if (ratelimit_usage(s->store, s->policy, account, u, USAGE_MAX, &n, err, sizeof(err)) != 0) {
+		fprintf(stderr, "usage: %s\n", err);
+		return 1;
+	}
+	if (json) {
+		printf("{\"account\":");
+		json_str(account);
+		printf(",\"buckets\":[");
+		for (size_t i = 0; i < n; i++) {
+			printf("%s{\"class\":", i ? "," : "");
+			json_str(u[i].cls->name);
+			printf(",\"kind\":\"%s\",\"rate\":", u[i].kind);
+			json_str(u[i].rate->text);
+			printf(",\"used\":%.3f,\"left\":%.3f,\"full_in_seconds\":%.3f}", u[i].used, u[i].left,
+			       u[i].full_in_ms / 1000.0);
+		}
+		printf("]}\n");
+		return 0;
+	}
+	if (n == 0) {
+		printf("%s: no buckets in use (every bucket is full)\n", account);
+		return 0;
+	}
+	printf("%-16s %-10s %-12s %10s %10s %12s\n", "class", "kind", "rate", "used", "left", "full in");
+	for (size_t i = 0; i < n; i++)
+		printf("%-16s %-10s %-12s %10.2f %10.2f %11.1fs\n", u[i].cls->name, u[i].kind,
+		       u[i].rate->text, u[i].used, u[i].left, u[i].full_in_ms / 1000.0);
+	return 0;
+}
+
+static int cmd_reset(struct snapshot *s, const char *account)
+{
+	char err[256] = "";
+	if (ratelimit_reset(s->store, s->policy, account, err, sizeof(err)) != 0) {
+		fprintf(stderr, "reset: %s\n", err);
+		return 1;
+	}
+	if (json)
+		{ printf("{\"account\":"); json_str(account); printf(",\"reset\":true}\n"); }
+	else
+		printf("%s: every bucket reset\n", account);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *config = DEFAULT_CONFIG;
+	int i = 1;
+
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+			config = argv[++i];
+		} else {
+			usage();
+			return 2;
+		}
+	}
+	if (i >= argc) {
+		usage();
+		return 2;
+	}
+	const char *cmd = argv[i];
+	struct diag errs = { .count = 0 };
+	struct snapshot *s = snapshot_load(config, NULL, false, &errs);
+	int rc;
+
+	if (strcmp(cmd, "check") == 0) {
+		rc = cmd_check(s, &errs);
+	} else if (s == NULL) {
+		diag_print(&errs, stderr);
+		rc = 1;
+	} else if (strcmp(cmd, "explain") == 0) {
+		rc = cmd_explain(s, argc - i, argv + i);
+	} else if ((strcmp(cmd, "usage") == 0 || strcmp(cmd, "reset") == 0) && i + 2 == argc) {
+		rc = cmd[0] == 'u' ? cmd_usage(s, argv[i + 1]) : cmd_reset(s, argv[i + 1]);
+	} else {
+		usage();
+		rc = 2;
+	}
+	diag_free(&errs);
+	snapshot_release(s);
+	return rc;
+}

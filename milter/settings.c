@@ -1,1 +1,685 @@
-/* placeholder */
+/*
+ * settings - bulkmilter.conf.
+ *
+ * A table maps each setting name to a parser for its value; the parser
+ * either stores the value or reports why not, so every bad line of the
+ * file is reported in one pass. A setting given twice is an error rather
+ * than "last one wins": in a file ops edit by hand, a duplicate is almost
+ * always a mistake that would otherwise silently change behaviour.
+ *
+ * This module checks syntax and ranges only. Files the settings name
+ * (policy, keys, password) are read by the modules that own them.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "settings.h"
+
+/* A config line longer than this is refused (no setting needs more). */
+#define SETTINGS_LINE_MAX 8192
+
+struct settings_ctx {
+	struct settings *s;
+	struct diag *errs;
+	const char *file;
+	int line;
+};
+
+typedef int (*settings_parser)(struct settings_ctx *c, const char *value);
+
+/* Reports an error at the current line; returns -1 for "return SETTINGS_ERR(...)". */
+static int settings_err(struct settings_ctx *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int settings_err(struct settings_ctx *c, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	diag_add(c->errs, c->file, c->line, "%s", msg);
+	return -1;
+}
+#define SETTINGS_ERR settings_err
+
+int settings_parse_duration_ms(const char *text, long *ms)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(text, &end);
+	if (end == text || errno || v < 0)
+		return -1;
+	double mult;
+	if (*end == '\0' || strcmp(end, "s") == 0)
+		mult = 1000;
+	else if (strcmp(end, "ms") == 0)
+		mult = 1;
+	else if (strcmp(end, "m") == 0)
+		mult = 60e3;
+	else if (strcmp(end, "h") == 0)
+		mult = 3600e3;
+	else if (strcmp(end, "d") == 0)
+		mult = 86400e3;
+	else
+		return -1;
+	double r = v * mult;
+	if (r > (double)LONG_MAX / 2)
+		return -1;
+	*ms = (long)(r + 0.5);
+	return 0;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(v, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(v, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int set_string(struct settings_ctx *c, char **slot, const char *v)
+{
+	char *copy = strdup(v);
+	if (copy == NULL)
+		return SETTINGS_ERR(c, "out of memory");
+	free(*slot);
+	*slot = copy;
+	return 0;
+}
+
+/* Checks "PORT@HOST" of inet sockets; HOST may be empty (any). */
+static int valid_port_at_host(const char *v)
+{
+	char *end;
+	long port = strtol(v, &end, 10);
+	return end != v && *end == '@' && port > 0 && port <= 65535;
+}
+
+static int p_socket(struct settings_ctx *c, const char *v)
+{
+	if (strncmp(v, "unix:", 5) == 0 || strncmp(v, "local:", 6) == 0) {
+		const char *path = strchr(v, ':') + 1;
+		if (*path != '/')
+			return SETTINGS_ERR(c, "Socket: unix socket path must be absolute: %s", v);
+	} else if (strncmp(v, "inet:", 5) == 0 || strncmp(v, "inet6:", 6) == 0) {
+		if (!valid_port_at_host(strchr(v, ':') + 1))
+			return SETTINGS_ERR(c, "Socket: expected inet:PORT@HOST, got %s", v);
+	} else if (v[0] != '/') {
+		return SETTINGS_ERR(c, "Socket: expected unix:PATH, inet:PORT@HOST or inet6:PORT@HOST, got %s", v);
+	}
+	return set_string(c, &c->s->socket, v);
+}
+
+static int p_user_id(struct settings_ctx *c, const char *v)
+{
+	char user[256];
+	const char *colon = strchr(v, ':');
+	size_t n = colon ? (size_t)(colon - v) : strlen(v);
+
+	if (n == 0 || n >= sizeof(user))
+		return SETTINGS_ERR(c, "UserID: expected user[:group], got %s", v);
+	memcpy(user, v, n);
+	user[n] = '\0';
+	if (getpwnam(user) == NULL)
+		return SETTINGS_ERR(c, "UserID: no such user: %s", user);
+	if (colon && getgrnam(colon + 1) == NULL)
+		return SETTINGS_ERR(c, "UserID: no such group: %s", colon + 1);
+	return set_string(c, &c->s->user_id, v);
+}
+
+static int p_pid_file(struct settings_ctx *c, const char *v)
+{
+	if (v[0] != '/')
+		return SETTINGS_ERR(c, "PidFile: path must be absolute: %s", v);
+	return set_string(c, &c->s->pid_file, v);
+}
+
+static int p_umask(struct settings_ctx *c, const char *v)
+{
+	char *end;
+	long m = strtol(v, &end, 8);
+	if (*v == '\0' || *end != '\0' || m < 0 || m > 0777)
+		return SETTINGS_ERR(c, "Umask: expected an octal mode such as 007, got %s", v);
+	c->s->umask = (mode_t)m;
+	return 0;
+}
+
+static int p_log_level(struct settings_ctx *c, const char *v)
+{
+	int level = log_level_parse(v);
+	if (level < 0)
+		return SETTINGS_ERR(c, "LogLevel: expected error, warning, info or debug, got %s", v);
+	c->s->log_level = level;
+	return 0;
+}
+
+static int p_policy(struct settings_ctx *c, const char *v)
+{
+	return set_string(c, &c->s->policy_path, v);
+}
+
+static int p_redis(struct settings_ctx *c, const char *v)
+{
+	/* The URL may carry a password: never echo it in an error. */
+	if (strncmp(v, "redis://", 8) != 0 && strncmp(v, "unix:/", 6) != 0)
+		return SETTINGS_ERR(c, "Redis: expected redis://[:PASS@]HOST:PORT/DB or unix:/PATH[?db=N]");
+	return set_string(c, &c->s->redis_url, v);
+}
+
+static int p_redis_password_file(struct settings_ctx *c, const char *v)
+{
+	return set_string(c, &c->s->redis_password_file, v);
+}
+
+static int p_redis_timeout(struct settings_ctx *c, const char *v)
+{
+	long ms;
+	/* Postfix waits 30 s for a milter command; a store must answer well inside. */
+	if (settings_parse_duration_ms(v, &ms) != 0 || ms < 1 || ms > 10000)
+		return SETTINGS_ERR(c, "RedisTimeout: expected a duration from 1ms to 10s, got %s", v);
+	c->s->redis_timeout_ms = ms;
+	return 0;
+}
+
+static int p_redis_prefix(struct settings_ctx *c, const char *v)
+{
+	for (const char *p = v; *p; p++)
+		if (!isgraph((unsigned char)*p) || *p == '{' || *p == '}')
+			return SETTINGS_ERR(c, "RedisPrefix: no spaces or braces allowed: %s", v);
+	return set_string(c, &c->s->redis_prefix, v);
+}
+
+static int p_on_store_failure(struct settings_ctx *c, const char *v)
+{
+	if (strcasecmp(v, "accept") == 0)
+		c->s->on_store_failure = STORE_FAILURE_ACCEPT;
+	else if (strcasecmp(v, "tempfail") == 0)
+		c->s->on_store_failure = STORE_FAILURE_TEMPFAIL;
+	else
+		return SETTINGS_ERR(c, "OnStoreFailure: expected accept or tempfail, got %s", v);
+	return 0;
+}
+
+static int p_mode(struct settings_ctx *c, const char *v)
+{
+	if (strcasecmp(v, "enforce") == 0)
+		c->s->mode = MODE_ENFORCE;
+	else if (strcasecmp(v, "monitor") == 0)
+		c->s->mode = MODE_MONITOR;
+	else
+		return SETTINGS_ERR(c, "Mode: expected enforce or monitor, got %s", v);
+	return 0;
+}
+
+/*
+ * Splits a comma/space separated list, calling fn on each item. With
+ * "file:PATH", items are the file's lines (comments allowed), and errors
+ * name that file and line.
+ */
+static int for_each_item(struct settings_ctx *c, const char *v,
+			 int (*fn)(struct settings_ctx *, const char *, void *), void *arg)
+{
+	int rc = 0;
+	if (strncmp(v, "file:", 5) == 0) {
+		FILE *fp = fopen(v + 5, "r");
+		if (fp == NULL)
+			return SETTINGS_ERR(c, "cannot open %s: %s", v + 5, strerror(errno));
+		struct settings_ctx sub = *c;
+		char line[SETTINGS_LINE_MAX];
+		sub.file = v + 5;
+		sub.line = 0;
+		while (fgets(line, sizeof(line), fp)) {
+			sub.line++;
+			char *hash = strchr(line, '#');
+			if (hash)
+				*hash = '\0';
+			for (char *tok = strtok(line, ", \t\r\n"); tok; tok = strtok(NULL, ", \t\r\n"))
+				if (fn(&sub, tok, arg) != 0)
+					rc = -1;
+		}
+		fclose(fp);
+		return rc;
+	}
+	char *copy = strdup(v), *save = NULL;
+	if (copy == NULL)
+		return SETTINGS_ERR(c, "out of memory");
+	for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save))
+		if (fn(c, tok, arg) != 0)
+			rc = -1;
+	free(copy);
+	return rc;
+}
+
+static int add_internal_host(struct settings_ctx *c, const char *item, void *arg)
+{
+	(void)arg;
+	struct settings *s = c->s;
+	struct cidr block;
+	if (cidr_parse(item, &block) != 0)
+		return SETTINGS_ERR(c, "InternalHosts: not an address or CIDR block: %s", item);
+	if (s->internal_hosts_count >= SETTINGS_LIST_MAX)
+		return SETTINGS_ERR(c, "InternalHosts: more than %d entries", SETTINGS_LIST_MAX);
+	struct cidr *n = realloc(s->internal_hosts, (s->internal_hosts_count + 1) * sizeof(*n));
+	if (n == NULL)
+		return SETTINGS_ERR(c, "out of memory");
+	n[s->internal_hosts_count++] = block;
+	s->internal_hosts = n;
+	return 0;
+}
+
+static int p_internal_hosts(struct settings_ctx *c, const char *v)
+{
+	c->s->internal_hosts_count = 0;
+	return for_each_item(c, v, add_internal_host, NULL);
+}
+
+static int add_egress(struct settings_ctx *c, const char *item, void *arg)
+{
+	(void)arg;
+	struct settings *s = c->s;
+	struct netaddr a;
+	if (netaddr_parse(item, &a) != 0)
+		return SETTINGS_ERR(c, "EgressAddresses: not an IP address: %s", item);
+	if (s->egress_addresses_count >= SETTINGS_LIST_MAX)
+		return SETTINGS_ERR(c, "EgressAddresses: more than %d entries", SETTINGS_LIST_MAX);
+	struct netaddr *n = realloc(s->egress_addresses, (s->egress_addresses_count + 1) * sizeof(*n));
+	if (n == NULL)
+		return SETTINGS_ERR(c, "out of memory");
+	n[s->egress_addresses_count++] = a;
+	s->egress_addresses = n;
+	return 0;
+}
+
+static int p_egress(struct settings_ctx *c, const char *v)
+{
+	return for_each_item(c, v, add_egress, NULL);
+}
+
+static int p_key_table(struct settings_ctx *c, const char *v)
+{
+	return set_string(c, &c->s->key_table, v);
+}
+
+static int p_signing_table(struct settings_ctx *c, const char *v)
+{
+	return set_string(c, &c->s->signing_table, v);
+}
+
+static int p_bool(struct settings_ctx *c, const char *name, const char *v, bool *out)
+{
+	if (parse_bool(v, out) != 0)
+		return SETTINGS_ERR(c, "%s: expected yes or no, got %s", name, v);
+	return 0;
+}
+
+static int p_multiple_signatures(struct settings_ctx *c, const char *v)
+{
+	return p_bool(c, "MultipleSignatures", v, &c->s->multiple_signatures);
+}
+
+static int p_require_safe_keys(struct settings_ctx *c, const char *v)
+{
+	return p_bool(c, "RequireSafeKeys", v, &c->s->require_safe_keys);
+}
+
+static int parse_canon(const char *v, size_t n, bool *relaxed)
+{
+	if (n == 6 && strncasecmp(v, "simple", 6) == 0)
+		*relaxed = false;
+	else if (n == 7 && strncasecmp(v, "relaxed", 7) == 0)
+		*relaxed = true;
+	else
+		return -1;
+	return 0;
+}
+
+static int p_canonicalization(struct settings_ctx *c, const char *v)
+{
+	/* OpenDKIM: "header/body"; a lone word sets the header, body stays simple */
+	const char *slash = strchr(v, '/');
+	size_t hn = slash ? (size_t)(slash - v) : strlen(v);
+	bool body = false;
+	if (parse_canon(v, hn, &c->s->canon_header_relaxed) != 0 ||
+	    (slash && parse_canon(slash + 1, strlen(slash + 1), &body) != 0))
+		return SETTINGS_ERR(c, "Canonicalization: expected relaxed/relaxed, relaxed/simple, simple/relaxed or simple/simple, got %s", v);
+	c->s->canon_body_relaxed = body;
+	return 0;
+}
+
+static bool valid_header_name(const char *name)
+{
+	if (*name == '\0')
+		return false;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f || *p == ':')
+			return false;
+	return true;
+}
+
+static int add_oversign(struct settings_ctx *c, const char *item, void *arg)
+{
+	size_t *count = arg;
+	if (!valid_header_name(item))
+		return SETTINGS_ERR(c, "OversignHeaders: not a header name: %s", item);
+	char **n = realloc(c->s->oversign_headers, (*count + 2) * sizeof(*n));
+	if (n == NULL)
+		return SETTINGS_ERR(c, "out of memory");
+	c->s->oversign_headers = n;
+	if ((n[*count] = strdup(item)) == NULL)
+		return SETTINGS_ERR(c, "out of memory");
+	for (char *p = n[*count]; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	n[++*count] = NULL;
+	return 0;
+}
+
+static void free_list(char **list)
+{
+	for (size_t i = 0; list && list[i]; i++)
+		free(list[i]);
+	free(list);
+}
+
+static int p_oversign(struct settings_ctx *c, const char *v)
+{
+	size_t count = 0;
+	free_list(c->s->oversign_headers);
+	c->s->oversign_headers = NULL;
+	int rc = for_each_item(c, v, add_oversign, &count);
+	if (c->s->oversign_headers == NULL)	/* an empty list means none */
+		c->s->oversign_headers = calloc(1, sizeof(char *));
+	return rc;
+}
+
+static int p_authserv_id(struct settings_ctx *c, const char *v)
+{
+	for (const char *p = v; *p; p++)
+		if (!isgraph((unsigned char)*p) || *p == ';' || *p == '(' || *p == ')' || *p == '"')
+			return SETTINGS_ERR(c, "AuthservID: not a valid authserv-id: %s", v);
+	return set_string(c, &c->s->authserv_id, v);
+}
+
+/* "HOST[:PORT]" with HOST an IPv4 address or [IPv6]; returns 0 if valid. */
+static int valid_host_port(const char *v, bool allow_names)
+{
+	char host[NETADDR_TEXT_MAX];
+	const char *port = NULL;
+	size_t n;
+	struct netaddr a;
+
+	if (v[0] == '[') {
+		const char *close = strchr(v, ']');
+		if (close == NULL)
+			return -1;
+		n = (size_t)(close - v - 1);
+		if (n >= sizeof(host))
+			return -1;
+		memcpy(host, v + 1, n);
+		if (close[1] == ':')
+			port = close + 2;
+		else if (close[1] != '\0')
+			return -1;
+	} else {
+		const char *colon = strrchr(v, ':');
+		if (colon && strchr(v, ':') != colon)
+			colon = NULL;	/* bare IPv6 without brackets: no port */
+		n = colon ? (size_t)(colon - v) : strlen(v);
+		if (n >= sizeof(host))
+			return -1;
+		memcpy(host, v, n);
+		port = colon ? colon + 1 : NULL;
+	}
+	host[n] = '\0';
+	if (n == 0 || (netaddr_parse(host, &a) != 0 && !allow_names))
+		return -1;
+	if (port) {
+		char *end;
+		long p = strtol(port, &end, 10);
+		if (*port == '\0' || *end != '\0' || p <= 0 || p > 65535)
+			return -1;
+	}
+	return 0;
+}
+
+static int p_resolver(struct settings_ctx *c, const char *v)
+{
+	if (strcasecmp(v, "system") != 0 && valid_host_port(v, false) != 0)
+		return SETTINGS_ERR(c, "Resolver: expected system or an address with optional :PORT (IPv6 as [ADDR]:PORT), got %s", v);
+	return set_string(c, &c->s->resolver, v);
+}
+
+static int p_dns_timeout(struct settings_ctx *c, const char *v)
+{
+	long ms;
+	if (settings_parse_duration_ms(v, &ms) != 0 || ms < 10 || ms > 10000)
+		return SETTINGS_ERR(c, "DNSTimeout: expected a duration from 10ms to 10s, got %s", v);
+	c->s->dns_timeout_ms = ms;
+	return 0;
+}
+
+static int p_tag_header(struct settings_ctx *c, const char *v)
+{
+	if (!valid_header_name(v))
+		return SETTINGS_ERR(c, "TagHeader: not a header name: %s", v);
+	return set_string(c, &c->s->tag_header, v);
+}
+
+static int p_metrics_listen(struct settings_ctx *c, const char *v)
+{
+	if (valid_host_port(v, true) != 0 || strchr(v, ':') == NULL)
+		return SETTINGS_ERR(c, "MetricsListen: expected HOST:PORT, got %s", v);
+	return set_string(c, &c->s->metrics_listen, v);
+}
+
+static const struct {
+	const char *name;
+	settings_parser parse;
+} settings_table[] = {
+	{ "Socket", p_socket },
+	{ "UserID", p_user_id },
+	{ "PidFile", p_pid_file },
+	{ "Umask", p_umask },
+	{ "LogLevel", p_log_level },
+	{ "Policy", p_policy },
+	{ "Redis", p_redis },
+	{ "RedisPasswordFile", p_redis_password_file },
+	{ "RedisTimeout", p_redis_timeout },
+	{ "RedisPrefix", p_redis_prefix },
+	{ "OnStoreFailure", p_on_store_failure },
+	{ "Mode", p_mode },
+	{ "InternalHosts", p_internal_hosts },
+	{ "KeyTable", p_key_table },
+	{ "SigningTable", p_signing_table },
+	{ "MultipleSignatures", p_multiple_signatures },
+	{ "Canonicalization", p_canonicalization },
+	{ "OversignHeaders", p_oversign },
+	{ "RequireSafeKeys", p_require_safe_keys },
+	{ "AuthservID", p_authserv_id },
+	{ "EgressAddresses", p_egress },
+	{ "Resolver", p_resolver },
+	{ "DNSTimeout", p_dns_timeout },
+	{ "TagHeader", p_tag_header },
+	{ "MetricsListen", p_metrics_listen },
+};
+#define SETTINGS_COUNT (sizeof(settings_table) / sizeof(settings_table[0]))
+
+static int settings_defaults(struct settings *s)
+{
+	char host[256];
+	struct settings_ctx c = { .s = s };
+
+	s->umask = 007;
+	s->log_level = LOG_LEVEL_INFO;
+	s->redis_timeout_ms = 200;
+	s->on_store_failure = STORE_FAILURE_ACCEPT;
+	s->mode = MODE_ENFORCE;
+	s->canon_header_relaxed = true;
+	s->canon_body_relaxed = true;
+	s->require_safe_keys = true;
+	s->dns_timeout_ms = 2000;
+	if (gethostname(host, sizeof(host)) != 0)
+		strcpy(host, "localhost");
+	host[sizeof(host) - 1] = '\0';
+	s->socket = strdup("unix:/run/bulkmilter/bulkmilter.sock");
+	s->policy_path = strdup(SYSCONFDIR "/bulkmilter/bulkmilter.policy");
+	s->redis_url = strdup("redis://127.0.0.1:6379/0");
+	s->redis_prefix = strdup("bm:");
+	s->authserv_id = strdup(host);
+	s->resolver = strdup("system");
+	s->tag_header = strdup("X-Bulk-Class");
+	s->oversign_headers = calloc(2, sizeof(char *));
+	if (!s->socket || !s->policy_path || !s->redis_url || !s->redis_prefix ||
+	    !s->authserv_id || !s->resolver || !s->tag_header || !s->oversign_headers ||
+	    !(s->oversign_headers[0] = strdup("from")))
+		return -1;
+	struct diag scratch = { .count = 0 };
+	c.errs = &scratch;
+	int rc = for_each_item(&c, "127.0.0.0/8, ::1", add_internal_host, NULL);
+	diag_free(&scratch);
+	return rc;
+}
+
+/* Splits "Name value # comment" in place; returns 0 for a blank line. */
+static int split_line(char *line, char **name, char **value)
+{
+	char *p = line;
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p == '\0' || *p == '#')
+		return 0;
+	*name = p;
+	while (*p && !isspace((unsigned char)*p))
+		p++;
+	if (*p)
+		*p++ = '\0';
+	while (isspace((unsigned char)*p))
+		p++;
+	*value = p;
+	/* a '#' after white space starts a comment; inside a word it is data */
+	for (char *q = p; *q; q++) {
+		if (*q == '#' && (q == p || isspace((unsigned char)q[-1]))) {
+			*q = '\0';
+			break;
+		}
+	}
+	char *end = p + strlen(p);
+	while (end > p && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return 1;
+}
+
+struct settings *settings_load(const char *path, struct diag *errs)
+{
+	struct settings *s = calloc(1, sizeof(*s));
+	int seen[SETTINGS_COUNT] = { 0 };
+	char line[SETTINGS_LINE_MAX + 2];
+	size_t before = diag_errors(errs);
+
+	if (s == NULL || (s->path = strdup(path)) == NULL || settings_defaults(s) != 0) {
+		diag_add(errs, path, 0, "out of memory");
+		settings_free(s);
+		return NULL;
+	}
+	FILE *fp = fopen(path, "r");
+	if (fp == NULL) {
+		diag_add(errs, path, 0, "cannot open: %s", strerror(errno));
+		settings_free(s);
+		return NULL;
+	}
+	struct settings_ctx c = { .s = s, .errs = errs, .file = path, .line = 0 };
+	while (fgets(line, sizeof(line), fp)) {
+		char *name, *value;
+		c.line++;
+		if (strchr(line, '\n') == NULL && !feof(fp)) {
+			SETTINGS_ERR(&c, "line longer than %d characters", SETTINGS_LINE_MAX);
+			int ch;
+			while ((ch = fgetc(fp)) != EOF && ch != '\n')
+				;
+			continue;
+		}
+		if (split_line(line, &name, &value) == 0)
+			continue;
+		size_t i;
+		for (i = 0; i < SETTINGS_COUNT; i++)
+			if (strcasecmp(name, settings_table[i].name) == 0)
+				break;
+		if (i == SETTINGS_COUNT) {
+			SETTINGS_ERR(&c, "unknown setting %s", name);
+			continue;
+		}
+		if (*value == '\0') {
+			SETTINGS_ERR(&c, "%s: missing value", settings_table[i].name);
+			continue;
+		}
+		if (seen[i]) {
+			SETTINGS_ERR(&c, "%s: already set at line %d", settings_table[i].name, seen[i]);
+			continue;
+		}
+		seen[i] = c.line;
+		settings_table[i].parse(&c, value);
+	}
+	fclose(fp);
+	if (s->signing_table && !s->key_table) {
+		c.line = 0;
+		SETTINGS_ERR(&c, "SigningTable is set but KeyTable is not");
+	}
+	if (diag_errors(errs) != before) {
+		settings_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+bool settings_is_internal(const struct settings *s, const struct netaddr *a)
+{
+	for (size_t i = 0; i < s->internal_hosts_count; i++)
+		if (cidr_match(&s->internal_hosts[i], a))
+			return true;
+	return false;
+}
+
+void settings_free(struct settings *s)
+{
+	if (s == NULL)
+		return;
+	free(s->path);
+	free(s->socket);
+	free(s->user_id);
+	free(s->pid_file);
+	free(s->policy_path);
+	free(s->redis_url);
+	free(s->redis_password_file);
+	free(s->redis_prefix);
+	free(s->internal_hosts);
+	free(s->key_table);
+	free(s->signing_table);
+	free_list(s->oversign_headers);
+	free(s->authserv_id);
+	free(s->egress_addresses);
+	free(s->resolver);
+	free(s->tag_header);
+	free(s->metrics_listen);
+	free(s);
+}
