@@ -35,6 +35,7 @@
 #include "bulk.h"
 #include "callbacks.h"
 #include "log.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "policy.h"
 #include "ratelimit.h"
@@ -169,6 +170,10 @@ static void msg_end_early(struct conn *c, const char *decision)
 	struct msg *m = &c->msg;
 	if (!m->active)
 		return;
+	if (strncmp(decision, "reject", 6) == 0)
+		metrics_inc(METRIC_REJECTED);
+	else if (strncmp(decision, "tempfail", 8) == 0)
+		metrics_inc(METRIC_TEMPFAILED);
 	log_info("%s: direction=%s class=%s account=%s client=%s decision=%s rcpts=%lu refunded=%s",
 		 msg_qid(m), m->direction == DIRECTION_OUTBOUND ? "outbound" : "inbound",
 		 m->cls ? m->cls->name : "-", m->has_account ? m->account : "-", c->client_text,
@@ -254,6 +259,7 @@ static sfsistat over_limit(SMFICTX *ctx, struct conn *c, const struct ratelimit_
 	char text[TEXT_BUF];
 	const char *rate = v->rate ? v->rate->text : "?";
 
+	metrics_inc(METRIC_OVER_LIMIT);
 	if (s->mode == MODE_MONITOR) {
 		log_info("%s: monitor: account=%s over %s %s: would %s", queue_id_now(ctx, m),
 			 m->account, v->kind, rate, policy_action_name(action));
@@ -294,6 +300,7 @@ static sfsistat over_limit(SMFICTX *ctx, struct conn *c, const struct ratelimit_
 static sfsistat store_failed(SMFICTX *ctx, struct conn *c, const struct ratelimit_verdict *v)
 {
 	struct msg *m = &c->msg;
+	metrics_inc(METRIC_STORE_FAILURES);
 	log_warning("%s: account=%s rate limit not checked: %s", queue_id_now(ctx, m), m->account,
 		    v->reason);
 	if (c->snap->settings->on_store_failure == STORE_FAILURE_TEMPFAIL &&
@@ -317,6 +324,11 @@ static sfsistat spf_inbound(SMFICTX *ctx, struct conn *c)
 	m->spf = spf_check(c->snap->spf, &c->client, c->helo, m->sender, m->spf_detail,
 			   sizeof(m->spf_detail));
 	m->spf_done = true;
+	metrics_inc(METRIC_SPF_CHECKS);
+	if (m->spf == SPF_OUTCOME_TEMPERROR)
+		metrics_inc(METRIC_SPF_TEMPERROR);
+	if (m->spf == SPF_OUTCOME_FAIL)
+		metrics_inc(METRIC_SPF_FAIL);
 	if (m->spf != SPF_OUTCOME_FAIL || m->cls == NULL)
 		return SMFIS_CONTINUE;
 	char text[TEXT_BUF];
@@ -808,6 +820,19 @@ static void log_message(struct conn *c, const struct eom_outcome *o, const char 
 		 m->hold_reason[0] ? " hold=" : "", m->hold_reason[0] ? m->hold_reason : "");
 }
 
+static void count_outcome(const struct conn *c, const struct eom_outcome *o, sfsistat r)
+{
+	const struct msg *m = &c->msg;
+	metrics_inc(r == SMFIS_CONTINUE ? (m->hold_reason[0] ? METRIC_HELD : METRIC_ACCEPTED)
+		    : r == SMFIS_REJECT ? METRIC_REJECTED : METRIC_TEMPFAILED);
+	if (m->direction == DIRECTION_OUTBOUND && c->snap->keys)
+		metrics_inc(o->signed_ok ? METRIC_SIGNED : METRIC_NOT_SIGNED);
+	if (o->bulk)
+		metrics_inc(METRIC_BULK);
+	if (o->failed)
+		metrics_inc(METRIC_NONCOMPLIANT);
+}
+
 static sfsistat cb_eom(SMFICTX *ctx)
 {
 	struct conn *c = conn_of(ctx);
@@ -823,6 +848,7 @@ static sfsistat cb_eom(SMFICTX *ctx)
 	const char *decision = r == SMFIS_CONTINUE ? (m->hold_reason[0] ? "hold" : "accept")
 			     : r == SMFIS_REJECT ? "reject" : "tempfail";
 	log_message(c, &o, decision);
+	count_outcome(c, &o, r);
 	if (r == SMFIS_CONTINUE)
 		ratelimit_receipt_clear(&m->receipt);	/* accepted: the charge stands */
 	msg_reset(c);

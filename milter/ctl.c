@@ -5,14 +5,19 @@
  *	bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--rcpts N]
  *	bulkmilterctl [-c FILE] [--json] usage ACCOUNT
  *	bulkmilterctl [-c FILE] [--json] reset ACCOUNT
+ *	bulkmilterctl [-c FILE] [--json] stats
  *
  * It reads the same config and policy as the daemon (a snapshot without
  * services), so what it says is what the daemon would do after a reload.
- * Only usage and reset talk to Redis.
+ * Only usage and reset talk to Redis; stats asks the running daemon
+ * through MetricsListen.
  */
 #include "config.h"
 
 #include <getopt.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +40,8 @@ static void usage(void)
 		"usage: bulkmilterctl [-c FILE] [--json] check\n"
 		"       bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--rcpts N]\n"
 		"       bulkmilterctl [-c FILE] [--json] usage ACCOUNT\n"
-		"       bulkmilterctl [-c FILE] [--json] reset ACCOUNT\n");
+		"       bulkmilterctl [-c FILE] [--json] reset ACCOUNT\n"
+		"       bulkmilterctl [-c FILE] [--json] stats\n");
 }
 
 /* Prints s as a JSON string literal. */
@@ -261,6 +267,73 @@ static int cmd_usage(struct snapshot *s, const char *account)
 	return 0;
 }
 
+/* Fetches the daemon's counters from MetricsListen. */
+static int cmd_stats(struct snapshot *s)
+{
+	const char *listen = s->settings->metrics_listen;
+	if (listen == NULL) {
+		fprintf(stderr, "stats: set MetricsListen in the config to read the daemon's counters\n");
+		return 1;
+	}
+	char host[256], port[16];
+	const char *colon = strrchr(listen, ':');
+	size_t hl = (size_t)(colon - listen);
+	if (hl >= sizeof(host) || strlen(colon + 1) >= sizeof(port))
+		return 1;
+	memcpy(host, listen[0] == '[' ? listen + 1 : listen, listen[0] == '[' ? hl - 2 : hl);
+	host[listen[0] == '[' ? hl - 2 : hl] = '\0';
+	strcpy(port, colon + 1);
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
+	if (getaddrinfo(host, port, &hints, &ai) != 0) {
+		fprintf(stderr, "stats: cannot resolve %s\n", listen);
+		return 1;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+		fprintf(stderr, "stats: cannot connect to %s (is bulkmilter running?)\n", listen);
+		freeaddrinfo(ai);
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	freeaddrinfo(ai);
+	const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	if (write(fd, req, sizeof(req) - 1) < 0) {
+		close(fd);
+		return 1;
+	}
+	char buf[16384];
+	size_t used = 0;
+	ssize_t n;
+	while (used < sizeof(buf) - 1 && (n = read(fd, buf + used, sizeof(buf) - 1 - used)) > 0)
+		used += (size_t)n;
+	close(fd);
+	buf[used] = '\0';
+	char *body = strstr(buf, "\r\n\r\n");
+	if (body == NULL) {
+		fprintf(stderr, "stats: bad answer from %s\n", listen);
+		return 1;
+	}
+	bool first = true;
+	if (json)
+		printf("{");
+	for (char *line = strtok(body + 4, "\n"); line; line = strtok(NULL, "\n")) {
+		char name[128];
+		unsigned long value;
+		if (line[0] == '#' || sscanf(line, "%127s %lu", name, &value) != 2)
+			continue;
+		const char *shown = strncmp(name, "bulkmilter_", 11) == 0 ? name + 11 : name;
+		if (json)
+			printf("%s\"%s\":%lu", first ? "" : ",", shown, value);
+		else
+			printf("%-28s %lu\n", shown, value);
+		first = false;
+	}
+	if (json)
+		printf("}\n");
+	return 0;
+}
+
 static int cmd_reset(struct snapshot *s, const char *account)
 {
 	char err[256] = "";
@@ -306,6 +379,8 @@ int main(int argc, char **argv)
 		rc = 1;
 	} else if (strcmp(cmd, "explain") == 0) {
 		rc = cmd_explain(s, argc - i, argv + i);
+	} else if (strcmp(cmd, "stats") == 0 && i + 1 == argc) {
+		rc = cmd_stats(s);
 	} else if ((strcmp(cmd, "usage") == 0 || strcmp(cmd, "reset") == 0) && i + 2 == argc) {
 		rc = cmd[0] == 'u' ? cmd_usage(s, argv[i + 1]) : cmd_reset(s, argv[i + 1]);
 	} else {

@@ -38,6 +38,7 @@
 
 #include "callbacks.h"
 #include "log.h"
+#include "metrics.h"
 #include "snapshot.h"
 #include "spf.h"
 
@@ -210,6 +211,7 @@ static void reload(const char *config, const char *sock)
 	if (s == NULL) {
 		diag_log(&errs);
 		log_error("reload refused: %zu error(s); the running configuration stays", diag_errors(&errs));
+		metrics_inc(METRIC_RELOADS_REFUSED);
 		diag_free(&errs);
 		return;
 	}
@@ -219,6 +221,7 @@ static void reload(const char *config, const char *sock)
 	snapshot_release(old);
 	snapshot_install(s);
 	log_set_level(s->settings->log_level);
+	metrics_inc(METRIC_RELOADS);
 	log_info("reloaded %s and %s (generation %lu)", config, s->settings->policy_path, s->generation);
 }
 
@@ -321,6 +324,10 @@ int main(int argc, char **argv)
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
+	if (s->metrics_listen && metrics_listen(s->metrics_listen, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		return 1;
+	}
 	pthread_t tid;
 	int milter_rc = 0;
 	if (pthread_create(&tid, NULL, milter_thread, &milter_rc) != 0) {

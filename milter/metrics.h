@@ -1,0 +1,32 @@
+/*
+ * NAME
+ *	metrics - counters, served as Prometheus text
+ * SYNOPSIS
+ *	void metrics_inc(enum metric m);
+ *	size_t metrics_format(char *buf, size_t len);
+ *	int metrics_listen(const char *host_port, char *err, size_t len);
+ * DESCRIPTION
+ *	Counters are process-wide atomics: incrementing one on the hot path
+ *	is one locked add, no lock and no allocation. metrics_listen starts a
+ *	thread answering every HTTP request on HOST:PORT with the counters
+ *	(GET /metrics); it is meant for loopback or a monitoring network.
+ */
+#ifndef BM_METRICS_H
+#define BM_METRICS_H
+
+#include <stddef.h>
+
+enum metric {
+	METRIC_ACCEPTED, METRIC_TEMPFAILED, METRIC_REJECTED, METRIC_HELD,
+	METRIC_OVER_LIMIT, METRIC_STORE_FAILURES, METRIC_SIGNED, METRIC_NOT_SIGNED,
+	METRIC_BULK, METRIC_NONCOMPLIANT, METRIC_SPF_CHECKS, METRIC_SPF_FAIL,
+	METRIC_SPF_TEMPERROR, METRIC_RELOADS, METRIC_RELOADS_REFUSED,
+	METRIC_COUNT
+};
+
+void metrics_inc(enum metric m);
+/* Writes the Prometheus text; returns its length. */
+size_t metrics_format(char *buf, size_t len);
+int metrics_listen(const char *host_port, char *err, size_t len);
+
+#endif
