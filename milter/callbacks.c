@@ -318,9 +318,8 @@ static sfsistat spf_inbound(SMFICTX *ctx, struct conn *c)
 	struct msg *m = &c->msg;
 	if (c->snap->spf == NULL || c->client.family == 0)
 		return SMFIS_CONTINUE;
-	m->spf_helo = m->sender[0] == '\0';
-	const char *domain = m->spf_helo ? c->helo : address_domain(m->sender);
-	copy_str(m->spf_identity, sizeof(m->spf_identity), domain);
+	m->spf_helo = spf_identity_domain(c->helo, m->sender, m->spf_identity,
+					  sizeof(m->spf_identity)) == SPF_IDENTITY_HELO;
 	m->spf = spf_check(c->snap->spf, &c->client, c->helo, m->sender, m->spf_detail,
 			   sizeof(m->spf_detail));
 	m->spf_done = true;

@@ -1,1 +1,97 @@
-/* placeholder: module not written yet */
+/*
+ * NAME
+ *	dns - our libspf2 DNS layer: one resolver, per-query timeout, TTL cache
+ * SYNOPSIS
+ *	int dns_server_parse(const char *spec, struct sockaddr_storage *addr,
+ *		socklen_t *addrlen, char *err, size_t len);
+ *	int dns_resolv_conf_server(const char *path, struct sockaddr_storage *addr,
+ *		socklen_t *addrlen, char *err, size_t len);
+ *	struct dns_resolver *dns_resolver_new(const char *spec, long timeout_ms,
+ *		char *err, size_t len);
+ *	void dns_resolver_free(struct dns_resolver *r);
+ *	SPF_dns_server_t *dns_resolver_layer(struct dns_resolver *r);
+ *	SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name,
+ *		ns_type type);
+ *	void dns_budget_start(struct dns_resolver *r, long budget_ms,
+ *		unsigned max_lookups);
+ *	unsigned dns_budget_exceeded(const struct dns_resolver *r);
+ *	void dns_stats_get(const struct dns_resolver *r, struct dns_stats *out);
+ * DESCRIPTION
+ *	dns_server_parse turns the Resolver setting into the address of one
+ *	DNS server: "system" is the first nameserver of /etc/resolv.conf
+ *	(127.0.0.1 when it names none, as in glibc), otherwise a numeric
+ *	"IPv4[:PORT]", "[IPv6][:PORT]" or bare IPv6 address; the port
+ *	defaults to 53. It returns 0, or -1 with a one-line reason in err.
+ *	dns_resolv_conf_server does the "system" part for a given file.
+ *
+ *	dns_resolver_new makes a resolver for spec whose queries each wait
+ *	at most timeout_ms. With "system", resolv.conf is read again when
+ *	it changes (checked at each dns_budget_start).
+ *	dns_resolver_layer is the SPF_dns_server_t to hand to
+ *	SPF_server_new_dns(); it stays owned by the resolver (libspf2 does
+ *	not free it), so free the SPF server first, then the resolver.
+ *
+ *	dns_lookup answers (name, type) the way a libspf2 layer must: never
+ *	NULL (libspf2 aborts on NULL) except when out of memory, and herrno
+ *	NETDB_SUCCESS (num_rr > 0), NO_DATA, HOST_NOT_FOUND (NXDOMAIN, or a
+ *	name that cannot exist) or TRY_AGAIN (timeout, network error,
+ *	SERVFAIL, REFUSED, a malformed or mismatched answer, budget spent).
+ *	TXT strings of one record are concatenated (RFC 7208 3.3). A
+ *	truncated UDP answer is asked again over TCP. Answers are cached
+ *	for their TTL (at most DNS_TTL_MAX); NXDOMAIN and NODATA for the
+ *	SOA minimum when the server sends one; failures are never cached.
+ *	Type SPF (99) is answered NO_DATA without a query: RFC 7208 retired
+ *	it, and libspf2 1.2.10 would otherwise double every lookup. The
+ *	caller frees the answer with SPF_dns_rr_free.
+ *
+ *	dns_budget_start opens an evaluation: from then on, a lookup after
+ *	budget_ms (<= 0: no deadline) or beyond max_lookups (0: no limit;
+ *	cache hits count) is answered TRY_AGAIN without a query, and
+ *	dns_budget_exceeded says which bound was hit (DNS_BUDGET_TIME,
+ *	DNS_BUDGET_LOOKUPS). A query never waits past the deadline.
+ *
+ *	Not thread-safe: one resolver per (single-threaded) SPF helper.
+ */
+#ifndef BM_DNS_H
+#define BM_DNS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <spf2/spf.h>
+#include <spf2/spf_dns.h>
+
+#define DNS_PORT 53
+/* No answer is kept longer than a day, whatever its TTL (as unbound). */
+#define DNS_TTL_MAX 86400
+/* RFC 2308 allows hours for negative answers; an hour is what unbound uses. */
+#define DNS_NEGATIVE_TTL_MAX 3600
+/* Answers per helper; a few hundred bytes each, a few MB at most. */
+#define DNS_CACHE_MAX 8192
+
+#define DNS_BUDGET_TIME 1u
+#define DNS_BUDGET_LOOKUPS 2u
+
+struct dns_resolver;
+
+struct dns_stats {
+	unsigned long lookups;		/* dns_lookup calls, type SPF excluded */
+	unsigned long cache_hits;
+	unsigned long queries;		/* questions sent (UDP or TCP, no resends) */
+	unsigned long failures;		/* lookups answered TRY_AGAIN */
+};
+
+int dns_server_parse(const char *spec, struct sockaddr_storage *addr, socklen_t *addrlen,
+	char *err, size_t len);
+int dns_resolv_conf_server(const char *path, struct sockaddr_storage *addr,
+	socklen_t *addrlen, char *err, size_t len);
+struct dns_resolver *dns_resolver_new(const char *spec, long timeout_ms, char *err, size_t len);
+void dns_resolver_free(struct dns_resolver *r);
+SPF_dns_server_t *dns_resolver_layer(struct dns_resolver *r);
+SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name, ns_type type);
+void dns_budget_start(struct dns_resolver *r, long budget_ms, unsigned max_lookups);
+unsigned dns_budget_exceeded(const struct dns_resolver *r);
+void dns_stats_get(const struct dns_resolver *r, struct dns_stats *out);
+
+#endif

@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "dns.h"
 #include "log.h"
 #include "settings.h"
 
@@ -421,51 +422,26 @@ static int p_authserv_id(struct settings_ctx *c, const char *v)
 	return set_string(c, &c->s->authserv_id, v);
 }
 
-/* "HOST[:PORT]" with HOST an IPv4 address or [IPv6]; returns 0 if valid. */
-static int valid_host_port(const char *v, bool allow_names)
+/* "HOST:PORT" or "[IPv6]:PORT"; returns 0 if valid. */
+static int valid_host_port(const char *v)
 {
-	char host[NETADDR_TEXT_MAX];
-	const char *port = NULL;
-	size_t n;
-	struct netaddr a;
-
-	if (v[0] == '[') {
-		const char *close = strchr(v, ']');
-		if (close == NULL)
-			return -1;
-		n = (size_t)(close - v - 1);
-		if (n >= sizeof(host))
-			return -1;
-		memcpy(host, v + 1, n);
-		if (close[1] == ':')
-			port = close + 2;
-		else if (close[1] != '\0')
-			return -1;
-	} else {
-		const char *colon = strrchr(v, ':');
-		if (colon && strchr(v, ':') != colon)
-			colon = NULL;	/* bare IPv6 without brackets: no port */
-		n = colon ? (size_t)(colon - v) : strlen(v);
-		if (n >= sizeof(host))
-			return -1;
-		memcpy(host, v, n);
-		port = colon ? colon + 1 : NULL;
-	}
-	host[n] = '\0';
-	if (n == 0 || (netaddr_parse(host, &a) != 0 && !allow_names))
+	const char *colon = strrchr(v, ':');
+	char *end;
+	if (colon == NULL || colon == v || (v[0] == '[' && colon[-1] != ']'))
 		return -1;
-	if (port) {
-		char *end;
-		long p = strtol(port, &end, 10);
-		if (*port == '\0' || *end != '\0' || p <= 0 || p > 65535)
-			return -1;
-	}
-	return 0;
+	if (v[0] != '[' && memchr(v, ':', (size_t)(colon - v)))
+		return -1;	/* a bare IPv6 address needs brackets */
+	long port = strtol(colon + 1, &end, 10);
+	return colon[1] && *end == '\0' && port > 0 && port <= 65535 ? 0 : -1;
 }
 
 static int p_resolver(struct settings_ctx *c, const char *v)
 {
-	if (strcasecmp(v, "system") != 0 && valid_host_port(v, false) != 0)
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char why[256];
+	/* the DNS layer's own parser, so what loads is what runs */
+	if (strcasecmp(v, "system") != 0 && dns_server_parse(v, &ss, &sl, why, sizeof(why)) != 0)
 		return SETTINGS_ERR(c, "Resolver: expected system or an address with optional :PORT (IPv6 as [ADDR]:PORT), got %s", v);
 	return set_string(c, &c->s->resolver, v);
 }
@@ -488,7 +464,7 @@ static int p_tag_header(struct settings_ctx *c, const char *v)
 
 static int p_metrics_listen(struct settings_ctx *c, const char *v)
 {
-	if (valid_host_port(v, true) != 0 || strchr(v, ':') == NULL)
+	if (valid_host_port(v) != 0)
 		return SETTINGS_ERR(c, "MetricsListen: expected HOST:PORT, got %s", v);
 	return set_string(c, &c->s->metrics_listen, v);
 }

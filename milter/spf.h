@@ -7,17 +7,65 @@
  *	enum spf_outcome spf_check(struct spf_pool *pool, const struct netaddr *client,
  *		const char *helo, const char *mail_from, char *detail, size_t len);
  *	int spf_dmarc_record(struct spf_pool *pool, const char *domain, bool *published);
+ *	enum spf_identity spf_identity_domain(const char *helo, const char *mail_from,
+ *		char *domain, size_t len);
+ *	const char *spf_outcome_name(enum spf_outcome o);
  *	int spf_helper_main(int argc, char **argv);
  * DESCRIPTION
- *	libspf2 runs in a small pool of unprivileged helper processes (it
- *	abort()s on internal errors and has an unpatched CVE reachable from
- *	DNS answers); the milter talks to them over socket pairs. A helper
- *	that dies costs the request in flight a temperror and is restarted.
- *	DNS goes through our own layer: Resolver, a per-query timeout, and a
- *	TTL cache. spf_check and spf_dmarc_record are thread-safe and return
- *	within a bounded time. mail_from "" means the null sender (HELO is
- *	then checked). spf_helper_main is the helper process's entry point.
- *	[owner: SPF module; extend as needed, keep these calls]
+ *	libspf2 runs in a pool of SPF_POOL_SIZE unprivileged helper
+ *	processes (it abort()s on internal errors and has an unpatched CVE
+ *	reachable from DNS answers); the milter talks to them over socket
+ *	pairs. Helpers are started by spf_pool_start, each as a fork and an
+ *	immediate exec of /proc/self/exe with argv[1] "--spf-helper"; the
+ *	program's main() must then call spf_helper_main(argc, argv) and exit
+ *	with its return value. A helper started as root drops to the UserID
+ *	user (settings user_id), or to "nobody" when there is none.
+ *
+ *	spf_pool_start reads resolver, dns_timeout_ms and user_id from s
+ *	(it copies them; s may be freed afterwards) and returns NULL with
+ *	a reason in err when the Resolver is invalid or no helper starts.
+ *	Start the pool in the process that will call spf_check, i.e. after
+ *	any fork into the background: helpers are its children and are
+ *	reaped by pid (do not reap with waitpid(-1), nor set SIGCHLD to
+ *	SIG_IGN). It may start before or after the daemon drops to UserID;
+ *	either way helpers run as that user, so the daemon can kill them.
+ *	spf_pool_stop ends the helpers and frees the pool; no spf_check may
+ *	be running on it. With pool NULL, spf_check answers temperror and
+ *	spf_dmarc_record -1.
+ *
+ *	spf_check is check_host() (RFC 7208) for the client address and the
+ *	MAIL FROM domain; mail_from "" (or "<>") is the null sender, and then
+ *	the HELO name is checked as postmaster@helo. mail_from may carry
+ *	its angle brackets. detail gets a short reason for logs and reply
+ *	texts: printable ASCII, no '%', never more than len - 1 bytes.
+ *	permerror covers record syntax errors and more than 10 DNS terms
+ *	in one record (more than SPF_LOOKUPS_MAX lookups in all); temperror
+ *	covers DNS failures, a helper that died or overran its time, and a
+ *	pool too busy to answer in time. none is also the answer when there
+ *	is no client address or no valid domain to check (RFC 7208 4.3).
+ *
+ *	spf_dmarc_record sets *published when the domain, or else its
+ *	organizational domain, has exactly one TXT record at _dmarc.<name>
+ *	that starts with "v=DMARC1" (RFC 7489 6.6.3). It returns 0, or -1
+ *	on a DNS failure. An invalid domain is "not published".
+ *
+ *	Both calls are thread-safe and return within
+ *	SPF_BUDGET_TIMEOUTS * dns_timeout_ms + SPF_REPLY_MARGIN_MS. Requests
+ *	for one organizational domain always go to the same helper, so they
+ *	share its DNS cache. A helper that dies costs at most the request in
+ *	flight (temperror) and is started again on the next request.
+ *
+ *	spf_identity_domain writes the domain spf_check evaluates (lower
+ *	case), for Authentication-Results: SPF_IDENTITY_MAILFROM
+ *	(smtp.mailfrom), SPF_IDENTITY_HELO (smtp.helo, null sender) or
+ *	SPF_IDENTITY_NONE (nothing valid to check; domain is "").
+ *
+ *	spf_helper_main is the helper process's entry point; it returns only
+ *	when the milter closes its socket (0) or the helper cannot start (1).
+ * DIAGNOSTICS
+ *	A helper that dies, overruns or fails to start is logged at warning
+ *	level with its pid; the helpers log libspf2's own complaints.
+ *	[owner: SPF module]
  */
 #ifndef BM_SPF_H
 #define BM_SPF_H
@@ -28,10 +76,22 @@
 #include "netaddr.h"
 #include "settings.h"
 
+/* Helpers per pool: the number of SPF evaluations that run at once. */
+#define SPF_POOL_SIZE 4
+/*
+ * An evaluation may spend this many per-query DNS timeouts in all (the
+ * helper's budget); the milter waits that plus SPF_REPLY_MARGIN_MS.
+ */
+#define SPF_BUDGET_TIMEOUTS 2
+/* What the milter waits beyond a helper's own time budget. */
+#define SPF_REPLY_MARGIN_MS 500
+
 enum spf_outcome {
 	SPF_OUTCOME_NONE = 0, SPF_OUTCOME_NEUTRAL, SPF_OUTCOME_PASS, SPF_OUTCOME_FAIL,
 	SPF_OUTCOME_SOFTFAIL, SPF_OUTCOME_TEMPERROR, SPF_OUTCOME_PERMERROR,
 };
+
+enum spf_identity { SPF_IDENTITY_NONE = 0, SPF_IDENTITY_MAILFROM, SPF_IDENTITY_HELO };
 
 struct spf_pool;
 
@@ -43,6 +103,8 @@ enum spf_outcome spf_check(struct spf_pool *pool, const struct netaddr *client,
 	const char *helo, const char *mail_from, char *detail, size_t len);
 /* 0 with *published set, or -1 on a DNS failure */
 int spf_dmarc_record(struct spf_pool *pool, const char *domain, bool *published);
+enum spf_identity spf_identity_domain(const char *helo, const char *mail_from,
+	char *domain, size_t len);
 int spf_helper_main(int argc, char **argv);
 
 #endif

@@ -1,0 +1,187 @@
+/*
+ * dns_cache - bounded TTL cache of DNS answers.
+ *
+ * What it does: keeps parsed answers (libspf2's SPF_dns_rr_t) for their
+ * TTL so a burst of mail from one domain costs one query per record.
+ * What it does not: decide TTLs (dns.c does, from the packet), or share
+ * anything between processes.
+ *
+ * Data structure: a chained hash table whose bucket count is a power of
+ * two at least max_entries (load factor <= 1), and an intrusive doubly
+ * linked list in recency order, most recent at the head. A hit moves
+ * the entry to the head; an insert into a full cache evicts the tail.
+ * Both are O(1), so the bound costs nothing on the hot path.
+ */
+#include "config.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dns_cache.h"
+
+struct dns_cache_entry {
+	struct dns_cache_entry *chain;		/* next in the same bucket */
+	struct dns_cache_entry *newer, *older;	/* recency list */
+	uint32_t hash;
+	ns_type type;
+	long long expires_ms;
+	SPF_dns_rr_t *answer;
+	char name[];
+};
+
+struct dns_cache {
+	struct dns_cache_entry **buckets;
+	size_t mask;				/* bucket count - 1 */
+	size_t count, max_entries;
+	struct dns_cache_entry *newest, *oldest;
+};
+
+/* FNV-1a over the name and the type. */
+static uint32_t dns_cache_hash(const char *name, ns_type type)
+{
+	uint32_t h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	h = (h ^ (uint32_t)type) * 16777619u;
+	return h;
+}
+
+/* A copy of answer, or NULL when memory ran out (then nothing leaks). */
+static SPF_dns_rr_t *dns_cache_copy(SPF_dns_rr_t *answer)
+{
+	SPF_dns_rr_t *copy = NULL;
+
+	if (SPF_dns_rr_dup(&copy, answer) != SPF_E_SUCCESS) {
+		if (copy != NULL)
+			SPF_dns_rr_free(copy);
+		return NULL;
+	}
+	return copy;
+}
+
+struct dns_cache *dns_cache_new(size_t max_entries)
+{
+	struct dns_cache *c = calloc(1, sizeof(*c));
+	size_t n = 16;
+
+	if (c == NULL)
+		return NULL;
+	while (n < max_entries)
+		n <<= 1;
+	c->buckets = calloc(n, sizeof(*c->buckets));
+	if (c->buckets == NULL) {
+		free(c);
+		return NULL;
+	}
+	c->mask = n - 1;
+	c->max_entries = max_entries > 0 ? max_entries : 1;
+	return c;
+}
+
+static void dns_cache_list_remove(struct dns_cache *c, struct dns_cache_entry *e)
+{
+	if (e->newer != NULL)
+		e->newer->older = e->older;
+	else
+		c->newest = e->older;
+	if (e->older != NULL)
+		e->older->newer = e->newer;
+	else
+		c->oldest = e->newer;
+}
+
+static void dns_cache_drop(struct dns_cache *c, struct dns_cache_entry *e)
+{
+	struct dns_cache_entry **pp = &c->buckets[e->hash & c->mask];
+
+	while (*pp != e)
+		pp = &(*pp)->chain;
+	*pp = e->chain;
+	dns_cache_list_remove(c, e);
+	c->count--;
+	SPF_dns_rr_free(e->answer);
+	free(e);
+}
+
+static void dns_cache_make_newest(struct dns_cache *c, struct dns_cache_entry *e)
+{
+	e->older = c->newest;
+	e->newer = NULL;
+	if (c->newest != NULL)
+		c->newest->newer = e;
+	c->newest = e;
+	if (c->oldest == NULL)
+		c->oldest = e;
+}
+
+static struct dns_cache_entry *dns_cache_find(struct dns_cache *c, const char *name,
+	ns_type type, uint32_t hash)
+{
+	for (struct dns_cache_entry *e = c->buckets[hash & c->mask]; e != NULL; e = e->chain)
+		if (e->hash == hash && e->type == type && strcmp(e->name, name) == 0)
+			return e;
+	return NULL;
+}
+
+SPF_dns_rr_t *dns_cache_get(struct dns_cache *c, const char *name, ns_type type,
+	long long now_ms)
+{
+	uint32_t hash = dns_cache_hash(name, type);
+	struct dns_cache_entry *e = dns_cache_find(c, name, type, hash);
+
+	if (e == NULL)
+		return NULL;
+	if (e->expires_ms <= now_ms) {
+		dns_cache_drop(c, e);
+		return NULL;
+	}
+	dns_cache_list_remove(c, e);
+	dns_cache_make_newest(c, e);
+	return dns_cache_copy(e->answer);
+}
+
+void dns_cache_put(struct dns_cache *c, const char *name, ns_type type,
+	SPF_dns_rr_t *answer, long long expires_ms)
+{
+	uint32_t hash = dns_cache_hash(name, type);
+	struct dns_cache_entry *e = dns_cache_find(c, name, type, hash);
+	size_t len = strlen(name);
+
+	if (e != NULL)
+		dns_cache_drop(c, e);
+	while (c->count >= c->max_entries && c->oldest != NULL)
+		dns_cache_drop(c, c->oldest);
+	e = malloc(sizeof(*e) + len + 1);
+	if (e == NULL)
+		return;
+	e->answer = dns_cache_copy(answer);
+	if (e->answer == NULL) {
+		free(e);
+		return;
+	}
+	memcpy(e->name, name, len + 1);
+	e->hash = hash;
+	e->type = type;
+	e->expires_ms = expires_ms;
+	e->chain = c->buckets[hash & c->mask];
+	c->buckets[hash & c->mask] = e;
+	c->count++;
+	dns_cache_make_newest(c, e);
+}
+
+size_t dns_cache_count(const struct dns_cache *c)
+{
+	return c->count;
+}
+
+void dns_cache_free(struct dns_cache *c)
+{
+	if (c == NULL)
+		return;
+	while (c->oldest != NULL)
+		dns_cache_drop(c, c->oldest);
+	free(c->buckets);
+	free(c);
+}

@@ -1,0 +1,58 @@
+/*
+ * NAME
+ *	spf_wire - what the milter (spf.c) and an SPF helper (spf_helper.c)
+ *	say to each other; private to the two
+ * DESCRIPTION
+ *	The helper is started as
+ *
+ *		EXE --spf-helper FD RESOLVER TIMEOUT_MS USER LOGLEVEL
+ *
+ *	FD is its end of a SOCK_SEQPACKET socket pair, RESOLVER the Resolver
+ *	setting, TIMEOUT_MS the per-query DNS timeout, USER "user[:group]"
+ *	to run as when started as root ("" = SPF_HELPER_DEFAULT_USER), and
+ *	LOGLEVEL the daemon's enum log_level.
+ *
+ *	Every message is one packet of at most SPF_WIRE_MAX bytes: a kind
+ *	byte, then NUL-terminated fields.
+ *
+ *	helper -> milter, once at start:
+ *		'R'				ready
+ *		'E' reason			could not start; it exits
+ *	milter -> helper:
+ *		'S' seq ip helo mail_from	check_host(); mail_from "" = null sender
+ *		'D' seq domain			DMARC record of domain or its org domain
+ *	helper -> milter, one per request:
+ *		'A' seq outcome detail		outcome: decimal enum spf_outcome; for
+ *						'D': PASS = published, NONE = not
+ *						published, TEMPERROR = DNS failure
+ *
+ *	seq echoes the request's, so a late answer can never be taken for
+ *	the answer to a later question. The helper evaluates one request at
+ *	a time and exits when the milter closes its end.
+ */
+#ifndef BM_SPF_WIRE_H
+#define BM_SPF_WIRE_H
+
+#define SPF_WIRE_MAX 2048
+#define SPF_WIRE_READY 'R'
+#define SPF_WIRE_FAILED 'E'
+#define SPF_WIRE_CHECK 'S'
+#define SPF_WIRE_DMARC 'D'
+#define SPF_WIRE_ANSWER 'A'
+
+#define SPF_HELPER_ARG "--spf-helper"
+#define SPF_HELPER_ARGC 7
+#define SPF_HELPER_DEFAULT_USER "nobody"
+
+/*
+ * DNS lookups one evaluation may make, cache hits included. RFC 7208
+ * 4.6.4 allows 10 DNS terms, each MX or PTR term 10 more address
+ * lookups: 1 + 10 * (1 + 10) + 1 for exp= is the most a valid record
+ * needs. libspf2 counts terms per record, not across include:, so this
+ * is what bounds the work a hostile include chain can cause.
+ */
+#define SPF_LOOKUPS_MAX 112
+/* A detail string is cut here: it goes into log lines and SMTP replies. */
+#define SPF_DETAIL_MAX 200
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * Unit tests of organizational domains and relaxed alignment (align.c).
+ */
+#include "unit.h"
+
+#include <stdbool.h>
+
+#include "align.h"
+
+static const char *org(const char *domain)
+{
+	static char buf[ALIGN_NAME_MAX + 1];
+
+	if (align_org_domain(domain, buf, sizeof(buf)) < 0)
+		return "(none)";
+	return buf;
+}
+
+static void subdomain_aligns_with_its_parent(void **state)
+{
+	(void)state;
+	assert_true(align_relaxed("bounces.example.com", "example.com"));
+	assert_true(align_relaxed("example.com", "mail.bounces.example.com"));
+	assert_true(align_relaxed("a.example.com", "b.example.com"));
+}
+
+static void different_organizations_do_not_align(void **state)
+{
+	(void)state;
+	assert_false(align_relaxed("example.com", "example.net"));
+	assert_false(align_relaxed("example.co.uk", "other.co.uk"));
+	assert_false(align_relaxed("mail.example.co.uk", "mail.other.co.uk"));
+	assert_false(align_relaxed("example.com", "notexample.com"));
+}
+
+static void case_and_trailing_dot_do_not_matter(void **state)
+{
+	(void)state;
+	assert_true(align_relaxed("MAIL.EXAMPLE.CO.UK", "example.co.uk."));
+	assert_true(align_relaxed("Bounces.Example.COM.", "example.com"));
+	assert_string_equal(org("MAIL.EXAMPLE.CO.UK"), "example.co.uk");
+	assert_string_equal(org("mail.example.co.uk."), "example.co.uk");
+}
+
+static void private_suffixes_are_their_own_organizations(void **state)
+{
+	(void)state;
+	assert_string_equal(org("foo.github.io"), "foo.github.io");
+	assert_string_equal(org("www.foo.github.io"), "foo.github.io");
+	assert_true(align_relaxed("www.foo.github.io", "foo.github.io"));
+	assert_false(align_relaxed("foo.github.io", "bar.github.io"));
+}
+
+static void public_suffixes_and_junk_have_no_org_domain(void **state)
+{
+	(void)state;
+	assert_string_equal(org("co.uk"), "(none)");
+	assert_string_equal(org("com"), "(none)");
+	assert_string_equal(org("github.io"), "(none)");
+	assert_string_equal(org("192.0.2.1"), "(none)");
+	assert_string_equal(org("a..example.com"), "(none)");
+	assert_string_equal(org(""), "(none)");
+	assert_string_equal(org("."), "(none)");
+	assert_string_equal(org("user@example.com"), "(none)");
+	assert_string_equal(org("[192.0.2.1]"), "(none)");
+	assert_false(align_relaxed("com", "example.com"));
+	assert_false(align_relaxed("co.uk", "other.co.uk"));
+	assert_false(align_relaxed("", ""));
+	assert_false(align_relaxed(NULL, "example.com"));
+	/* The same name is aligned with itself even without an org domain. */
+	assert_true(align_relaxed("localhost", "LOCALHOST."));
+}
+
+static void unknown_tld_uses_the_default_rule(void **state)
+{
+	(void)state;
+	assert_string_equal(org("sub.dmarc.test"), "dmarc.test");
+	assert_string_equal(org("dmarc.test"), "dmarc.test");
+}
+
+static void normalize_lowercases_and_checks_shape(void **state)
+{
+	char buf[ALIGN_NAME_MAX + 1], small[8];
+	(void)state;
+
+	assert_int_equal(align_normalize("Mail.Example.COM.", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "mail.example.com");
+	assert_int_equal(align_normalize("_dmarc.example.com", buf, sizeof(buf)), 0);
+	assert_int_equal(align_normalize("example.com", small, sizeof(small)), -1);
+	assert_int_equal(align_normalize("exa mple.com", buf, sizeof(buf)), -1);
+	assert_int_equal(align_normalize("example.com..", buf, sizeof(buf)), -1);
+
+	char label[80];
+	snprintf(label, sizeof(label), "%.64s.com", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	assert_int_equal(align_normalize(label, buf, sizeof(buf)), -1);	/* 64-octet label */
+	assert_int_equal(align_normalize(label + 1, buf, sizeof(buf)), 0);	/* 63 is the limit */
+
+	char name[300];
+	memset(name, 'a', sizeof(name));
+	for (int i = 50; i < 290; i += 51)
+		name[i] = '.';
+	name[254] = '\0';	/* 254 characters: one too many */
+	assert_int_equal(align_normalize(name, buf, sizeof(buf)), -1);
+	name[253] = '\0';
+	assert_int_equal(align_normalize(name, buf, sizeof(buf)), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(subdomain_aligns_with_its_parent),
+		cmocka_unit_test(different_organizations_do_not_align),
+		cmocka_unit_test(case_and_trailing_dot_do_not_matter),
+		cmocka_unit_test(private_suffixes_are_their_own_organizations),
+		cmocka_unit_test(public_suffixes_and_junk_have_no_org_domain),
+		cmocka_unit_test(unknown_tld_uses_the_default_rule),
+		cmocka_unit_test(normalize_lowercases_and_checks_shape),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,590 @@
+/*
+ * Unit tests of SPF evaluation through the real helper pool (spf.c,
+ * spf_helper.c) against a private dnsmasq. This program is also the
+ * helpers' executable: main() hands "--spf-helper" to spf_helper_main,
+ * as the daemon's main() does.
+ */
+#include "unit.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "netaddr.h"
+#include "settings.h"
+#include "spf.h"
+#include "test_spf_dnsmasq.h"
+
+#define MAIN_TIMEOUT_MS 1000
+#define HELPERS_MAX 16
+
+static struct spf_dnsmasq server;
+static struct spf_pool *pool;
+
+static struct spf_pool *pool_for(const char *resolver, long timeout_ms, const char *user)
+{
+	struct settings s;
+	char err[256] = "";
+	struct spf_pool *p;
+
+	memset(&s, 0, sizeof(s));
+	s.resolver = (char *)resolver;
+	s.dns_timeout_ms = timeout_ms;
+	s.user_id = (char *)user;
+	p = spf_pool_start(&s, err, sizeof(err));
+	if (p == NULL)
+		fprintf(stderr, "spf_pool_start: %s\n", err);
+	assert_non_null(p);
+	return p;
+}
+
+static struct spf_pool *pool_at(int port, long timeout_ms)
+{
+	char spec[32];
+
+	snprintf(spec, sizeof(spec), "127.0.0.1:%d", port);
+	return pool_for(spec, timeout_ms, NULL);
+}
+
+static enum spf_outcome check_in(struct spf_pool *p, const char *ip, const char *helo,
+	const char *from, char *detail, size_t len)
+{
+	struct netaddr a;
+
+	assert_int_equal(netaddr_parse(ip, &a), 0);
+	return spf_check(p, &a, helo, from, detail, len);
+}
+
+static enum spf_outcome check(const char *ip, const char *helo, const char *from)
+{
+	char detail[256];
+
+	return check_in(pool, ip, helo, from, detail, sizeof(detail));
+}
+
+/* Our helpers: children whose argv[1] is --spf-helper. */
+static int helper_pids(pid_t *out, int max)
+{
+	DIR *dir = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(dir);
+	while ((e = readdir(dir)) != NULL && n < max) {
+		char path[64], buf[512], *p;
+		int pid = atoi(e->d_name), ppid = 0;
+		FILE *fp;
+		size_t len;
+
+		if (pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		if ((fp = fopen(path, "r")) == NULL)
+			continue;
+		len = fread(buf, 1, sizeof(buf) - 1, fp);
+		fclose(fp);
+		buf[len] = '\0';
+		if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 2, "%*c %d", &ppid) != 1 ||
+		    ppid != getpid())
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+		if ((fp = fopen(path, "r")) == NULL)
+			continue;
+		len = fread(buf, 1, sizeof(buf) - 1, fp);
+		fclose(fp);
+		buf[len] = '\0';
+		if (strlen(buf) + 1 < len && strcmp(buf + strlen(buf) + 1, "--spf-helper") == 0)
+			out[n++] = (pid_t)pid;
+	}
+	closedir(dir);
+	return n;
+}
+
+static bool contains(const pid_t *pids, int n, pid_t pid)
+{
+	for (int i = 0; i < n; i++)
+		if (pids[i] == pid)
+			return true;
+	return false;
+}
+
+struct expectation {
+	const char *from;
+	enum spf_outcome want;
+};
+
+static void expect_all(const char *ip, const struct expectation *e, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char detail[256];
+		enum spf_outcome got = check_in(pool, ip, "client.example", e[i].from, detail,
+						sizeof(detail));
+		if (got != e[i].want)
+			fprintf(stderr, "%s from %s: got %s (%s), want %s\n", e[i].from, ip,
+				spf_outcome_name(got), detail, spf_outcome_name(e[i].want));
+		assert_int_equal(got, e[i].want);
+	}
+}
+
+static void outcomes_for_ipv4_client(void **state)
+{
+	static const struct expectation in_range[] = {
+		{ "user@pass.test", SPF_OUTCOME_PASS },
+		{ "<user@pass.test>", SPF_OUTCOME_PASS },
+		{ "user@fail.test", SPF_OUTCOME_FAIL },
+		{ "user@softfail.test", SPF_OUTCOME_SOFTFAIL },
+		{ "user@neutral.test", SPF_OUTCOME_NEUTRAL },
+		{ "user@nospf.test", SPF_OUTCOME_NONE },
+		{ "user@nonexistent.test", SPF_OUTCOME_NONE },
+		{ "user@syntax.test", SPF_OUTCOME_PERMERROR },
+		{ "user@toomany.test", SPF_OUTCOME_PERMERROR },
+		{ "user@a.test", SPF_OUTCOME_PASS },
+		{ "user@mx.test", SPF_OUTCOME_PASS },
+		{ "user@include.test", SPF_OUTCOME_PASS },
+		{ "user@split.test", SPF_OUTCOME_PASS },
+		{ "user@big.test", SPF_OUTCOME_PASS },
+		{ "user@PASS.TEST.", SPF_OUTCOME_PASS },
+		{ "user@elsewhere.example", SPF_OUTCOME_TEMPERROR },	/* REFUSED */
+	};
+	static const struct expectation out_of_range[] = {
+		{ "user@pass.test", SPF_OUTCOME_FAIL },
+		{ "user@fail.test", SPF_OUTCOME_PASS },
+		{ "user@a.test", SPF_OUTCOME_FAIL },
+		{ "user@mx.test", SPF_OUTCOME_FAIL },
+		{ "user@include.test", SPF_OUTCOME_FAIL },
+	};
+	(void)state;
+	expect_all("192.0.2.10", in_range, sizeof(in_range) / sizeof(in_range[0]));
+	expect_all("198.51.100.7", out_of_range, sizeof(out_of_range) / sizeof(out_of_range[0]));
+}
+
+static void outcomes_for_ipv6_client(void **state)
+{
+	static const struct expectation in_range[] = {
+		{ "user@pass.test", SPF_OUTCOME_PASS },
+		{ "user@fail.test", SPF_OUTCOME_FAIL },
+		{ "user@softfail.test", SPF_OUTCOME_SOFTFAIL },
+		{ "user@neutral.test", SPF_OUTCOME_NEUTRAL },
+		{ "user@nospf.test", SPF_OUTCOME_NONE },
+		{ "user@nonexistent.test", SPF_OUTCOME_NONE },
+		{ "user@syntax.test", SPF_OUTCOME_PERMERROR },
+		{ "user@toomany.test", SPF_OUTCOME_PERMERROR },
+		{ "user@a.test", SPF_OUTCOME_PASS },
+		{ "user@mx.test", SPF_OUTCOME_PASS },
+		{ "user@include.test", SPF_OUTCOME_PASS },
+	};
+	static const struct expectation out_of_range[] = {
+		{ "user@pass.test", SPF_OUTCOME_FAIL },
+		{ "user@fail.test", SPF_OUTCOME_PASS },
+		{ "user@a.test", SPF_OUTCOME_FAIL },
+	};
+	(void)state;
+	expect_all("2001:db8::25", in_range, sizeof(in_range) / sizeof(in_range[0]));
+	expect_all("2001:db8:ffff::1", out_of_range, sizeof(out_of_range) / sizeof(out_of_range[0]));
+}
+
+static void details_name_domain_and_address(void **state)
+{
+	char detail[256];
+	(void)state;
+
+	assert_int_equal(check_in(pool, "192.0.2.10", "h.example", "user@pass.test", detail,
+				  sizeof(detail)), SPF_OUTCOME_PASS);
+	assert_string_equal(detail, "pass.test designates 192.0.2.10 as permitted sender");
+	assert_int_equal(check_in(pool, "2001:db8::25", "h.example", "a%b@fail.test", detail,
+				  sizeof(detail)), SPF_OUTCOME_FAIL);
+	assert_string_equal(detail, "fail.test does not designate 2001:db8::25 as permitted sender");
+	assert_int_equal(check_in(pool, "192.0.2.10", "h", "x@nospf.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_NONE);
+	assert_string_equal(detail, "nospf.test publishes no SPF record");
+	assert_int_equal(check_in(pool, "192.0.2.10", "h", "x@syntax.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_PERMERROR);
+	assert_memory_equal(detail, "SPF record of syntax.test is invalid: ", 38);
+	assert_null(strpbrk(detail, "%\r\n"));
+	assert_int_equal(check_in(pool, "192.0.2.10", "h", "x@toomany.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_PERMERROR);
+	assert_string_equal(detail, "SPF record of toomany.test is invalid: "
+				    "Mechanisms used too many DNS lookups");
+	/* libspf2 counts terms per record; our layer bounds the whole chain. */
+	assert_int_equal(check_in(pool, "192.0.2.99", "h", "x@chain.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_PERMERROR);
+	assert_string_equal(detail, "SPF record of chain.test needs more than 112 DNS lookups");
+	/* A small buffer is cut, never overrun. */
+	char tiny[8];
+	memset(tiny, 'x', sizeof(tiny));
+	check_in(pool, "192.0.2.10", "h", "user@pass.test", tiny, sizeof(tiny));
+	assert_string_equal(tiny, "pass.te");
+}
+
+static void null_sender_checks_helo(void **state)
+{
+	char detail[256];
+	(void)state;
+
+	assert_int_equal(check_in(pool, "192.0.2.10", "helo.test", "", detail, sizeof(detail)),
+			 SPF_OUTCOME_PASS);
+	assert_string_equal(detail, "helo.test designates 192.0.2.10 as permitted sender");
+	assert_int_equal(check("192.0.2.10", "helo.test", "<>"), SPF_OUTCOME_PASS);
+	assert_int_equal(check("2001:db8::25", "HELO.test", ""), SPF_OUTCOME_PASS);
+	assert_int_equal(check("192.0.2.11", "helo.test", ""), SPF_OUTCOME_FAIL);
+	assert_int_equal(check("192.0.2.10", "fail.test", ""), SPF_OUTCOME_FAIL);
+	/* MAIL FROM wins over HELO when there is one. */
+	assert_int_equal(check("192.0.2.10", "helo.test", "user@fail.test"), SPF_OUTCOME_FAIL);
+	/* Nothing valid to check is none, without asking anyone. */
+	assert_int_equal(check_in(pool, "192.0.2.10", "[192.0.2.10]", "", detail, sizeof(detail)),
+			 SPF_OUTCOME_NONE);
+	assert_string_equal(detail, "HELO name is not a valid domain name");
+	assert_int_equal(check("192.0.2.10", "localhost", ""), SPF_OUTCOME_NONE);
+	assert_int_equal(check("192.0.2.10", NULL, ""), SPF_OUTCOME_NONE);
+	assert_int_equal(check_in(pool, "192.0.2.10", "helo.test", "user@bad..test", detail,
+				  sizeof(detail)), SPF_OUTCOME_NONE);
+	assert_string_equal(detail, "MAIL FROM domain is not a valid domain name");
+	assert_int_equal(spf_check(pool, NULL, "helo.test", "", detail, sizeof(detail)),
+			 SPF_OUTCOME_NONE);
+	assert_string_equal(detail, "client address unknown");
+}
+
+static void identity_domain_is_what_gets_checked(void **state)
+{
+	char d[256];
+	(void)state;
+
+	assert_int_equal(spf_identity_domain("helo.test", "<User@Sub.Example.COM>", d, sizeof(d)),
+			 SPF_IDENTITY_MAILFROM);
+	assert_string_equal(d, "sub.example.com");
+	assert_int_equal(spf_identity_domain("Helo.Test.", "<>", d, sizeof(d)), SPF_IDENTITY_HELO);
+	assert_string_equal(d, "helo.test");
+	assert_int_equal(spf_identity_domain("helo.test", "", d, sizeof(d)), SPF_IDENTITY_HELO);
+	assert_int_equal(spf_identity_domain("[192.0.2.1]", "", d, sizeof(d)), SPF_IDENTITY_NONE);
+	assert_string_equal(d, "");
+	assert_int_equal(spf_identity_domain("helo.test", "user@[192.0.2.1]", d, sizeof(d)),
+			 SPF_IDENTITY_NONE);
+	assert_int_equal(spf_identity_domain("helo.test", "example.com", d, sizeof(d)),
+			 SPF_IDENTITY_MAILFROM);
+	assert_string_equal(d, "example.com");
+}
+
+static void burst_from_one_domain_costs_one_query(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 100; i++) {
+		char from[64];
+		snprintf(from, sizeof(from), "user%d@burst.test", i);
+		assert_int_equal(check("192.0.2.10", "h.example", from), SPF_OUTCOME_PASS);
+	}
+	assert_int_equal(spf_dnsmasq_count(&server, "TXT", "burst.test"), 1);
+	assert_int_equal(spf_dnsmasq_count(&server, "SPF", "burst.test"), 0);
+}
+
+static void dmarc_record_found_at_domain_or_org_domain(void **state)
+{
+	bool published = true;
+	(void)state;
+
+	assert_int_equal(spf_dmarc_record(pool, "dmarc.test", &published), 0);
+	assert_true(published);
+	assert_int_equal(spf_dmarc_record(pool, "sub.dmarc.test", &published), 0);
+	assert_true(published);
+	assert_int_equal(spf_dmarc_record(pool, "Deep.Sub.DMARC.test.", &published), 0);
+	assert_true(published);
+	assert_int_equal(spf_dmarc_record(pool, "spaced.test", &published), 0);
+	assert_true(published);
+	assert_int_equal(spf_dmarc_record(pool, "nodmarc.test", &published), 0);
+	assert_false(published);
+	assert_int_equal(spf_dmarc_record(pool, "sub.nodmarc.test", &published), 0);
+	assert_false(published);
+	published = true;
+	assert_int_equal(spf_dmarc_record(pool, "notdmarc.test", &published), 0);
+	assert_false(published);
+	published = true;
+	assert_int_equal(spf_dmarc_record(pool, "two.test", &published), 0);
+	assert_false(published);	/* RFC 7489 6.6.3: more than one record is none */
+	published = true;
+	assert_int_equal(spf_dmarc_record(pool, "lower.test", &published), 0);
+	assert_false(published);
+	published = true;
+	assert_int_equal(spf_dmarc_record(pool, "not a domain", &published), 0);
+	assert_false(published);
+	published = true;
+	assert_int_equal(spf_dmarc_record(pool, "elsewhere.example", &published), -1);
+	assert_false(published);
+	/* The org domain's record is asked once, then cached. */
+	assert_int_equal(spf_dnsmasq_count(&server, "TXT", "_dmarc.dmarc.test"), 1);
+}
+
+struct slow_check {
+	enum spf_outcome outcome;
+	long long elapsed_ms;
+};
+
+static void *slow_check_thread(void *arg)
+{
+	struct slow_check *c = arg;
+	long long t0 = spf_test_now_ms();
+
+	c->outcome = check("192.0.2.10", "h.example", "user@x.slow.test");
+	c->elapsed_ms = spf_test_now_ms() - t0;
+	return NULL;
+}
+
+static void killed_helper_costs_only_the_request_in_flight(void **state)
+{
+	pid_t before[HELPERS_MAX], after[HELPERS_MAX];
+	struct slow_check c;
+	pthread_t t;
+	int n, m;
+	(void)state;
+
+	n = helper_pids(before, HELPERS_MAX);
+	assert_int_equal(n, SPF_POOL_SIZE);
+	/* A check that waits on a DNS server that never answers... */
+	assert_int_equal(pthread_create(&t, NULL, slow_check_thread, &c), 0);
+	usleep(300000);
+	/* ...loses its helper to kill -9. */
+	for (int i = 0; i < n; i++)
+		assert_int_equal(kill(before[i], SIGKILL), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(c.outcome, SPF_OUTCOME_TEMPERROR);
+	assert_true(c.elapsed_ms < MAIN_TIMEOUT_MS);	/* noticed the death, not a timeout */
+
+	/* The next checks are evaluated normally by fresh helpers. */
+	assert_int_equal(check("192.0.2.10", "h.example", "user@pass.test"), SPF_OUTCOME_PASS);
+	assert_int_equal(check("192.0.2.10", "h.example", "user@fail.test"), SPF_OUTCOME_FAIL);
+	m = helper_pids(after, HELPERS_MAX);
+	assert_true(m >= 1);
+	for (int i = 0; i < m; i++)
+		assert_false(contains(before, n, after[i]));
+
+	/* Helpers killed while idle cost nothing at all. */
+	for (int i = 0; i < m; i++)
+		assert_int_equal(kill(after[i], SIGKILL), 0);
+	usleep(50000);
+	assert_int_equal(check("192.0.2.10", "h.example", "user@pass.test"), SPF_OUTCOME_PASS);
+	assert_int_equal(check("192.0.2.10", "h.example", "user@fail.test"), SPF_OUTCOME_FAIL);
+	assert_int_equal(check("2001:db8::25", "h.example", "user@softfail.test"),
+			 SPF_OUTCOME_SOFTFAIL);
+}
+
+static void hung_helper_is_replaced_within_the_wait_bound(void **state)
+{
+	struct spf_pool *p = pool_at(server.port, 300);
+	pid_t pids[HELPERS_MAX];
+	char detail[256];
+	long long t0, elapsed;
+	int n;
+	(void)state;
+
+	assert_int_equal(check_in(p, "192.0.2.10", "h", "user@pass.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_PASS);
+	n = helper_pids(pids, HELPERS_MAX);
+	assert_true(n >= SPF_POOL_SIZE);	/* the main pool's helpers are ours too */
+	for (int i = 0; i < n; i++)
+		kill(pids[i], SIGSTOP);
+	t0 = spf_test_now_ms();
+	assert_int_equal(check_in(p, "192.0.2.10", "h", "user@pass.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_TEMPERROR);
+	elapsed = spf_test_now_ms() - t0;
+	assert_string_equal(detail, "SPF evaluation timed out");
+	/* SPF_BUDGET_TIMEOUTS * 300 + SPF_REPLY_MARGIN_MS = 1100 ms */
+	assert_true(elapsed >= 1000);
+	assert_true(elapsed < 1100 + 500);
+	for (int i = 0; i < n; i++)
+		kill(pids[i], SIGCONT);
+	assert_int_equal(check_in(p, "192.0.2.10", "h", "user@pass.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_PASS);
+	spf_pool_stop(p);
+}
+
+static void unreachable_dns_answers_within_timeout(void **state)
+{
+	struct spf_pool *p = pool_at(server.blackhole_port, 500);
+	const char *domains[] = { "user@pass.test", "user@fail.test", "user@neutral.test" };
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(domains) / sizeof(domains[0]); i++) {
+		char detail[256];
+		long long t0 = spf_test_now_ms(), elapsed;
+		enum spf_outcome o = check_in(p, i % 2 ? "2001:db8::25" : "192.0.2.10", "h",
+					      domains[i], detail, sizeof(detail));
+		elapsed = spf_test_now_ms() - t0;
+		assert_int_equal(o, SPF_OUTCOME_TEMPERROR);
+		assert_true(elapsed >= 450);
+		assert_true(elapsed < 500 + 1500);
+	}
+	bool published = true;
+	assert_int_equal(spf_dmarc_record(p, "dmarc.test", &published), -1);
+	spf_pool_stop(p);
+}
+
+static void stopped_dns_server_gives_temperror(void **state)
+{
+	struct spf_dnsmasq own;
+	struct spf_pool *p;
+	(void)state;
+
+	assert_int_equal(spf_dnsmasq_start(&own), 0);
+	p = pool_at(own.port, MAIN_TIMEOUT_MS);
+	assert_int_equal(check_in(p, "192.0.2.10", "h", "user@pass.test", (char[64]){ 0 }, 64),
+			 SPF_OUTCOME_PASS);
+	spf_dnsmasq_stop(&own);
+	char detail[256];
+	assert_int_equal(check_in(p, "192.0.2.10", "h", "user@fail.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_TEMPERROR);
+	assert_memory_equal(detail, "DNS failure for fail.test", 25);
+	assert_int_equal(check_in(p, "2001:db8::25", "h", "user@softfail.test", detail,
+				  sizeof(detail)), SPF_OUTCOME_TEMPERROR);
+	assert_int_equal(check_in(p, "192.0.2.10", "helo.test", "", detail, sizeof(detail)),
+			 SPF_OUTCOME_TEMPERROR);
+	/* What was cached before the outage still answers. */
+	assert_int_equal(check_in(p, "192.0.2.10", "h", "user@pass.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_PASS);
+	spf_pool_stop(p);
+}
+
+struct worker {
+	int id;
+	int wrong;
+};
+
+static void *worker_thread(void *arg)
+{
+	static const struct expectation mix[] = {
+		{ "a@pass.test", SPF_OUTCOME_PASS }, { "b@fail.test", SPF_OUTCOME_FAIL },
+		{ "c@softfail.test", SPF_OUTCOME_SOFTFAIL }, { "d@neutral.test", SPF_OUTCOME_NEUTRAL },
+		{ "e@nospf.test", SPF_OUTCOME_NONE }, { "f@a.test", SPF_OUTCOME_PASS },
+	};
+	struct worker *w = arg;
+
+	for (int i = 0; i < 30; i++) {
+		const struct expectation *e = &mix[(size_t)(i + w->id) % 6];
+		if (check(w->id % 2 ? "192.0.2.10" : "2001:db8::25", "h.example", e->from) != e->want)
+			w->wrong++;
+	}
+	return NULL;
+}
+
+static void concurrent_checks_get_their_own_answers(void **state)
+{
+	struct worker w[8];
+	pthread_t t[8];
+	(void)state;
+
+	for (int i = 0; i < 8; i++) {
+		w[i] = (struct worker){ .id = i };
+		assert_int_equal(pthread_create(&t[i], NULL, worker_thread, &w[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(w[i].wrong, 0);
+	}
+}
+
+static void helpers_run_unprivileged(void **state)
+{
+	pid_t pids[HELPERS_MAX];
+	struct settings s;
+	char err[256] = "";
+	int n;
+	(void)state;
+
+	if (geteuid() != 0)
+		skip();
+	n = helper_pids(pids, HELPERS_MAX);
+	assert_true(n >= 1);
+	for (int i = 0; i < n; i++) {
+		char path[64], line[256];
+		unsigned uid = 0, gid = 0;
+		FILE *fp;
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)pids[i]);
+		fp = fopen(path, "r");
+		assert_non_null(fp);
+		while (fgets(line, sizeof(line), fp) != NULL) {
+			sscanf(line, "Uid: %u", &uid);
+			sscanf(line, "Gid: %u", &gid);
+		}
+		fclose(fp);
+		assert_int_equal(uid, 65534);	/* nobody */
+		assert_int_not_equal(gid, 0);
+	}
+	/* An unknown UserID: no helper starts, and the pool says so. */
+	memset(&s, 0, sizeof(s));
+	s.resolver = "127.0.0.1";
+	s.dns_timeout_ms = 500;
+	s.user_id = "no-such-user-bm";
+	assert_null(spf_pool_start(&s, err, sizeof(err)));
+	assert_non_null(strstr(err, "no SPF helper"));
+}
+
+static void bad_resolver_is_refused_at_start(void **state)
+{
+	struct settings s;
+	char err[256] = "";
+	(void)state;
+
+	memset(&s, 0, sizeof(s));
+	s.resolver = "dns.example:53";
+	assert_null(spf_pool_start(&s, err, sizeof(err)));
+	assert_string_equal(err, "bad resolver \"dns.example:53\": expected system, "
+				 "IPv4[:PORT] or [IPv6][:PORT]");
+}
+
+static void outcome_names_are_rfc8601(void **state)
+{
+	(void)state;
+	assert_string_equal(spf_outcome_name(SPF_OUTCOME_NONE), "none");
+	assert_string_equal(spf_outcome_name(SPF_OUTCOME_NEUTRAL), "neutral");
+	assert_string_equal(spf_outcome_name(SPF_OUTCOME_PASS), "pass");
+	assert_string_equal(spf_outcome_name(SPF_OUTCOME_FAIL), "fail");
+	assert_string_equal(spf_outcome_name(SPF_OUTCOME_SOFTFAIL), "softfail");
+	assert_string_equal(spf_outcome_name(SPF_OUTCOME_TEMPERROR), "temperror");
+	assert_string_equal(spf_outcome_name(SPF_OUTCOME_PERMERROR), "permerror");
+}
+
+static int start_all(void **state)
+{
+	(void)state;
+	int rc = spf_dnsmasq_start(&server);
+	if (rc == 77) {
+		fprintf(stderr, "dnsmasq not installed: skipping\n");
+		exit(77);
+	}
+	if (rc != 0)
+		return -1;
+	pool = pool_at(server.port, MAIN_TIMEOUT_MS);
+	return 0;
+}
+
+static int stop_all(void **state)
+{
+	(void)state;
+	spf_pool_stop(pool);
+	spf_dnsmasq_stop(&server);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--spf-helper") == 0)
+		return spf_helper_main(argc, argv);
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(outcome_names_are_rfc8601),
+		cmocka_unit_test(bad_resolver_is_refused_at_start),
+		cmocka_unit_test(outcomes_for_ipv4_client),
+		cmocka_unit_test(outcomes_for_ipv6_client),
+		cmocka_unit_test(details_name_domain_and_address),
+		cmocka_unit_test(null_sender_checks_helo),
+		cmocka_unit_test(identity_domain_is_what_gets_checked),
+		cmocka_unit_test(burst_from_one_domain_costs_one_query),
+		cmocka_unit_test(dmarc_record_found_at_domain_or_org_domain),
+		cmocka_unit_test(concurrent_checks_get_their_own_answers),
+		cmocka_unit_test(helpers_run_unprivileged),
+		cmocka_unit_test(killed_helper_costs_only_the_request_in_flight),
+		cmocka_unit_test(hung_helper_is_replaced_within_the_wait_bound),
+		cmocka_unit_test(unreachable_dns_answers_within_timeout),
+		cmocka_unit_test(stopped_dns_server_gives_temperror),
+	};
+	return cmocka_run_group_tests(tests, start_all, stop_all);
+}
