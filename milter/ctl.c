@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -369,6 +370,9 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[i];
 	struct diag errs = { .count = 0 };
+
+	/* a write to a connection Redis closed must be an error, not a kill */
+	signal(SIGPIPE, SIG_IGN);
 	struct snapshot *s = snapshot_load(config, NULL, false, &errs);
 	int rc;
 

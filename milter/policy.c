@@ -128,6 +128,18 @@ int policy_parse_rate(const char *text, struct policy_rate *out)
 		return -1;
 	if (n > ULONG_MAX / unit || strlen(text) >= sizeof(out->text))
 		return -1;
+	/*
+	 * The bucket script counts exactly in units of lcm(count, period_ms),
+	 * which must stay below 2^53 to be exact in Lua's doubles.
+	 */
+	unsigned long a = count, b = n * unit;
+	while (b) {
+		unsigned long t = a % b;
+		a = b;
+		b = t;
+	}
+	if (count / a > (1UL << 53) / (n * unit))
+		return -1;
 	out->count = count;
 	out->period_ms = n * unit;
 	strcpy(out->text, text);

@@ -1,1 +1,424 @@
-/* placeholder: module not written yet */
+/*
+ * ratelimit - turns a class's rates and volume rules into store buckets
+ * and windows for one account, and keeps the receipt of what a
+ * transaction was charged.
+ *
+ * What it does: names the keys (the layout in ratelimit.h), asks the
+ * store for one atomic charge per event, maps the store's answer back to
+ * the class's rates and bulk rules, and refunds receipts.
+ * What it does not: any bucket arithmetic or Redis talk (store_redis*.c),
+ * or decide the SMTP reply (callbacks.c).
+ *
+ * Decisions:
+ * - A rate or volume period listed twice in one class is one bucket or
+ *   window: the script would read a repeated key once and charge it
+ *   once but refund it twice, and a window would count a message twice.
+ * - Recipient events of the same class and account share one receipt
+ *   entry whose cost grows: refunding n tokens at once is the same as n
+ *   refunds of one, and a message with 1000 recipients stays one entry.
+ *   Message events keep their own entry: each names the volume slot
+ *   (the store clock of its charge) that its refund uncounts.
+ * - The receipt entry is made ready before the round trip, so a charge
+ *   Redis accepted can always be recorded (no out-of-memory after it).
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "ratelimit.h"
+
+_Static_assert(POLICY_BULK_MAX <= STORE_WINDOWS_MAX, "a window per bulk rule");
+
+struct ratelimit_charge {
+	const struct policy_class *cls;
+	char *account;
+	bool message;			/* message event (else recipients) */
+	unsigned long cost;		/* tokens taken from each bucket of the kind */
+	long long at_ms;		/* message: store clock of the charge */
+};
+
+/*
+ * The buckets and windows of one store call, with where each came from.
+ * Keys are allocated; rl_set_free releases them.
+ */
+struct rl_set {
+	struct store_bucket *b;
+	const struct policy_class **bcls;
+	const struct policy_rate **brate;
+	bool *bmessage;
+	size_t nb, bcap;
+	struct store_window *w;
+	size_t nw, wcap;
+	int rule_window[POLICY_BULK_MAX];	/* last class added: bulk rule -> window */
+	bool failed;				/* out of memory */
+};
+
+static const char *rl_kind_name(bool message)
+{
+	return message ? "messages" : "recipients";
+}
+
+static void rl_set_init(struct rl_set *s)
+{
+	memset(s, 0, sizeof(*s));
+	for (size_t i = 0; i < POLICY_BULK_MAX; i++)
+		s->rule_window[i] = -1;
+}
+
+static void rl_set_free(struct rl_set *s)
+{
+	for (size_t i = 0; i < s->nb; i++)
+		free((char *)s->b[i].key);
+	for (size_t i = 0; i < s->nw; i++)
+		free((char *)s->w[i].key);
+	free(s->w);
+	free(s->b);
+	free(s->bcls);
+	free(s->brate);
+	free(s->bmessage);
+}
+
+static bool rl_grow(void **p, size_t elem, size_t cap)
+{
+	void *q = realloc(*p, elem * cap);
+	if (q == NULL)
+		return false;
+	*p = q;
+	return true;
+}
+
+/* The buckets of one kind of a class, once per distinct rate. */
+static void rl_set_rates(struct rl_set *s, const char *account, const struct policy_class *c,
+	bool message, unsigned long cost)
+{
+	const struct policy_rate *rates = message ? c->messages : c->recipients;
+	size_t count = message ? c->messages_count : c->recipients_count;
+
+	for (size_t i = 0; i < count && !s->failed; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < i; j++)
+			seen |= rates[j].count == rates[i].count && rates[j].period_ms == rates[i].period_ms;
+		if (seen)
+			continue;
+		if (s->nb == s->bcap) {
+			size_t cap = s->bcap ? 2 * s->bcap : 16;
+			if (!rl_grow((void **)&s->b, sizeof(*s->b), cap)
+			    || !rl_grow((void **)&s->bcls, sizeof(*s->bcls), cap)
+			    || !rl_grow((void **)&s->brate, sizeof(*s->brate), cap)
+			    || !rl_grow((void **)&s->bmessage, sizeof(*s->bmessage), cap)) {
+				s->failed = true;
+				return;
+			}
+			s->bcap = cap;
+		}
+		char *key;
+		if (asprintf(&key, "{%s}:%s:%c:%lu/%lu", account, c->name, message ? 'm' : 'r',
+			     rates[i].count, rates[i].period_ms) < 0) {
+			s->failed = true;
+			return;
+		}
+		s->b[s->nb] = (struct store_bucket){ key, rates[i].count, rates[i].period_ms, cost };
+		s->bcls[s->nb] = c;
+		s->brate[s->nb] = &rates[i];
+		s->bmessage[s->nb] = message;
+		s->nb++;
+	}
+}
+
+/*
+ * The volume windows of a class, once per distinct period; rule_window
+ * maps each volume rule of the class to its window (index from the
+ * class's first window).
+ */
+static void rl_set_windows(struct rl_set *s, const char *account, const struct policy_class *c,
+	long long at_ms)
+{
+	size_t first = s->nw;
+
+	for (size_t i = 0; i < POLICY_BULK_MAX; i++)
+		s->rule_window[i] = -1;
+	for (size_t i = 0; i < c->bulk_count && i < POLICY_BULK_MAX && !s->failed; i++) {
+		if (c->bulk[i].kind != BULK_VOLUME)
+			continue;
+		unsigned long period = c->bulk[i].volume.period_ms;
+		for (size_t j = first; j < s->nw; j++)
+			if (s->w[j].period_ms == period)
+				s->rule_window[i] = (int)(j - first);
+		if (s->rule_window[i] >= 0)
+			continue;
+		if (s->nw == s->wcap) {
+			size_t cap = s->wcap ? 2 * s->wcap : POLICY_BULK_MAX;
+			if (!rl_grow((void **)&s->w, sizeof(*s->w), cap)) {
+				s->failed = true;
+				return;
+			}
+			s->wcap = cap;
+		}
+		char *key;
+		if (asprintf(&key, "{%s}:%s:v:%lu", account, c->name, period) < 0) {
+			s->failed = true;
+			return;
+		}
+		s->rule_window[i] = (int)(s->nw - first);
+		s->w[s->nw++] = (struct store_window){ key, period, at_ms };
+	}
+}
+
+static bool rl_account_ok(const char *account)
+{
+	return account != NULL && account[0] != '\0' && strlen(account) < POLICY_ACCOUNT_MAX;
+}
+
+static void rl_verdict_init(struct ratelimit_verdict *v, bool message)
+{
+	memset(v, 0, sizeof(*v));
+	v->kind = rl_kind_name(message);
+}
+
+static enum ratelimit_status rl_failed(struct ratelimit_verdict *v, const char *why)
+{
+	snprintf(v->reason, sizeof(v->reason), "%s", why);
+	return RATELIMIT_STORE_FAILED;
+}
+
+/* The entry a recipients charge of this class and account adds to, or NULL. */
+static struct ratelimit_charge *rl_receipt_find(struct ratelimit_receipt *r,
+	const struct policy_class *c, const char *account)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (!r->charges[i].message && r->charges[i].cls == c
+		    && strcmp(r->charges[i].account, account) == 0)
+			return &r->charges[i];
+	return NULL;
+}
+
+/* Makes room for one more entry; false on no memory. */
+static bool rl_receipt_reserve(struct ratelimit_receipt *r)
+{
+	if (r->n < r->cap)
+		return true;
+	size_t cap = r->cap ? 2 * r->cap : 4;
+	if (!rl_grow((void **)&r->charges, sizeof(*r->charges), cap))
+		return false;
+	r->cap = cap;
+	return true;
+}
+
+static enum ratelimit_status rl_check(struct store *st, const struct policy_class *c,
+	const char *account, bool message, unsigned long cost, struct ratelimit_receipt *r,
+	struct ratelimit_verdict *v)
+{
+	if (!rl_account_ok(account))
+		return rl_failed(v, "no account, or an account too long to be a key");
+	if (r->events >= RATELIMIT_RECEIPT_MAX)
+		return rl_failed(v, "receipt full: too many rate-limit events in one transaction");
+
+	struct ratelimit_charge *merge = message ? NULL : rl_receipt_find(r, c, account);
+	char *copy = NULL;
+	if (merge == NULL && (!rl_receipt_reserve(r) || (copy = strdup(account)) == NULL))
+		return rl_failed(v, "out of memory");
+
+	struct rl_set s;
+	rl_set_init(&s);
+	rl_set_rates(&s, account, c, message, cost);
+	if (message)
+		rl_set_windows(&s, account, c, 0);
+	if (s.failed) {
+		rl_set_free(&s);
+		free(copy);
+		return rl_failed(v, "out of memory");
+	}
+
+	struct store_charge_result res;
+	char err[sizeof(v->reason)];
+	if (store_charge(st, s.b, s.nb, s.w, s.nw, &res, err, sizeof(err)) != STORE_OK) {
+		rl_set_free(&s);
+		free(copy);
+		return rl_failed(v, err);
+	}
+	for (size_t i = 0; i < POLICY_BULK_MAX; i++)
+		if (s.rule_window[i] >= 0)
+			v->volume[i] = res.volume[s.rule_window[i]];
+	if (!res.admitted) {
+		v->rate = s.brate[res.over];
+		v->retry_ms = res.retry_ms;
+		rl_set_free(&s);
+		free(copy);
+		return RATELIMIT_OVER;
+	}
+	rl_set_free(&s);
+
+	if (merge != NULL) {
+		merge->cost += cost;
+	} else {
+		r->charges[r->n++] = (struct ratelimit_charge){ c, copy, message, cost, res.now_ms };
+	}
+	r->events++;
+	return RATELIMIT_OK;
+}
+
+enum ratelimit_status ratelimit_check_message(struct store *st, const struct policy_class *c,
+	const char *account, struct ratelimit_receipt *r, struct ratelimit_verdict *v)
+{
+	rl_verdict_init(v, true);
+	if (c->messages_count == 0 && !c->has_volume)
+		return RATELIMIT_OK;
+	return rl_check(st, c, account, true, 1, r, v);
+}
+
+enum ratelimit_status ratelimit_check_recipients(struct store *st, const struct policy_class *c,
+	const char *account, unsigned long count, struct ratelimit_receipt *r,
+	struct ratelimit_verdict *v)
+{
+	rl_verdict_init(v, false);
+	if (c->recipients_count == 0 || count == 0)
+		return RATELIMIT_OK;
+	return rl_check(st, c, account, false, count, r, v);
+}
+
+void ratelimit_receipt_clear(struct ratelimit_receipt *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		free(r->charges[i].account);
+	free(r->charges);
+	memset(r, 0, sizeof(*r));
+}
+
+void ratelimit_refund(struct store *st, struct ratelimit_receipt *r)
+{
+	if (r->n == 0) {
+		ratelimit_receipt_clear(r);
+		return;
+	}
+
+	/* One atomic batch per account: its keys share one hash tag. */
+	struct rl_set *sets = calloc(r->n, sizeof(*sets));
+	struct store_batch *batches = calloc(r->n, sizeof(*batches));
+	bool *done = calloc(r->n, sizeof(*done));
+	size_t nbatch = 0;
+	bool failed = sets == NULL || batches == NULL || done == NULL;
+
+	for (size_t i = 0; i < r->n && !failed; i++) {
+		if (done[i])
+			continue;
+		struct rl_set *s = &sets[nbatch++];
+		rl_set_init(s);
+		for (size_t j = i; j < r->n; j++) {
+			const struct ratelimit_charge *ch = &r->charges[j];
+			if (done[j] || strcmp(ch->account, r->charges[i].account) != 0)
+				continue;
+			done[j] = true;
+			rl_set_rates(s, ch->account, ch->cls, ch->message, ch->cost);
+			if (ch->message)
+				rl_set_windows(s, ch->account, ch->cls, ch->at_ms);
+		}
+		failed |= s->failed;
+		batches[nbatch - 1] = (struct store_batch){ s->b, s->nb, s->w, s->nw, 0 };
+	}
+
+	char err[256];
+	if (failed)
+		snprintf(err, sizeof(err), "out of memory");
+	if (failed || store_refund(st, batches, nbatch, err, sizeof(err)) != STORE_OK)
+		log_warning("rate-limit refund of %zu event(s) for %s failed: %s; the tokens come back "
+			    "as the buckets refill", r->events, r->charges[0].account, err);
+	for (size_t i = 0; i < nbatch; i++)
+		rl_set_free(&sets[i]);
+	free(sets);
+	free(batches);
+	free(done);
+	ratelimit_receipt_clear(r);
+}
+
+int ratelimit_usage(struct store *st, const struct policy *p, const char *account,
+	struct ratelimit_usage *out, size_t max, size_t *n, char *err, size_t errlen)
+{
+	struct rl_set s;
+	int rc = -1;
+
+	*n = 0;
+	if (!rl_account_ok(account)) {
+		snprintf(err, errlen, "no account, or an account too long to be a key");
+		return -1;
+	}
+	rl_set_init(&s);
+	for (size_t i = 0; i < policy_class_count(p); i++) {
+		const struct policy_class *c = policy_class_at(p, i);
+		rl_set_rates(&s, account, c, true, 0);
+		rl_set_rates(&s, account, c, false, 0);
+	}
+	struct store_level *lv = calloc(s.nb ? s.nb : 1, sizeof(*lv));
+	if (s.failed || lv == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (store_peek(st, s.b, s.nb, lv, NULL, err, errlen) != STORE_OK)
+		goto out;
+	for (size_t i = 0; i < s.nb; i++) {
+		if (lv[i].used <= 0)
+			continue;
+		if (*n == max) {
+			snprintf(err, errlen, "more than %zu buckets in use", max);
+			goto out;
+		}
+		out[(*n)++] = (struct ratelimit_usage){
+			.cls = s.bcls[i], .rate = s.brate[i], .kind = rl_kind_name(s.bmessage[i]),
+			.used = lv[i].used, .left = (double)s.brate[i]->count - lv[i].used,
+			.full_in_ms = lv[i].full_in_ms,
+		};
+	}
+	rc = 0;
+out:
+	free(lv);
+	rl_set_free(&s);
+	return rc;
+}
+
+int ratelimit_reset(struct store *st, const struct policy *p, const char *account,
+	char *err, size_t errlen)
+{
+	if (!rl_account_ok(account)) {
+		snprintf(err, errlen, "no account, or an account too long to be a key");
+		return -1;
+	}
+	size_t nclass = policy_class_count(p);
+	struct rl_set *sets = calloc(nclass ? nclass : 1, sizeof(*sets));
+	const char **keys = NULL;
+	size_t nkeys = 0, total = 0;
+	int rc = -1;
+
+	if (sets == NULL)
+		goto nomem;
+	for (size_t i = 0; i < nclass; i++) {
+		const struct policy_class *c = policy_class_at(p, i);
+		rl_set_init(&sets[i]);
+		rl_set_rates(&sets[i], account, c, true, 0);
+		rl_set_rates(&sets[i], account, c, false, 0);
+		rl_set_windows(&sets[i], account, c, 0);
+		if (sets[i].failed)
+			goto nomem;
+		total += sets[i].nb + sets[i].nw;
+	}
+	if ((keys = calloc(total ? total : 1, sizeof(*keys))) == NULL)
+		goto nomem;
+	for (size_t i = 0; i < nclass; i++) {
+		for (size_t j = 0; j < sets[i].nb; j++)
+			keys[nkeys++] = sets[i].b[j].key;
+		for (size_t j = 0; j < sets[i].nw; j++)
+			keys[nkeys++] = sets[i].w[j].key;
+	}
+	rc = store_forget(st, keys, nkeys, NULL, err, errlen) == STORE_OK ? 0 : -1;
+	goto out;
+nomem:
+	snprintf(err, errlen, "out of memory");
+out:
+	if (sets != NULL)
+		for (size_t i = 0; i < nclass; i++)
+			rl_set_free(&sets[i]);
+	free(sets);
+	free(keys);
+	return rc;
+}

@@ -2,19 +2,67 @@
  * NAME
  *	ratelimit - token buckets per account, checked and charged in Redis
  * SYNOPSIS
- *	enum ratelimit_status ratelimit_check_message(...);
- *	enum ratelimit_status ratelimit_check_recipients(...);
+ *	enum ratelimit_status ratelimit_check_message(struct store *st,
+ *		const struct policy_class *c, const char *account,
+ *		struct ratelimit_receipt *r, struct ratelimit_verdict *v);
+ *	enum ratelimit_status ratelimit_check_recipients(struct store *st,
+ *		const struct policy_class *c, const char *account,
+ *		unsigned long count, struct ratelimit_receipt *r,
+ *		struct ratelimit_verdict *v);
  *	void ratelimit_refund(struct store *st, struct ratelimit_receipt *r);
+ *	void ratelimit_receipt_clear(struct ratelimit_receipt *r);
+ *	int ratelimit_usage(struct store *st, const struct policy *p,
+ *		const char *account, struct ratelimit_usage *out, size_t max,
+ *		size_t *n, char *err, size_t errlen);
+ *	int ratelimit_reset(struct store *st, const struct policy *p,
+ *		const char *account, char *err, size_t errlen);
  * DESCRIPTION
- *	One event (a message at MAIL FROM, a recipient at RCPT TO, or n
+ *	Every rate COUNT/PERIOD of a class is a token bucket per account: it
+ *	holds COUNT tokens and refills evenly over PERIOD, on the Redis
+ *	server's clock, shared by every bulkmilter using the same Redis and
+ *	RedisPrefix. Keys ("PREFIX{ACCOUNT}:CLASS:m:COUNT/PERIODMS", ":r:"
+ *	for recipients, ":v:PERIODMS" for volume windows) carry the class
+ *	and the rate, so a plan change or an edited rate starts with a full
+ *	bucket. A bucket that is full again expires: idle accounts cost no
+ *	memory.
+ *
+ *	One event (a message at MAIL FROM, one recipient at RCPT TO, or n
  *	recipients at end of message for local submission) is one atomic
- *	script: every bucket of the event has room and all are charged, or
- *	none is. The receipt records what was charged, so a transaction that
- *	does not end accepted can be refunded exactly. The message event also
- *	counts the account's volume windows (bulk "volume >=" rules) in the
- *	same round trip. A class with no rates of the event's kind and no
- *	volume rule costs no round trip.
- *	[owner: rate-limit module; extend as needed, keep these calls]
+ *	script and one round trip: every bucket of the event has room and
+ *	all are charged (RATELIMIT_OK), or none is (RATELIMIT_OVER, with
+ *	v->rate the first full rate in class order, v->kind "messages" or
+ *	"recipients" and v->retry_ms the wait until the event would fit;
+ *	-1 when it never can, count larger than a bucket). Under any number
+ *	of concurrent checks a bucket never admits more than it holds.
+ *	A class with no rates of the event's kind (and, for messages, no
+ *	volume rule) costs no round trip and returns RATELIMIT_OK.
+ *
+ *	ratelimit_check_message also reads the account's volume windows, one
+ *	per bulk "volume >= N/PERIOD" rule: v->volume[i] (i = index of the
+ *	rule in c->bulk) is the number of messages the account sent in that
+ *	period before this one; a message counts once admitted. A burst of
+ *	six messages against "volume >= 5/1m" sees 0, 1, 2, 3, 4, 5.
+ *
+ *	The receipt records what was charged. A zeroed receipt is empty.
+ *	ratelimit_refund gives every charge back (never beyond a full bucket)
+ *	and uncounts the messages from their volume windows, in one round
+ *	trip per account (one for a transaction), then empties the receipt;
+ *	an empty receipt costs nothing. ratelimit_receipt_clear forgets the
+ *	charges (the message was accepted). The receipt is owned by one
+ *	transaction at a time; the classes it points to must outlive it
+ *	(they do: a transaction keeps its configuration snapshot).
+ *
+ *	ratelimit_usage lists, for every class of p with rates, the buckets
+ *	of account that are in use (used > 0); *n = 0 is not an error.
+ *	ratelimit_reset deletes every bucket and volume window of account
+ *	for every class of p. Both are one round trip.
+ * DIAGNOSTICS
+ *	RATELIMIT_STORE_FAILED: Redis did not answer, answered an error, or
+ *	is in back-off (v->reason says which, without secrets). Also for a
+ *	missing or over-long account and a receipt that is full
+ *	(RATELIMIT_RECEIPT_MAX events). Nothing was charged.
+ *	ratelimit_usage and ratelimit_reset return 0, or -1 with err.
+ *	A failed refund is logged; the tokens come back by refilling.
  */
 #ifndef BM_RATELIMIT_H
 #define BM_RATELIMIT_H
@@ -24,7 +72,7 @@
 #include "policy.h"
 #include "store.h"
 
-/* Charges one message can hold: its message event plus its recipients. */
+/* Events one transaction can record: its message event plus its recipients. */
 #define RATELIMIT_RECEIPT_MAX 1100
 
 enum ratelimit_status {
@@ -33,16 +81,20 @@ enum ratelimit_status {
 	RATELIMIT_STORE_FAILED,		/* Redis did not answer (or in back-off) */
 };
 
+struct ratelimit_charge;		/* one entry of a receipt (ratelimit.c) */
+
 struct ratelimit_receipt {
-	size_t events;			/* charges recorded */
+	size_t events;			/* events charged and recorded */
 	struct ratelimit_charge *charges; /* owned; freed by refund/clear */
-	size_t cap;
+	size_t cap;			/* entries allocated */
+	size_t n;			/* entries used; recipient events of one
+					   bucket set share an entry */
 };
 
 struct ratelimit_verdict {
 	const struct policy_rate *rate;	/* RATELIMIT_OVER: the rate that was full */
 	const char *kind;		/* "messages" or "recipients" */
-	long retry_ms;			/* when a token is back */
+	long retry_ms;			/* when the event fits; -1 never */
 	char reason[128];		/* RATELIMIT_STORE_FAILED: why (no secrets) */
 	/* per bulk rule of the class (same index): messages of the account
 	 * in the rule's window before this one; volume rules only */
@@ -64,9 +116,10 @@ struct ratelimit_usage {
 	const struct policy_class *cls;
 	const struct policy_rate *rate;
 	const char *kind;		/* "messages" or "recipients" */
-	double used, left;
+	double used, left;		/* tokens; fractions while refilling */
 	long full_in_ms;		/* 0 = full */
 };
+/* -1 with err also when more than max buckets are in use. */
 int ratelimit_usage(struct store *st, const struct policy *p, const char *account,
 	struct ratelimit_usage *out, size_t max, size_t *n, char *err, size_t errlen);
 int ratelimit_reset(struct store *st, const struct policy *p, const char *account,

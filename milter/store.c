@@ -1,1 +1,135 @@
-/* placeholder: module not written yet */
+/*
+ * store - picks the backend for the Redis setting and forwards calls to it.
+ *
+ * This file knows no backend's internals: a backend is a struct store_ops
+ * in its own file (store_redis.c), chosen here by the URL scheme. Checks
+ * common to every backend (empty calls, argument sanity) live here, so a
+ * backend only does its own work. The test clock offset lives here too,
+ * so production paths never see anything but 0.
+ */
+#include "config.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "store.h"
+
+struct store {
+	const struct store_ops *ops;
+	void *impl;
+	_Atomic long long clock_offset_ms;
+};
+
+/* URL schemes and their backends; "later" ones are named for a clear error. */
+static const struct store_scheme {
+	const char *prefix;
+	const struct store_ops *ops;
+} store_schemes[] = {
+	{ "redis://", &store_redis_ops },
+	{ "unix:", &store_redis_ops },
+	{ "sentinel://", NULL },
+	{ "cluster://", NULL },
+};
+
+struct store *store_open(const struct settings *s, struct diag *errs)
+{
+	const char *file = s->path ? s->path : "bulkmilter.conf";
+	const char *url = s->redis_url ? s->redis_url : STORE_DEFAULT_URL;
+	const struct store_scheme *scheme = NULL;
+
+	for (size_t i = 0; i < sizeof(store_schemes) / sizeof(store_schemes[0]); i++)
+		if (strncmp(url, store_schemes[i].prefix, strlen(store_schemes[i].prefix)) == 0) {
+			scheme = &store_schemes[i];
+			break;
+		}
+	if (scheme == NULL) {
+		/* Not echoing the URL: it may hold a password. */
+		diag_add(errs, file, 0, "Redis: unknown URL scheme (use redis:// or unix:)");
+		return NULL;
+	}
+	if (scheme->ops == NULL) {
+		diag_add(errs, file, 0, "Redis: %s is not supported yet", scheme->prefix);
+		return NULL;
+	}
+	struct store *st = calloc(1, sizeof(*st));
+	if (st == NULL) {
+		diag_add(errs, file, 0, "Redis: out of memory");
+		return NULL;
+	}
+	st->ops = scheme->ops;
+	st->impl = st->ops->open(s, errs);
+	if (st->impl == NULL) {
+		free(st);
+		return NULL;
+	}
+	atomic_init(&st->clock_offset_ms, 0);
+	return st;
+}
+
+void store_close(struct store *st)
+{
+	if (st == NULL)
+		return;
+	st->ops->close(st->impl);
+	free(st);
+}
+
+enum store_status store_charge(struct store *st, const struct store_bucket *b, size_t nb,
+	const struct store_window *w, size_t nw, struct store_charge_result *res,
+	char *err, size_t errlen)
+{
+	memset(res, 0, sizeof(*res));
+	if (nw > STORE_WINDOWS_MAX) {
+		snprintf(err, errlen, "store: %zu volume windows, at most %d", nw, STORE_WINDOWS_MAX);
+		return STORE_FAILED;
+	}
+	if (nb == 0 && nw == 0) {
+		res->admitted = true;
+		return STORE_OK;
+	}
+	return st->ops->charge(st->impl, atomic_load(&st->clock_offset_ms), b, nb, w, nw, res,
+			       err, errlen);
+}
+
+enum store_status store_refund(struct store *st, struct store_batch *batches, size_t n,
+	char *err, size_t errlen)
+{
+	if (n == 0)
+		return STORE_OK;
+	return st->ops->refund(st->impl, atomic_load(&st->clock_offset_ms), batches, n, err, errlen);
+}
+
+enum store_status store_peek(struct store *st, const struct store_bucket *b, size_t nb,
+	struct store_level *out, long long *now_ms, char *err, size_t errlen)
+{
+	long long ignored;
+
+	if (nb == 0)
+		return STORE_OK;
+	return st->ops->peek(st->impl, atomic_load(&st->clock_offset_ms), b, nb, out,
+			     now_ms ? now_ms : &ignored, err, errlen);
+}
+
+enum store_status store_forget(struct store *st, const char *const *keys, size_t n,
+	long *deleted, char *err, size_t errlen)
+{
+	if (deleted)
+		*deleted = 0;
+	if (n == 0)
+		return STORE_OK;
+	return st->ops->forget(st->impl, keys, n, deleted, err, errlen);
+}
+
+void store_get_stats(struct store *st, struct store_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	st->ops->stats(st->impl, out);
+}
+
+void store_set_clock_offset(struct store *st, long long offset_ms)
+{
+	atomic_store(&st->clock_offset_ms, offset_ms);
+}

@@ -192,6 +192,9 @@ static void rates(void **state)
 	assert_int_equal(policy_parse_rate("-1/1h", &r), -1);
 	assert_int_equal(policy_parse_rate("x/1h", &r), -1);
 	assert_int_equal(policy_parse_rate("10/1h ", &r), -1);
+	/* too fine to count exactly (lcm of count and period_ms >= 2^53) */
+	assert_int_equal(policy_parse_rate("999999937/d", &r), -1);
+	assert_int_equal(policy_parse_rate("1000000/90d", &r), 0);
 }
 
 static void errors_name_file_and_line(void **state)

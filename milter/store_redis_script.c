@@ -1,0 +1,138 @@
+/*
+ * store_redis_script - the Lua script that keeps the rate-limit state in
+ * Redis. One script, three operations, so one SCRIPT LOAD and one digest.
+ *
+ * It runs atomically inside Redis, on the Redis server clock (TIME), so
+ * every MTA of a fleet sees the same buckets at the same time, and a
+ * check-and-charge of several buckets is all-or-none without locks.
+ * All keys are passed in KEYS[] (never built here), so Redis Cluster can
+ * route the call by the account's hash tag.
+ *
+ * Call: KEYS = the buckets, then the volume windows.
+ *	ARGV = op ("charge", "refund", "peek"), nb, nw,
+ *	       per bucket: count, tu (units per token), refill (units per ms), cost,
+ *	       per window: period_ms, at_ms (refund: the clock of the charge),
+ *	       optional: clock offset in ms (tests only; production sends none).
+ *
+ * Bucket: a hash {u = units used, t = ms when u was true}. A token is tu
+ * units and refill units come back per ms (store_redis.c reduces
+ * count/period by their gcd), so every value is an integer below 2^53
+ * and exact in Lua's doubles; numbers go back to Redis through
+ * string.format('%.0f') because Redis would truncate fractions and may
+ * print large doubles in exponent form. A key expires the moment its
+ * bucket is full again, so idle accounts cost no memory.
+ *
+ * Volume window: a hash of slot index -> events, slot length period/60.
+ * It counts the slots of the last period, so it never counts an event
+ * older than the period and may miss up to one slot's worth at the old
+ * end; 60 fields at most per window, the key expires after a quiet period.
+ *
+ * Returns: charge {admitted, over (1-based, 0 = none), retry_ms (-1 =
+ * never), now, volume...}; peek {u, full_in_ms} per bucket, then now;
+ * refund now.
+ */
+#include "config.h"
+
+#include <stddef.h>
+
+#include "store_redis.h"
+
+const char store_redis_script[] =
+	"local op, nb, nw = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+	"local wa = 4 + 4 * nb\n"
+	"local tm = redis.call('TIME')\n"
+	"local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)"
+	" + (tonumber(ARGV[wa + 2 * nw]) or 0)\n"
+	"local function int(x) return string.format('%.0f', x) end\n"
+	"local function ceildiv(a, b)\n"
+	"  local q = math.floor(a / b)\n"
+	"  if q * b < a then q = q + 1 end\n"
+	"  return q\n"
+	"end\n"
+	"local function bucket(i)\n"
+	"  local a = 4 + 4 * (i - 1)\n"
+	"  return tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])\n"
+	"end\n"
+	"local function level(key, refill)\n"
+	"  local v = redis.call('HMGET', key, 'u', 't')\n"
+	"  local u, at = tonumber(v[1]), tonumber(v[2])\n"
+	"  if not u or not at then return 0, now end\n"
+	"  if now > at then\n"
+	"    u = math.max(0, u - (now - at) * refill)\n"
+	"    at = now\n"
+	"  end\n"
+	"  return u, at\n"
+	"end\n"
+	"local function save(key, u, at, refill)\n"
+	"  if u <= 0 then redis.call('DEL', key) return end\n"
+	"  redis.call('HSET', key, 'u', int(u), 't', int(at))\n"
+	"  redis.call('PEXPIRE', key, int(at - now + ceildiv(u, refill)))\n"
+	"end\n"
+	"local function slots(period)\n"
+	"  local len = math.max(1, math.floor(period / 60))\n"
+	"  return len, math.floor(period / len)\n"
+	"end\n"
+	"if op == 'charge' then\n"
+	"  local over, retry, us, ats = 0, 0, {}, {}\n"
+	"  for i = 1, nb do\n"
+	"    local count, tu, refill, cost = bucket(i)\n"
+	"    local u, at = level(KEYS[i], refill)\n"
+	"    us[i], ats[i] = u + cost * tu, at\n"
+	"    local excess = us[i] - count * tu\n"
+	"    if excess > 0 then\n"
+	"      if over == 0 then over = i end\n"
+	"      if cost > count then retry = -1\n"
+	"      elseif retry >= 0 then retry = math.max(retry, at - now + ceildiv(excess, refill)) end\n"
+	"    end\n"
+	"  end\n"
+	"  local res = {over == 0 and 1 or 0, over, retry, now}\n"
+	"  for j = 1, nw do\n"
+	"    local key, period = KEYS[nb + j], tonumber(ARGV[wa + 2 * (j - 1)])\n"
+	"    local len, n = slots(period)\n"
+	"    local cur = math.floor(now / len)\n"
+	"    local h, sum = redis.call('HGETALL', key), 0\n"
+	"    for k = 1, #h, 2 do\n"
+	"      if tonumber(h[k]) <= cur - n then redis.call('HDEL', key, h[k])\n"
+	"      else sum = sum + tonumber(h[k + 1]) end\n"
+	"    end\n"
+	"    res[4 + j] = sum\n"
+	"    if over == 0 then\n"
+	"      redis.call('HINCRBY', key, int(cur), 1)\n"
+	"      redis.call('PEXPIRE', key, int(period))\n"
+	"    end\n"
+	"  end\n"
+	"  if over == 0 then\n"
+	"    for i = 1, nb do\n"
+	"      local _, _, refill = bucket(i)\n"
+	"      save(KEYS[i], us[i], ats[i], refill)\n"
+	"    end\n"
+	"  end\n"
+	"  return res\n"
+	"elseif op == 'refund' then\n"
+	"  for i = 1, nb do\n"
+	"    local _, tu, refill, cost = bucket(i)\n"
+	"    local u, at = level(KEYS[i], refill)\n"
+	"    if u > 0 then save(KEYS[i], math.max(0, u - cost * tu), at, refill) end\n"
+	"  end\n"
+	"  for j = 1, nw do\n"
+	"    local key, period = KEYS[nb + j], tonumber(ARGV[wa + 2 * (j - 1)])\n"
+	"    local f = int(math.floor(tonumber(ARGV[wa + 2 * (j - 1) + 1]) / slots(period)))\n"
+	"    local c = tonumber(redis.call('HGET', key, f))\n"
+	"    if c and c > 1 then redis.call('HINCRBY', key, f, -1)\n"
+	"    elseif c then redis.call('HDEL', key, f) end\n"
+	"  end\n"
+	"  return now\n"
+	"elseif op == 'peek' then\n"
+	"  local res = {}\n"
+	"  for i = 1, nb do\n"
+	"    local _, _, refill = bucket(i)\n"
+	"    local u, at = level(KEYS[i], refill)\n"
+	"    res[2 * i - 1] = u\n"
+	"    res[2 * i] = u > 0 and (at - now + ceildiv(u, refill)) or 0\n"
+	"  end\n"
+	"  res[2 * nb + 1] = now\n"
+	"  return res\n"
+	"end\n"
+	"return redis.error_reply('bulkmilter script: unknown op')\n";
+
+const size_t store_redis_script_len = sizeof(store_redis_script) - 1;
