@@ -22,8 +22,10 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -33,6 +35,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -195,6 +198,87 @@ static void set_listen_nodelay(void)
 	closedir(d);
 }
 
+/*
+ * libmilter's accept loop notices smfi_stop() only when its poll times out
+ * (seconds). One connection to our own socket wakes it at once; libmilter
+ * sees the connection close and then the stop flag.
+ */
+static void wake_listener(const char *spec)
+{
+	const char *path = unix_socket_path(spec);
+	struct sockaddr_storage ss;
+	socklen_t len = 0;
+	memset(&ss, 0, sizeof(ss));
+	if (path) {
+		struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+		if (strlen(path) >= sizeof(sun->sun_path))
+			return;
+		sun->sun_family = AF_UNIX;
+		strcpy(sun->sun_path, path);
+		len = sizeof(*sun);
+	} else {
+		/* inet:PORT@HOST or inet6:PORT@HOST */
+		const char *colon = strchr(spec, ':'), *at = strchr(spec, '@');
+		if (colon == NULL || at == NULL)
+			return;
+		int port = atoi(colon + 1);
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		if (inet_pton(AF_INET, at + 1, &sin->sin_addr) == 1) {
+			sin->sin_family = AF_INET;
+			sin->sin_port = htons((uint16_t)port);
+			len = sizeof(*sin);
+		} else if (inet_pton(AF_INET6, at + 1, &sin6->sin6_addr) == 1) {
+			sin6->sin6_family = AF_INET6;
+			sin6->sin6_port = htons((uint16_t)port);
+			len = sizeof(*sin6);
+		} else {
+			/* a host name or "any": loopback reaches a wildcard listener */
+			sin->sin_family = AF_INET;
+			sin->sin_port = htons((uint16_t)port);
+			sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			len = sizeof(*sin);
+		}
+	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	(void)!connect(fd, (struct sockaddr *)&ss, len);
+	close(fd);
+}
+
+static void *stopper_thread(void *arg)
+{
+	(void)arg;
+	smfi_stop();
+	return NULL;
+}
+
+/*
+ * smfi_stop() sets libmilter's stop flag and then waits for the accept
+ * loop, which sees the flag only when its poll returns. So the stop runs
+ * in a thread of its own while we poke the socket until smfi_main has
+ * returned (the milter thread writes a 0 to the signal pipe).
+ */
+static void stop_milter(const char *listen_socket)
+{
+	pthread_t stopper;
+	if (pthread_create(&stopper, NULL, stopper_thread, NULL) != 0) {
+		smfi_stop();
+		return;
+	}
+	pthread_detach(stopper);
+	for (int i = 0; i < 200; i++) {
+		struct pollfd pfd = { .fd = signal_pipe[0], .events = POLLIN };
+		wake_listener(listen_socket);
+		if (poll(&pfd, 1, 25) == 1) {
+			unsigned char b;
+			if (read(signal_pipe[0], &b, 1) == 1 && b == 0)
+				return;
+		}
+	}
+}
+
 static void *milter_thread(void *arg)
 {
 	int *rc = arg;
@@ -273,6 +357,10 @@ int main(int argc, char **argv)
 	}
 	fcntl(signal_pipe[1], F_SETFL, O_NONBLOCK);
 
+	/* the first snapshot may be freed by a reload: keep what we need of it */
+	char *listen_socket = strdup(s->socket);
+	if (listen_socket == NULL)
+		return 1;
 	umask(s->umask);
 	if (smfi_setconn(s->socket) != MI_SUCCESS || smfi_register(callbacks_desc) != MI_SUCCESS ||
 	    smfi_settimeout(MILTER_TIMEOUT_SECONDS) != MI_SUCCESS || smfi_setbacklog(128) != MI_SUCCESS ||
@@ -352,7 +440,7 @@ int main(int argc, char **argv)
 			continue;
 		}
 		log_info("signal %d: finishing connections in progress", (int)b);
-		smfi_stop();
+		stop_milter(listen_socket);
 		break;
 	}
 	pthread_join(tid, NULL);
@@ -367,5 +455,6 @@ int main(int argc, char **argv)
 		unlink(pid_file);
 	snapshot_release(cur);
 	log_info("bulkmilter stopped");
+	free(listen_socket);
 	return milter_rc;
 }
