@@ -15,7 +15,11 @@
 
 #include "address.h"
 
-/* Checks the bare address and copies it lower-casing nothing. */
+/*
+ * Checks a bare address "local@domain" and copies it unchanged. The local
+ * part may be a quoted string, which may hold anything printable ("a b",
+ * "x@y"); the domain may be a name or an address literal in brackets.
+ */
 static int address_store(const char *start, size_t n, char *buf, size_t len)
 {
 	while (n > 0 && isspace((unsigned char)*start)) {
@@ -26,16 +30,36 @@ static int address_store(const char *start, size_t n, char *buf, size_t len)
 		n--;
 	if (n == 0 || n >= len || n >= ADDRESS_MAX)
 		return -1;
-	const char *at = NULL;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)start[i];
-		if (c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == ',' || c == '(' || c == ')')
+	const char *end = start + n, *at = NULL;
+	if (*start == '"') {
+		const char *p = start + 1;
+		for (; p < end && *p != '"'; p++) {
+			if ((unsigned char)*p < ' ' || *p == 0x7f)
+				return -1;
+			if (*p == '\\' && p + 1 < end)
+				p++;
+		}
+		if (p >= end || p + 1 >= end || p[1] != '@')
 			return -1;
-		if (c == '@')
-			at = start + i;
+		at = p + 1;
+	} else {
+		for (const char *p = start; p < end; p++) {
+			unsigned char c = (unsigned char)*p;
+			if (c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == ',' || c == '(' ||
+			    c == ')' || c == '"')
+				return -1;
+			if (c == '@')
+				at = p;
+		}
 	}
-	if (at == NULL || at == start || at == start + n - 1)
+	if (at == NULL || at == start || at == end - 1)
 		return -1;
+	for (const char *p = at + 1; p < end; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == ',' || c == '(' ||
+		    c == ')' || c == '"' || c == '@')
+			return -1;
+	}
 	memcpy(buf, start, n);
 	buf[n] = '\0';
 	return 0;

@@ -365,8 +365,22 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 	if (auth && *auth)
 		copy_str(c->sasl, sizeof(c->sasl), auth);
 	if (argv[0] == NULL || address_from_envelope(argv[0], m->sender, sizeof(m->sender)) != 0) {
-		log_info("NOQUEUE: unusable envelope sender from %s: treated as unknown", c->client_text);
-		m->sender[0] = '\0';
+		/*
+		 * Postfix accepted it, so keep it as it is: treating it as the
+		 * null sender would make SPF check the client-chosen HELO name.
+		 */
+		const char *raw = argv[0] ? argv[0] : "?";
+		size_t n = strlen(raw);
+		if (n >= 2 && raw[0] == '<' && raw[n - 1] == '>') {
+			raw++;
+			n -= 2;
+		}
+		if (n == 0 || n >= sizeof(m->sender))
+			return set_reply(ctx, "553", "5.1.7", "Unusable envelope sender address");
+		memcpy(m->sender, raw, n);
+		m->sender[n] = '\0';
+		log_info("NOQUEUE: unusual envelope sender <%s> from %s: kept as given", m->sender,
+			 c->client_text);
 	}
 	if (c->local_submission)
 		queue_id_now(ctx, m);	/* cleanup knows it already */
@@ -505,7 +519,10 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
 			if (m->cls->bulk[i].kind == BULK_HEADER && strcasecmp(name, m->cls->bulk[i].header) == 0)
 				m->header_present[i] = true;
 	}
-	if (m->direction == DIRECTION_OUTBOUND && c->snap->keys && m->sign_state == SIGNER_SIGN) {
+	bool removed = strcasecmp(name, s->tag_header) == 0 ||
+		       (m->forged_ar_count && m->forged_ar[m->forged_ar_count - 1] == m->ar_headers &&
+			strcasecmp(name, "Authentication-Results") == 0);
+	if (!removed && m->direction == DIRECTION_OUTBOUND && c->snap->keys && m->sign_state == SIGNER_SIGN) {
 		if (m->signer == NULL)
 			m->signer = signer_begin(c->snap->keys, s, queue_id_now(ctx, m));
 		if (m->signer == NULL || signer_header(m->signer, name, value) != 0) {
@@ -710,9 +727,12 @@ static int add_auth_results(SMFICTX *ctx, struct conn *c)
 	char value[600];
 	if (!m->spf_done)
 		return 0;
-	snprintf(value, sizeof(value), "%s;\n\tspf=%s smtp.%s=%s", c->snap->settings->authserv_id,
-		 spf_outcome_name(m->spf), m->spf_helo ? "helo" : "mailfrom",
-		 m->spf_identity[0] ? m->spf_identity : "unknown");
+	if (m->spf_identity[0])
+		snprintf(value, sizeof(value), "%s;\n\tspf=%s smtp.%s=%s", c->snap->settings->authserv_id,
+			 spf_outcome_name(m->spf), m->spf_helo ? "helo" : "mailfrom", m->spf_identity);
+	else	/* nothing valid to check: RFC 8601 lets the property go */
+		snprintf(value, sizeof(value), "%s;\n\tspf=%s", c->snap->settings->authserv_id,
+			 spf_outcome_name(m->spf));
 	return add_header(ctx, "Authentication-Results", value, true);
 }
 

@@ -617,10 +617,6 @@ struct settings *settings_load(const char *path, struct diag *errs)
 		settings_table[i].parse(&c, value);
 	}
 	fclose(fp);
-	if (s->signing_table && !s->key_table) {
-		c.line = 0;
-		SETTINGS_ERR(&c, "SigningTable is set but KeyTable is not");
-	}
 	if (diag_errors(errs) != before) {
 		settings_free(s);
 		return NULL;

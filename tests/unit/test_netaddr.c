@@ -96,6 +96,14 @@ static void envelope_addresses(void **state)
 	assert_int_equal(address_from_envelope("<@relay.example:bob@example.com>", b, sizeof(b)), 0);
 	assert_string_equal(b, "bob@example.com");
 	assert_int_equal(address_from_envelope("<bad address@example.com>", b, sizeof(b)), -1);
+	/* a quoted local part may hold spaces and '@' */
+	assert_int_equal(address_from_envelope("<\"a b\"@fail.example>", b, sizeof(b)), 0);
+	assert_string_equal(b, "\"a b\"@fail.example");
+	assert_string_equal(address_domain(b), "fail.example");
+	assert_int_equal(address_from_envelope("<\"x@y\"@example.com>", b, sizeof(b)), 0);
+	assert_string_equal(address_domain(b), "example.com");
+	assert_int_equal(address_from_envelope("<\"open@example.com>", b, sizeof(b)), -1);
+	assert_int_equal(address_from_envelope("<a@[192.0.2.1]>", b, sizeof(b)), 0);
 	assert_string_equal(address_domain("a@b.example"), "b.example");
 	assert_null(address_domain("nodomain"));
 	assert_null(address_domain("trailing@"));
