@@ -300,9 +300,11 @@ h_redis() {
 
 # h_dns_start [dnsmasq options...]: a private DNS server on
 # 127.0.0.1:$H_DNS_PORT (the milter's default Resolver here) that knows
-# only the records given, e.g.
-#	--txt-record=example.com,"v=spf1 ip4:192.0.2.0/24 -all"
+# only the records given, e.g. (one shell word each; dnsmasq would keep
+# quotes that reach it as part of the text)
+#	'--txt-record=example.com,v=spf1 ip4:192.0.2.0/24 -all'
 #	--host-record=mx.example.com,198.51.100.7
+# Answers carry a TTL of 300 s, so the milter's DNS cache is exercised.
 # and answers NXDOMAIN for every other name. h_milter_start starts one
 # with no records when none runs, so that no test ever asks a DNS server
 # off this machine. To change the records: h_dns_stop, h_dns_start.
@@ -311,7 +313,7 @@ h_dns_start() {
 	dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll \
 		--port="$H_DNS_PORT" --listen-address=127.0.0.1 --bind-interfaces \
 		--user=root --pid-file= --log-queries --log-facility=- \
-		--local=/#/ "$@" >>"$H_TMP/dns.log" 2>&1 </dev/null &
+		--local-ttl=300 --local=/#/ "$@" >>"$H_TMP/dns.log" 2>&1 </dev/null &
 	H_DNS_PID=$!
 	h__wait_for 10 h__port_busy "$H_DNS_PORT" udp ||
 		h_fatal "dnsmasq did not start: $(tail -n 5 "$H_TMP/dns.log")"
@@ -637,6 +639,7 @@ h_conf() {
 	{
 		echo "# written by tests/lib/harness.sh"
 		while read -r name line; do
+			[ -n "$name" ] || continue
 			[ -n "${named[${name,,}]:-}" ] || echo "$name $line"
 		done <<EOF
 Socket $H_MILTER_SOCKET

@@ -60,7 +60,7 @@ spf__exit() {
 trap spf__exit EXIT
 
 spf_dns_start() {
-	h_dns_start --local-ttl=300 "$@"
+	h_dns_start "$@"
 	[ -f "$SPF_DNS_LOG" ] || h_fatal "no DNS query log at $SPF_DNS_LOG (harness changed?)"
 }
 
