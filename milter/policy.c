@@ -281,6 +281,13 @@ static int parse_bulk(struct parse_ctx *c, char **w, int n)
 	} else {
 		return perr(c, "bulk: unknown condition %s (expected always, never, recipients >= N, header NAME, precedence, volume >= N/PERIOD)", w[1]);
 	}
+	/* "never" beside a rule that can hold would be silently meaningless */
+	for (size_t i = 0; i < k->bulk_count; i++) {
+		if ((r.kind == BULK_NEVER) != (k->bulk[i].kind == BULK_NEVER)) {
+			free(r.header);
+			return perr(c, "bulk never cannot be combined with other bulk lines in class %s", k->name);
+		}
+	}
 	k->bulk[k->bulk_count++] = r;
 	return 0;
 }

@@ -155,7 +155,7 @@ static void over_limit_actions_and_texts(void **state)
 	struct policy *p = load_ok(
 		"class a { over-limit reject \"Quota of your plan reached\" }\n"
 		"class b {\n over-limit hold\n spf-fail reject\n bulk-noncompliant tempfail \"fix it\"\n"
-		" bulk precedence\n bulk volume >= 5/1m\n bulk never\n}\n"
+		" bulk precedence\n bulk volume >= 5/1m\n}\nclass n { bulk never }\n"
 		"class c { over-limit tag }\n");
 	const struct policy_class *a = policy_class_find(p, "a"), *b = policy_class_find(p, "b");
 	assert_int_equal(a->over_limit, ACTION_REJECT);
@@ -168,7 +168,7 @@ static void over_limit_actions_and_texts(void **state)
 	assert_int_equal(b->bulk[1].volume.count, 5);
 	assert_int_equal(b->bulk[1].volume.period_ms, 60000);
 	assert_true(b->has_volume);
-	assert_int_equal(b->bulk[2].kind, BULK_NEVER);
+	assert_int_equal(policy_class_find(p, "n")->bulk[0].kind, BULK_NEVER);
 	assert_int_equal(policy_class_find(p, "c")->over_limit, ACTION_TAG);
 	policy_free(p);
 }
@@ -223,7 +223,11 @@ static void errors_name_file_and_line(void **state)
 		"  spf-fail hold\n"			/* 19 */
 		"  over-limit tag \"unterminated\n"	/* 20 */
 		"}\n"					/* 21 */
-		"class c {\n");				/* 22 */
+		"class c {\n"				/* 22 */
+		"  bulk always\n"			/* 23 */
+		"  bulk never\n"			/* 24 */
+		"}\n"					/* 25 */
+		"class d {\n");				/* 26 */
 	struct policy *p = policy_load(path, &d);
 	assert_null(p);
 	assert_true(unit_has_error(&d, path, 2, "messages: bad rate 10/1w"));
@@ -242,7 +246,8 @@ static void errors_name_file_and_line(void **state)
 	assert_true(unit_has_error(&d, path, 18, "over-limit: already set for class b at line 17"));
 	assert_true(unit_has_error(&d, path, 19, "spf-fail: unknown action hold"));
 	assert_true(unit_has_error(&d, path, 20, "unterminated quoted text"));
-	assert_true(unit_has_error(&d, path, 22, "class c: missing '}'"));
+	assert_true(unit_has_error(&d, path, 24, "bulk never cannot be combined with other bulk lines in class c"));
+	assert_true(unit_has_error(&d, path, 26, "class d: missing '}'"));
 	diag_free(&d);
 }
 
