@@ -238,12 +238,13 @@ static sfsistat cb_helo(SMFICTX *ctx, char *helo)
 
 /* ---- rate limits -------------------------------------------------------- */
 
-static void default_over_text(const struct msg *m, char *buf, size_t len)
+static void default_over_text(const struct msg *m, bool temporary, char *buf, size_t len)
 {
 	if (m->cls->over_limit_text[0])
 		copy_str(buf, len, m->cls->over_limit_text);
 	else
-		snprintf(buf, len, "Sending rate limit exceeded for %s, try again later", m->account);
+		snprintf(buf, len, "Sending rate limit exceeded for %s%s", m->account,
+			 temporary ? ", try again later" : "");
 }
 
 /*
@@ -270,12 +271,12 @@ static sfsistat over_limit(SMFICTX *ctx, struct conn *c, const struct ratelimit_
 	}
 	switch (action) {
 	case ACTION_TEMPFAIL:
-		default_over_text(m, text, sizeof(text));
+		default_over_text(m, true, text, sizeof(text));
 		log_info("%s: account=%s over %s %s: 451 4.7.1%s", queue_id_now(ctx, m), m->account,
 			 v->kind, rate, per_recipient ? " (recipient)" : "");
 		return set_reply(ctx, "451", "4.7.1", text);
 	case ACTION_REJECT:
-		default_over_text(m, text, sizeof(text));
+		default_over_text(m, false, text, sizeof(text));
 		log_info("%s: account=%s over %s %s: 550 5.7.1%s", queue_id_now(ctx, m), m->account,
 			 v->kind, rate, per_recipient ? " (recipient)" : "");
 		return set_reply(ctx, "550", "5.7.1", text);
@@ -307,7 +308,7 @@ static sfsistat store_failed(SMFICTX *ctx, struct conn *c, const struct ratelimi
 	    c->snap->settings->mode == MODE_ENFORCE)
 		return set_reply(ctx, "451", "4.3.0", "Rate limit service unavailable, try again later");
 	if (!m->unchecked[0])
-		copy_str(m->unchecked, sizeof(m->unchecked), v->reason[0] ? v->reason : "store unavailable");
+		copy_str(m->unchecked, sizeof(m->unchecked), v->brief ? v->brief : "unavailable");
 	return SMFIS_CONTINUE;
 }
 
@@ -435,6 +436,7 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
 	if (c == NULL || !c->msg.active)
 		return SMFIS_TEMPFAIL;
 	struct msg *m = &c->msg;
+	queue_id_now(ctx, m);	/* Postfix has one from the first accepted RCPT on */
 	/* local submission: charged at end of message, all recipients at once */
 	if (c->local_submission || m->cls == NULL || !m->has_account || m->cls->recipients_count == 0) {
 		m->rcpts++;

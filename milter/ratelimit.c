@@ -181,6 +181,13 @@ static void rl_verdict_init(struct ratelimit_verdict *v, bool message)
 static enum ratelimit_status rl_failed(struct ratelimit_verdict *v, const char *why)
 {
 	snprintf(v->reason, sizeof(v->reason), "%s", why);
+	/* the reason names the Redis host or path: mail gets only a word */
+	if (strstr(why, "(backoff)"))
+		v->brief = "backoff";
+	else if (strstr(why, "temporarily unavailable") || strstr(why, "timed out"))
+		v->brief = "timeout";
+	else
+		v->brief = "unavailable";
 	return RATELIMIT_STORE_FAILED;
 }
 

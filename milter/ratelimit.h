@@ -95,7 +95,9 @@ struct ratelimit_verdict {
 	const struct policy_rate *rate;	/* RATELIMIT_OVER: the rate that was full */
 	const char *kind;		/* "messages" or "recipients" */
 	long retry_ms;			/* when the event fits; -1 never */
-	char reason[128];		/* RATELIMIT_STORE_FAILED: why (no secrets) */
+	char reason[128];		/* RATELIMIT_STORE_FAILED: why (no secrets; for logs) */
+	const char *brief;		/* ... and in one word, safe to show in mail:
+					 * "backoff", "timeout" or "unavailable" */
 	/* per bulk rule of the class (same index): messages of the account
 	 * in the rule's window before this one; volume rules only */
 	unsigned long volume[POLICY_BULK_MAX];
