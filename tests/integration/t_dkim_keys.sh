@@ -1,0 +1,122 @@
+#!/bin/bash
+#
+# Key files: RequireSafeKeys (the default) and key rollover by SIGHUP.
+#
+# - A key file of mode 0644 stops the start: "bulkmilter -f" exits 1 and
+#   "bulkmilter -n" exits 1, both naming the KeyTable line, the key's
+#   path and its mode. Mode 0640 is refused too; RequireSafeKeys no
+#   accepts 0644; mode 0600 is "config OK".
+# - Keys are read at start and on SIGHUP, never per message: a key file
+#   replaced in place (same path, new content, a new TXT record for the
+#   same selector) is not used until SIGHUP; after it, the next message
+#   verifies with the new record and fails with the old one.
+# - A SIGHUP that finds an unsafe key is refused (logged with path and
+#   mode) and the running keys stay; once the mode is fixed, the next
+#   SIGHUP takes the new key.
+
+# shellcheck source=../lib/harness.sh
+. "$(dirname "$0")/../lib/harness.sh"
+# shellcheck source=../lib/dkim_it_lib.sh
+. "$(dirname "$0")/../lib/dkim_it_lib.sh"
+
+key=$DKIM_KEYS/k.private
+dkim_rsa_key k
+old_txt=$DKIM_KEYS/k.txt
+# the next keys for the same selector, as an admin makes them
+for n in 2 3; do
+	mkdir -p "$H_TMP/key$n"
+	opendkim-genkey -b 2048 -d example.com -s k -D "$H_TMP/key$n" || h_fatal "opendkim-genkey failed"
+done
+echo "k._domainkey.example.com example.com:k:$key" >"$H_TMP/KeyTable"
+echo '*@example.com k._domainkey.example.com' >"$H_TMP/SigningTable"
+h_conf "KeyTable $H_TMP/KeyTable" "SigningTable refile:$H_TMP/SigningTable"
+h_policy 'class standard {' '    account sasl sender' '}' 'assign outbound standard'
+conf=$H_TMP/bulkmilter.conf
+unsafe="$H_TMP/KeyTable:1: $key: mode 0644 is readable by group or others (RequireSafeKeys)"
+
+# ---- an unsafe key stops the start
+[ -x "$H_BULKMILTER" ] || h_fatal "no bulkmilter: set BM_BUILDDIR"
+chmod 0644 "$key"
+ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+	timeout 20 "$H_BULKMILTER" -f -c "$conf" >"$H_TMP/start.out" 2>&1 </dev/null
+h_assert_eq 1 "$?" "mode 0644: bulkmilter -f exits 1"
+h_assert_eq 1 "$(grep -cxF "$unsafe" "$H_TMP/start.out")" "mode 0644: bulkmilter -f says: $unsafe" ||
+	h_diag "$(cat "$H_TMP/start.out")"
+h_ok "mode 0644: no milter socket was left" test ! -e "${H_MILTER_SOCKET#unix:}"
+
+h_milter_run -n -c "$conf"
+h_assert_eq 1 "$?" "mode 0644: bulkmilter -n exits 1"
+h_assert_eq "$unsafe" "$H_OUT" "mode 0644: bulkmilter -n prints exactly that error"
+
+chmod 0640 "$key"
+h_milter_run -n -c "$conf"
+h_assert_eq "1 $H_TMP/KeyTable:1: $key: mode 0640 is readable by group or others (RequireSafeKeys)" \
+	"$? $H_OUT" "mode 0640: bulkmilter -n exits 1, readable by group"
+
+chmod 0644 "$key"
+h_conf "KeyTable $H_TMP/KeyTable" "SigningTable refile:$H_TMP/SigningTable" "RequireSafeKeys no"
+h_milter_run -n -c "$conf"
+h_assert_eq "0 config OK" "$? $H_OUT" "mode 0644 with RequireSafeKeys no: config OK"
+
+chmod 0600 "$key"
+h_conf "KeyTable $H_TMP/KeyTable" "SigningTable refile:$H_TMP/SigningTable"
+h_milter_run -n -c "$conf"
+h_assert_eq "0 config OK" "$? $H_OUT" "mode 0600: config OK"
+
+# ---- rollover by SIGHUP
+h_milter_start
+h_postfix_start
+
+# send NAME: a message from alice@example.com, delivered.
+send() {
+	dkim_msg message "$H_TMP/$1.eml" "$1@test.example" "From: Alice <alice@example.com>" \
+		"To: bob@example.net" "Subject: $1"
+	dkim_send "$H_TMP/$1.eml" || h_ok "$1: delivered" false
+}
+
+# verifies NAME TXT-FILE: the last message passes both verifiers with it.
+verifies() {
+	dkim_verify --opendkim --txt "k._domainkey.example.com=$2" "$DKIM_FILE"
+	h_assert_eq 0 "$?" "$1: verifies with python3-dkim and OpenDKIM"
+}
+
+# fails NAME TXT-FILE: both verifiers fail the last message with it.
+fails() {
+	dkim_verify --opendkim --expect-fail --txt "k._domainkey.example.com=$2" "$DKIM_FILE"
+	h_assert_eq "0 python: fail opendkim: fail" \
+		"$? $(grep -o '\(python\|opendkim\): \(pass\|fail\)' "$DKIM_VERIFY_OUT" | tr '\n' ' ' | sed 's/ $//')" \
+		"$1: python3-dkim and OpenDKIM both fail it"
+}
+
+send first
+h_assert_eq "d=example.com,s=k,a=rsa-sha256" "$(dkim_signed "$DKIM_QID")" "first: signed s=k"
+verifies "first, with the old TXT" "$old_txt"
+fails "first, with the new TXT" "$H_TMP/key2/k.txt"
+
+cat "$H_TMP/key2/k.private" >"$key"
+send replaced-not-reloaded
+verifies "replaced, before SIGHUP: still the old key (old TXT)" "$old_txt"
+
+h_ok "SIGHUP: reloaded" dkim_reload
+send after-reload
+h_assert_eq "d=example.com,s=k,a=rsa-sha256" "$(dkim_signed "$DKIM_QID")" "after SIGHUP: signed s=k"
+verifies "after SIGHUP, with the new TXT" "$H_TMP/key2/k.txt"
+fails "after SIGHUP, with the old TXT" "$old_txt"
+
+# ---- an unsafe key on SIGHUP: refused, the running key stays
+cat "$H_TMP/key3/k.private" >"$key"
+chmod 0644 "$key"
+h_log_mark "$H_MILTER_LOG"
+h_milter_hup
+h_ok "unsafe key on SIGHUP: reload refused" h_wait_log "$H_MILTER_LOG" 'reload refused' 10
+h_ok "unsafe key on SIGHUP: the log names path and mode" \
+	h_wait_log "$H_MILTER_LOG" "$key: mode 0644 is readable by group or others" 1
+send refused
+verifies "after the refused reload: the running key (second TXT)" "$H_TMP/key2/k.txt"
+fails "after the refused reload, with the third TXT" "$H_TMP/key3/k.txt"
+
+chmod 0600 "$key"
+h_ok "mode fixed, SIGHUP: reloaded" dkim_reload
+send third
+verifies "third key, with the third TXT" "$H_TMP/key3/k.txt"
+fails "third key, with the second TXT" "$H_TMP/key2/k.txt"
