@@ -49,6 +49,8 @@
 #define CONN_NAME_MAX 256
 /* A reply text is cut here: SMTP reply lines are at most 512 octets. */
 #define REPLY_TEXT_MAX 400
+/* RFC 5321's line limit, without CRLF. */
+#define SMTP_LINE_MAX 998
 /* Room to compose a reply text before it is cut. */
 #define TEXT_BUF 1024
 
@@ -87,6 +89,8 @@ struct msg {
 	unsigned forged_ar_count;
 	bool too_many_forged_ar;
 	/* signing */
+	size_t line_len;		/* octets of the body line so far */
+	bool long_line;			/* a line over SMTP_LINE_MAX */
 	struct signer *signer;
 	int sign_state;			/* SIGNER_SIGN/SKIP/ERROR once decided */
 	char sign_why[160];
@@ -576,6 +580,21 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 	struct msg *m = &c->msg;
 	if (m->sign_state != SIGNER_SIGN)
 		return SMFIS_SKIP;
+	/*
+	 * Postfix's smtp client breaks lines over 998 octets after we signed
+	 * (smtp_line_length_limit), which breaks the body hash: say so.
+	 */
+	for (const unsigned char *p = chunk, *end = chunk + len; p < end && !m->long_line;) {
+		const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t run = (size_t)((nl ? nl : end) - p);
+		m->line_len += run;
+		if (m->line_len > SMTP_LINE_MAX + 1)	/* + the CR */
+			m->long_line = true;
+		if (nl == NULL)
+			break;
+		m->line_len = 0;
+		p = nl + 1;
+	}
 	if (signer_body(m->signer, chunk, len) != 0) {
 		m->sign_state = SIGNER_ERROR;
 		copy_str(m->sign_why, sizeof(m->sign_why), "signer body error");
@@ -612,6 +631,7 @@ struct eom_outcome {
 	int dmarc;			/* -2 not checked */
 	struct signer_result sigs;
 	bool signed_ok;
+	bool long_line;			/* a body line over 998 octets */
 	sfsistat reply;
 	const char *decision;
 };
@@ -812,10 +832,30 @@ static sfsistat eom_apply(SMFICTX *ctx, struct conn *c, struct eom_outcome *o)
 	return SMFIS_CONTINUE;
 }
 
+/*
+ * Appends ' key="text"' (logfmt) when text is not empty: free text goes
+ * last and quoted, so every bare key=value field splits on spaces.
+ */
+static size_t log_text_field(char *buf, size_t len, size_t used, const char *key, const char *text)
+{
+	if (text == NULL || text[0] == '\0' || used >= len)
+		return used;
+	int n = snprintf(buf + used, len - used, " %s=\"", key);
+	if (n < 0 || (size_t)n >= len - used)
+		return used;
+	used += (size_t)n;
+	for (const char *p = text; *p && used + 2 < len; p++)
+		buf[used++] = *p == '"' ? '\'' : *p;
+	if (used + 1 < len)
+		buf[used++] = '"';
+	buf[used] = '\0';
+	return used;
+}
+
 static void log_message(struct conn *c, const struct eom_outcome *o, const char *decision)
 {
 	const struct msg *m = &c->msg;
-	char sig[200] = "no";
+	char sig[200] = "no", texts[1200] = "";
 	if (o->signed_ok) {
 		size_t used = 0;
 		for (size_t i = 0; i < o->sigs.count && used < sizeof(sig); i++) {
@@ -825,20 +865,22 @@ static void log_message(struct conn *c, const struct eom_outcome *o, const char 
 				break;
 			used += (size_t)n;
 		}
-	} else if (m->direction == DIRECTION_OUTBOUND) {
-		snprintf(sig, sizeof(sig), "no(%s)", m->sign_why[0] ? m->sign_why : "not signed");
 	}
+	size_t t = 0;
+	t = log_text_field(texts, sizeof(texts), t, "bulk_reason", o->bulk ? o->bulk_why : NULL);
+	t = log_text_field(texts, sizeof(texts), t, "noncompliant", o->failed ? o->failed_text : NULL);
+	t = log_text_field(texts, sizeof(texts), t, "sign_reason", o->signed_ok ? NULL : m->sign_why);
+	t = log_text_field(texts, sizeof(texts), t, "spf_reason", m->spf_done ? m->spf_detail : NULL);
+	t = log_text_field(texts, sizeof(texts), t, "long_line", o->long_line ?
+			   "a body line over 998 octets: Postfix's smtp client will break it after signing" : NULL);
+	log_text_field(texts, sizeof(texts), t, "hold", m->hold_reason);
 	log_info("%s: direction=%s class=%s account=%s client=%s sasl=%s from=<%s> decision=%s rcpts=%lu"
-		 " bulk=%s%s%s%s%s signed=%s spf=%s%s%s egress=%s aligned=%s%s%s",
+		 " bulk=%s signed=%s spf=%s egress=%s aligned=%s%s",
 		 msg_qid(m), m->direction == DIRECTION_OUTBOUND ? "outbound" : "inbound",
 		 m->cls ? m->cls->name : "-", m->has_account ? m->account : "-", c->client_text,
-		 c->sasl[0] ? c->sasl : "-", m->sender, decision, m->rcpts,
-		 o->bulk ? "yes(" : "no", o->bulk ? o->bulk_why : "", o->bulk ? ")" : "",
-		 o->failed ? " noncompliant=" : "", o->failed ? o->failed_text : "", sig,
-		 m->spf_done ? spf_outcome_name(m->spf) : "-", m->spf_done && m->spf_detail[0] ? "/" : "",
-		 m->spf_done ? m->spf_detail : "", o->egress[0] ? o->egress : "-",
-		 m->direction == DIRECTION_OUTBOUND ? (o->mailfrom_aligned ? "yes" : "no") : "-",
-		 m->hold_reason[0] ? " hold=" : "", m->hold_reason[0] ? m->hold_reason : "");
+		 c->sasl[0] ? c->sasl : "-", m->sender, decision, m->rcpts, o->bulk ? "yes" : "no", sig,
+		 m->spf_done ? spf_outcome_name(m->spf) : "-", o->egress[0] ? o->egress : "-",
+		 m->direction == DIRECTION_OUTBOUND ? (o->mailfrom_aligned ? "yes" : "no") : "-", texts);
 }
 
 static void count_outcome(const struct conn *c, const struct eom_outcome *o, sfsistat r)
@@ -864,6 +906,7 @@ static sfsistat cb_eom(SMFICTX *ctx)
 	memset(&o, 0, sizeof(o));
 	o.dmarc = -2;
 	queue_id_now(ctx, m);
+	o.long_line = m->long_line && m->sign_state == SIGNER_SIGN;
 
 	sfsistat r = eom_apply(ctx, c, &o);
 	const char *decision = r == SMFIS_CONTINUE ? (m->hold_reason[0] ? "hold" : "accept")

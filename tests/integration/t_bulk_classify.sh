@@ -74,12 +74,12 @@ send() {
 }
 
 # is_bulk NAME CLASS PRECEDENCE WHY-ERE: tagged with CLASS, exactly one
-# Precedence (PRECEDENCE), and the log line says bulk=yes(WHY).
+# Precedence (PRECEDENCE), and the log line says bulk=yes ... bulk_reason="WHY".
 is_bulk() {
 	h_assert_eq "$2" "$(bulk_header "$got" X-Bulk-Class)" "$1: bulk: X-Bulk-Class: $2"
 	h_assert_eq "$3" "$(bulk_header "$got" Precedence)" "$1: one Precedence: $3"
 	h_milter_line "$qid" >"$H_TMP/line"
-	h_assert_grep "$H_TMP/line" " bulk=yes\\($4\\) " "$1: log says bulk=yes($4)"
+	h_assert_grep "$H_TMP/line" " bulk=yes .* bulk_reason=\"$4\"" "$1: log says bulk=yes, bulk_reason=\"$4\""
 }
 
 # not_bulk NAME [PRECEDENCE]: no tag, the Precedence it was sent with

@@ -136,6 +136,13 @@ h_assert_eq 2048 "$(openssl pkey -in "$DKIM_KEYS/rsa.private" -noout -text | sed
 long=$(h_sink_grep main 'Message-ID: <long-line.rsa@example.com>')
 h_assert_eq "990 998" "$(grep -a '^\(xxx\|yyy\)' "$long" | tr -d '\r' | awk '{print length($0)}' | paste -sd ' ')" \
 	"long-line: the 990- and 998-character lines arrive whole"
+h_assert_no_grep "$H_MILTER_LOG" "long_line=" "corpus (lines up to 998 octets): no long_line warning"
+# Over 998 the milter signs, and says in its log line that Postfix will break the line
+printf 'From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: too long\r\nMessage-ID: <too-long@example.com>\r\n\r\n%s\r\n' \
+	"$(head -c 1500 /dev/zero | tr '\0' 'y')" >"$H_TMP/too-long.eml"
+dkim_send "$H_TMP/too-long.eml"
+h_assert_grep "$H_MILTER_LOG" "$DKIM_QID: .* long_line=\"a body line over 998 octets" \
+	"a 1500-octet line: the log line warns that the signature will break"
 big=$(h_sink_grep main 'Message-ID: <five-megabytes.rsa@example.com>')
 h_ok "five-megabytes: more than 5 MB arrive" test "$(stat -c %s "$big")" -gt 5242880
 

@@ -13,7 +13,7 @@
 # - Outbound is also a SASL client at an external address and mail from
 #   sendmail(1) (non_smtpd_milters): both signed.
 # - Not signed, and the log line says why: an inbound client (XCLIENT
-#   ADDR=192.0.2.10, From in a signed domain: signed=no, direction=
+#   ADDR=192.0.2.10, From in a signed domain: signed=no with sign_reason="inbound", direction=
 #   inbound), two From headers (signed=no(2 From headers)), a From
 #   domain not in the SigningTable (signed=no(no signing table entry for
 #   ADDRESS)). None of them carries a DKIM-Signature at the sink.
@@ -123,7 +123,7 @@ signed sendmail a
 # ---- not signed, and why
 mail inbound --ip 192.0.2.10 "From: Alice <alice@example.com>"
 h_assert_eq inbound "$(h_milter_field "$DKIM_QID" direction)" "inbound: log says direction=inbound"
-unsigned inbound no
+unsigned inbound "no(inbound)"
 mail two-froms "From: Alice <alice@example.com>" "From: Mallory <mallory@example.com>"
 unsigned two-froms "no(2 From headers)"
 mail two-froms-same "From: alice@example.com" "From: alice@example.com"

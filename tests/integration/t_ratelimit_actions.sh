@@ -154,7 +154,7 @@ h_assert_eq 1 "$(rl_delivered hold 1)" "hold: only the first is delivered"
 h_assert_eq 1 "$(h_postqueue_json | grep "\"queue_id\": *\"$hold_qid\"" | grep -c '"queue_name": *"hold"')" \
 	"hold: the second is in the hold queue (postqueue -j queue_name hold)"
 h_assert_eq "hold" "$(h_milter_field "$hold_qid" decision)" "hold: its log line says decision=hold"
-h_assert_grep "$H_MILTER_LOG" "$hold_qid: .* hold=bulkmilter: hold@example.com over messages rate 1/1h\$" \
+h_assert_grep "$H_MILTER_LOG" "$hold_qid: .* hold=\"bulkmilter: hold@example.com over messages rate 1/1h\"\$" \
 	"hold: the hold reason names account, kind and rate"
 
 rl_smtp tag "${XC[@]}" --messages 2 --tag tag --from tag@example.com
@@ -197,7 +197,7 @@ h_assert_eq "accept 2
 hold 2
 accept 1" "$(grep -E 'account=local@example.com .*decision=' "$H_MILTER_LOG" | sed 's/.*decision=\([a-z]*\) rcpts=\([0-9]*\).*/\1 \2/')" \
 	"local: decisions in order: accept rcpts=2, hold rcpts=2, accept rcpts=1"
-h_assert_grep "$H_MILTER_LOG" 'decision=hold .* hold=bulkmilter: local@example.com over recipients rate 3/1h$' \
+h_assert_grep "$H_MILTER_LOG" 'decision=hold .* hold="bulkmilter: local@example.com over recipients rate 3/1h"$' \
 	"local: the hold reason names the recipients rate"
 h_assert_grep "$H_MILTER_LOG" 'connect from localhost \[127.0.0.1\] local-submission' \
 	"local: the milter recognised the emulated connect as local submission"

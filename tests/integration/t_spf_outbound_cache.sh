@@ -76,7 +76,7 @@ spf_smtp --xclient 192.0.2.10 --from list@cache.example --count 100 --sessions 4
 	--tag cache >/dev/null
 h_diag "100 messages sent in $(( (${EPOCHREALTIME/./} - start) / 1000 )) ms"
 h_assert_eq 100 "$(grep -c '^[0-9]* 250 ' "$SPF_SMTP_OUT")" "cache: all 100 messages accepted"
-h_assert_eq 100 "$(grep -c 'from=<list@cache\.example> .* spf=pass/' "$H_MILTER_LOG")" \
+h_assert_eq 100 "$(grep -c 'from=<list@cache\.example> .* spf=pass ' "$H_MILTER_LOG")" \
 	"cache: the milter logs spf=pass for all 100"
 h_assert_eq 1 "$(spf_dns_queries TXT cache.example)" "cache: exactly one TXT query for cache.example"
 h_ok "cache: all 100 arrive at the sink" h_wait_sink main 104 60

@@ -73,7 +73,7 @@ result pass 192.0.2.10 alice@pass.example pass
 h_assert_eq "Received: from client.example (unknown [192.0.2.10])" \
 	"$(spf_headers "$DFILE" | sed -n 2p | sed 's/ by .*//')" \
 	"pass: Postfix's Received is the second header"
-h_ok "pass: milter log says spf=pass" grep -q ' spf=pass/' <<<"$(h_milter_line "$SPF_QID")"
+h_ok "pass: milter log says spf=pass" grep -q ' spf=pass ' <<<"$(h_milter_line "$SPF_QID")"
 h_assert_eq inbound "$(h_milter_field "$SPF_QID" direction)" "pass: milter log direction=inbound"
 
 result fail 192.0.2.10 alice@fail.example fail

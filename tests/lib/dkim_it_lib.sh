@@ -106,7 +106,13 @@ dkim_first_headers() {
 
 dkim_signed() {
 	[ -n "$1" ] || return 0
-	h_milter_line "$1" | head -n 1 | sed -n 's/.* signed=\(.*\) spf=.*/\1/p'
+	# "no(REASON)" when not signed, from signed=no and sign_reason="REASON"
+	local line
+	line=$(h_milter_line "$1" | head -n 1)
+	case $line in
+	*" signed=no "*sign_reason=*) sed -n 's/.* sign_reason="\([^"]*\)".*/no(\1)/p' <<<"$line" ;;
+	*) sed -n 's/.* signed=\([^ ]*\) .*/\1/p' <<<"$line" ;;
+	esac
 }
 
 dkim_reload() {
