@@ -56,7 +56,7 @@ cp "$H_TMP/good.policy" "$H_TMP/bulkmilter.policy"
 ctl explain --sasl alice@example.com --rcpts 60
 h_assert_eq "0" "$?" "explain: exits 0"
 h_assert_grep "$H_TMP/ctl.out" '^direction: outbound$' "explain sasl: outbound"
-h_assert_grep "$H_TMP/ctl.out" '^class: standard \(line 18: assign outbound standard\)$' "explain sasl: class and the line that matched"
+h_assert_grep "$H_TMP/ctl.out" '^class: standard \(line 17: assign outbound standard\)$' "explain sasl: class and the line that matched"
 h_assert_grep "$H_TMP/ctl.out" '^account: alice@example.com$' "explain sasl: account"
 h_assert_grep "$H_TMP/ctl.out" '^  recipients 10000/1d ' "explain sasl: every rate listed"
 h_assert_grep "$H_TMP/ctl.out" '^over-limit: reject Plan quota reached$' "explain sasl: over-limit action and text"
