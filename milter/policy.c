@@ -8,10 +8,8 @@
  * all mistakes at once; a policy with any error is never used.
  *
  * Lookup walks the assign lines in order (first match wins). Exact and
- * glob values are compared directly; file: maps are hash tables built at
- * load, so a 100,000-account map costs one hash probe. An ip map keeps
- * one table per prefix length present and probes longest first, which is
- * a longest-prefix match in at most 129 probes and usually one or two.
+ * glob values are compared directly; file: maps (policy_map.c) are hash
+ * tables built at load, so a 100,000-account map costs one hash probe.
  */
 #include "config.h"
 
@@ -28,23 +26,14 @@
 
 #include "address.h"
 #include "policy.h"
+#include "policy_map.h"
 #include "strmap.h"
 
 #define POLICY_LINE_MAX 8192	/* longer lines are refused */
 #define POLICY_WORDS_MAX 64	/* words on one line */
 #define POLICY_ASSIGN_MAX 100000	/* assign lines (maps hold the bulk) */
-#define POLICY_MAP_LINES_MAX 10000000	/* lines of one file: map */
 
 enum assign_match { MATCH_ANY, MATCH_EXACT, MATCH_GLOB, MATCH_CIDR, MATCH_MAP };
-
-/* A file: map: value -> class; for ip maps one table per prefix length. */
-struct policy_map {
-	char *path;
-	struct strmap *values;			/* sasl/sender/domain */
-	struct strmap *by_prefix[2][129];	/* ip: [v4=0|v6=1][prefix] */
-	int prefixes[2][129];			/* prefix lengths present, longest first */
-	int prefix_count[2];
-};
 
 struct policy_assign {
 	int line;
@@ -52,7 +41,7 @@ struct policy_assign {
 	enum assign_match match;
 	char *value;				/* exact/glob text, or map path */
 	struct cidr cidr;
-	struct policy_map *map;
+	struct policy_map *map;			/* MATCH_MAP */
 	const struct policy_class *cls;		/* NULL for maps */
 };
 
@@ -434,102 +423,10 @@ static char *map_path(const char *policy_path, const char *path)
 	return out;
 }
 
-static int map_add_ip(struct parse_ctx *c, struct policy_map *m, const char *value, void *cls)
+/* Class names of a map's lines resolve against the classes defined so far. */
+static const struct policy_class *resolve_class(void *arg, const char *name)
 {
-	struct cidr block;
-	char key[NETADDR_TEXT_MAX];
-	if (cidr_parse(value, &block) != 0)
-		return perr(c, "not an IP address or CIDR block: %s", value);
-	int fam = block.net.family == AF_INET ? 0 : 1;
-	struct strmap **t = &m->by_prefix[fam][block.prefix];
-	if (*t == NULL) {
-		if ((*t = strmap_new(16, false)) == NULL)
-			return perr(c, "out of memory");
-		/* keep prefix lengths sorted longest first */
-		int i = m->prefix_count[fam]++;
-		while (i > 0 && m->prefixes[fam][i - 1] < block.prefix) {
-			m->prefixes[fam][i] = m->prefixes[fam][i - 1];
-			i--;
-		}
-		m->prefixes[fam][i] = block.prefix;
-	}
-	netaddr_format(&block.net, key, sizeof(key));
-	return strmap_put(*t, key, cls) < 0 ? perr(c, "out of memory") : 0;
-}
-
-static struct policy_map *map_load(struct parse_ctx *outer, enum policy_key key, const char *path)
-{
-	struct policy_map *m = calloc(1, sizeof(*m));
-	char line[POLICY_LINE_MAX + 2], store[2 * POLICY_LINE_MAX + 8];
-	FILE *fp;
-
-	if (m == NULL || (m->path = map_path(outer->file, path)) == NULL) {
-		free(m);
-		perr(outer, "out of memory");
-		return NULL;
-	}
-	if ((fp = fopen(m->path, "r")) == NULL) {
-		perr(outer, "assign %s: cannot open map %s: %s", key_names[key], m->path, strerror(errno));
-		free(m->path);
-		free(m);
-		return NULL;
-	}
-	if (key != KEY_IP && (m->values = strmap_new(1024, true)) == NULL) {
-		fclose(fp);
-		free(m->path);
-		free(m);
-		perr(outer, "out of memory");
-		return NULL;
-	}
-	struct parse_ctx c = *outer;
-	c.file = m->path;
-	c.line = 0;
-	while (fgets(line, sizeof(line), fp)) {
-		char *w[POLICY_WORDS_MAX];
-		bool quoted[POLICY_WORDS_MAX];
-		if (++c.line > POLICY_MAP_LINES_MAX) {
-			perr(&c, "map longer than %d lines", POLICY_MAP_LINES_MAX);
-			break;
-		}
-		if (strchr(line, '\n') == NULL && !feof(fp)) {
-			perr(&c, "line longer than %d characters", POLICY_LINE_MAX);
-			int ch;
-			while ((ch = fgetc(fp)) != EOF && ch != '\n')
-				;
-			continue;
-		}
-		int n = split_words(&c, line, store, w, quoted);
-		if (n <= 0)
-			continue;
-		if (n != 2) {
-			perr(&c, "expected \"value class\"");
-			continue;
-		}
-		void *idx = strmap_get(outer->p->class_by_name, w[1]);
-		if (idx == NULL) {
-			perr(&c, "unknown class %s (classes must be defined before the assign line that loads this map)", w[1]);
-			continue;
-		}
-		void *cls = &outer->p->classes[(size_t)idx - 1];
-		if (key == KEY_IP)
-			map_add_ip(&c, m, w[0], cls);
-		else if (strmap_put(m->values, w[0], cls) < 0)
-			perr(&c, "out of memory");
-	}
-	fclose(fp);
-	return m;
-}
-
-static void map_free(struct policy_map *m)
-{
-	if (m == NULL)
-		return;
-	strmap_free(m->values, NULL);
-	for (int f = 0; f < 2; f++)
-		for (int i = 0; i < 129; i++)
-			strmap_free(m->by_prefix[f][i], NULL);
-	free(m->path);
-	free(m);
+	return policy_class_find(arg, name);
 }
 
 static int parse_assign(struct parse_ctx *c, char **w, int n)
@@ -556,12 +453,17 @@ static int parse_assign(struct parse_ctx *c, char **w, int n)
 		a.match = MATCH_ANY;
 		class_name = w[2];
 	} else if (n == 3 && strncmp(w[2], "file:", 5) == 0) {
+		char err[512];
 		a.match = MATCH_MAP;
 		if (w[2][5] == '\0')
 			return perr(c, "assign %s: file: needs a path", key_names[k]);
-		if ((a.map = map_load(c, a.key, w[2] + 5)) == NULL)
-			return -1;
-		a.value = strdup(a.map->path);
+		if ((a.value = map_path(c->file, w[2] + 5)) == NULL)
+			return perr(c, "out of memory");
+		a.map = policy_map_load(a.value, a.key == KEY_IP, resolve_class, c->p, c->errs, err, sizeof(err));
+		if (a.map == NULL) {
+			free(a.value);
+			return perr(c, "assign %s: %s", key_names[k], err);
+		}
 	} else if (n == 4) {
 		class_name = w[3];
 		if (a.key == KEY_IP) {
@@ -577,7 +479,7 @@ static int parse_assign(struct parse_ctx *c, char **w, int n)
 			    key_names[k], key_names[k], key_names[k]);
 	}
 	if (a.match != MATCH_ANY && a.value == NULL) {
-		map_free(a.map);
+		policy_map_free(a.map);
 		return perr(c, "out of memory");
 	}
 	struct policy_assign *grown = realloc(p->assigns, (p->assign_count + 1) * sizeof(*grown));
@@ -588,7 +490,7 @@ static int parse_assign(struct parse_ctx *c, char **w, int n)
 		c->pending_class = pend;
 	if (!grown || !pend) {
 		free(a.value);
-		map_free(a.map);
+		policy_map_free(a.map);
 		return perr(c, "out of memory");
 	}
 	c->pending_class[p->assign_count] = class_name ? strdup(class_name) : NULL;
@@ -722,7 +624,7 @@ void policy_free(struct policy *p)
 		return;
 	for (size_t i = 0; i < p->assign_count; i++) {
 		free(p->assigns[i].value);
-		map_free(p->assigns[i].map);
+		policy_map_free(p->assigns[i].map);
 	}
 	for (size_t i = 0; i < p->class_count; i++)
 		for (size_t j = 0; j < p->classes[i].bulk_count; j++)
@@ -732,22 +634,6 @@ void policy_free(struct policy *p)
 	strmap_free(p->class_by_name, NULL);
 	free(p->path);
 	free(p);
-}
-
-static const struct policy_class *map_lookup_ip(const struct policy_map *m, const struct netaddr *a)
-{
-	int fam = a->family == AF_INET ? 0 : 1;
-	for (int i = 0; i < m->prefix_count[fam]; i++) {
-		char key[NETADDR_TEXT_MAX];
-		struct netaddr masked = *a;
-		int prefix = m->prefixes[fam][i];
-		netaddr_mask(&masked, prefix);
-		netaddr_format(&masked, key, sizeof(key));
-		const struct policy_class *cls = strmap_get(m->by_prefix[fam][prefix], key);
-		if (cls)
-			return cls;
-	}
-	return NULL;
 }
 
 static const struct policy_class *assign_match(const struct policy_assign *a, const struct policy_facts *f)
@@ -763,7 +649,7 @@ static const struct policy_class *assign_match(const struct policy_assign *a, co
 		if (f->client == NULL || f->client->family == 0)
 			return NULL;
 		if (a->match == MATCH_MAP)
-			return map_lookup_ip(a->map, f->client);
+			return policy_map_lookup_ip(a->map, f->client);
 		return cidr_match(&a->cidr, f->client) ? a->cls : NULL;
 	case KEY_SASL:
 		subject = f->sasl;
@@ -783,7 +669,7 @@ static const struct policy_class *assign_match(const struct policy_assign *a, co
 	case MATCH_GLOB:
 		return fnmatch(a->value, subject, FNM_CASEFOLD) == 0 ? a->cls : NULL;
 	case MATCH_MAP:
-		return strmap_get(a->map->values, subject);
+		return policy_map_lookup(a->map, subject);
 	default:
 		return NULL;
 	}
