@@ -60,17 +60,50 @@ static struct conn *conn_of(SMFICTX *ctx)
 
 /* ---- connect, helo ---------------------------------------------------- */
 
-static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
+/* The connection's state: made at negotiation, or here if the MTA skipped it. */
+static struct conn *conn_new(SMFICTX *ctx)
 {
 	struct conn *c = calloc(1, sizeof(*c));
-	if (c == NULL) {
+	if (c == NULL)
+		return NULL;
+	if (smfi_setpriv(ctx, c) != MI_SUCCESS) {
+		free(c);
+		return NULL;
+	}
+	__atomic_add_fetch(&connections_open, 1, __ATOMIC_SEQ_CST);
+	return c;
+}
+
+/* SMFIS_NOREPLY where the MTA granted "no reply" for this step. */
+static sfsistat no_reply(const struct conn *c, unsigned long flag)
+{
+	return c && (c->protocol & flag) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
+/*
+ * A step with "no reply" negotiated cannot tempfail; a message broken at
+ * that point is not active any more, and end of message tempfails it.
+ */
+static sfsistat fail_or_no_reply(const struct conn *c, unsigned long flag)
+{
+	return no_reply(c, flag) == SMFIS_NOREPLY ? SMFIS_NOREPLY : SMFIS_TEMPFAIL;
+}
+
+static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
+{
+	struct conn *c = conn_of(ctx);
+	if (c == NULL && (c = conn_new(ctx)) == NULL) {
 		log_error("connect: out of memory");
 		return SMFIS_TEMPFAIL;
 	}
+	/*
+	 * Failures here cannot always be answered (no reply is negotiated for
+	 * connect), so they are answered at MAIL FROM: no snapshot, tempfail.
+	 */
 	c->snap = snapshot_acquire();
 	if (c->snap == NULL) {
-		free(c);
-		return SMFIS_TEMPFAIL;
+		log_error("connect: no configuration loaded");
+		return no_reply(c, SMFIP_NR_CONN);
 	}
 	if (netaddr_from_sockaddr(hostaddr, &c->client) == 0) {
 		netaddr_format(&c->client, c->client_text, sizeof(c->client_text));
@@ -85,15 +118,9 @@ static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 	} else {
 		session_copy(c->client_text, sizeof(c->client_text), "unknown");
 	}
-	if (smfi_setpriv(ctx, c) != MI_SUCCESS) {
-		snapshot_release(c->snap);
-		free(c);
-		return SMFIS_TEMPFAIL;
-	}
-	__atomic_add_fetch(&connections_open, 1, __ATOMIC_SEQ_CST);
 	log_debug("connect from %s [%s]%s%s", hostname ? hostname : "unknown", c->client_text,
 		  c->internal ? " internal" : "", c->local_submission ? " local-submission" : "");
-	return SMFIS_CONTINUE;
+	return no_reply(c, SMFIP_NR_CONN);
 }
 
 static sfsistat cb_helo(SMFICTX *ctx, char *helo)
@@ -102,7 +129,7 @@ static sfsistat cb_helo(SMFICTX *ctx, char *helo)
 	if (c == NULL)
 		return SMFIS_TEMPFAIL;
 	session_copy(c->helo, sizeof(c->helo), helo);
-	return SMFIS_NOREPLY;
+	return no_reply(c, SMFIP_NR_HELO);
 }
 
 /* ---- envfrom ------------------------------------------------------------ */
@@ -149,7 +176,7 @@ static sfsistat spf_inbound(SMFICTX *ctx, struct conn *c)
 static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 {
 	struct conn *c = conn_of(ctx);
-	if (c == NULL)
+	if (c == NULL || c->snap == NULL)
 		return SMFIS_TEMPFAIL;
 	session_reset(c);
 	struct msg *m = &c->msg;
@@ -278,12 +305,12 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
 {
 	struct conn *c = conn_of(ctx);
 	if (c == NULL || !c->msg.active)
-		return SMFIS_TEMPFAIL;
+		return fail_or_no_reply(c, SMFIP_NR_HDR);
 	struct msg *m = &c->msg;
 	const struct settings *s = c->snap->settings;
 
 	if (name == NULL || value == NULL)
-		return SMFIS_NOREPLY;
+		return no_reply(c, SMFIP_NR_HDR);
 	if (strcasecmp(name, "From") == 0) {
 		if (++m->from_count == 1)
 			m->from_ok = address_from_header(value, m->from_addr, sizeof(m->from_addr)) == 0;
@@ -325,30 +352,28 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
 			session_copy(m->sign_why, sizeof(m->sign_why), "cannot hold headers for signing");
 		}
 	}
-	return SMFIS_NOREPLY;
+	return no_reply(c, SMFIP_NR_HDR);
 }
 
-static sfsistat cb_eoh(SMFICTX *ctx)
+/* The signer picks its keys now that the From header is known. */
+static void eoh_start_signing(SMFICTX *ctx, struct conn *c)
 {
-	struct conn *c = conn_of(ctx);
-	if (c == NULL || !c->msg.active)
-		return SMFIS_TEMPFAIL;
 	struct msg *m = &c->msg;
 	session_queue_id(ctx, m);
 	if (m->direction != DIRECTION_OUTBOUND || c->snap->keys == NULL) {
 		m->sign_state = SIGNER_SKIP;
 		session_copy(m->sign_why, sizeof(m->sign_why),
 			 m->direction != DIRECTION_OUTBOUND ? "inbound" : "no KeyTable");
-		return SMFIS_CONTINUE;
+		return;
 	}
 	if (m->sign_state != SIGNER_SIGN)
-		return SMFIS_CONTINUE;
+		return;
 	if (m->signer == NULL)	/* no headers at all */
 		m->signer = signer_begin(c->snap->keys, c->snap->settings, session_qid(m));
 	if (m->signer == NULL) {
 		m->sign_state = SIGNER_ERROR;
 		session_copy(m->sign_why, sizeof(m->sign_why), "cannot start signer");
-		return SMFIS_CONTINUE;
+		return;
 	}
 	const char *from = m->from_count == 1 && m->from_ok ? m->from_addr : NULL;
 	m->sign_state = signer_eoh(m->signer, from, m->sign_why, sizeof(m->sign_why));
@@ -358,7 +383,15 @@ static sfsistat cb_eoh(SMFICTX *ctx)
 		snprintf(m->sign_why, sizeof(m->sign_why), "%u From headers", m->from_count);
 	else if (!m->from_ok)
 		session_copy(m->sign_why, sizeof(m->sign_why), "From header has no single valid address");
-	return SMFIS_CONTINUE;
+}
+
+static sfsistat cb_eoh(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+	if (c == NULL || !c->msg.active)
+		return fail_or_no_reply(c, SMFIP_NR_EOH);
+	eoh_start_signing(ctx, c);
+	return no_reply(c, SMFIP_NR_EOH);
 }
 
 static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
@@ -431,7 +464,7 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
 	const unsigned long actions = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE | SMFIF_SETSYMLIST;
 	/* every step we do not need is one round trip Postfix does not make */
 	const unsigned long wanted = SMFIP_HDR_LEADSPC | SMFIP_SKIP | SMFIP_NR_HDR | SMFIP_NR_HELO |
-				     SMFIP_NOUNKNOWN | SMFIP_NODATA;
+				     SMFIP_NR_CONN | SMFIP_NR_EOH | SMFIP_NOUNKNOWN | SMFIP_NODATA;
 	(void)f2;
 	(void)f3;
 	if ((f0 & actions) != actions) {
@@ -444,6 +477,12 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
 		log_warning("MTA does not offer SMFIP_HDR_LEADSPC: c=simple header signatures may not verify");
 	*pf2 = 0;
 	*pf3 = 0;
+	struct conn *c = conn_of(ctx);
+	if (c == NULL && (c = conn_new(ctx)) == NULL) {
+		log_error("negotiate: out of memory");
+		return SMFIS_TEMPFAIL;
+	}
+	c->protocol = *pf1;
 	smfi_setsymlist(ctx, SMFIM_CONNECT, "j {daemon_name}");
 	smfi_setsymlist(ctx, SMFIM_ENVFROM, "i {auth_authen} {auth_type}");
 	smfi_setsymlist(ctx, SMFIM_ENVRCPT, "i");

@@ -94,7 +94,8 @@ struct msg {
 };
 
 struct conn {
-	struct snapshot *snap;
+	struct snapshot *snap;		/* NULL: none could be had; MAIL FROM tempfails */
+	unsigned long protocol;		/* SMFIP_* the MTA granted (NR_* replies) */
 	struct netaddr client;
 	char client_text[NETADDR_TEXT_MAX];
 	char helo[CONN_NAME_MAX];
