@@ -11,19 +11,16 @@
 #include "diag.h"
 #include "log.h"
 
-void diag_add(struct diag *d, const char *file, int line, const char *fmt, ...)
+static void diag_vadd(struct diag *d, const char *file, int line, const char *fmt, va_list ap)
 {
 	char msg[1024];
 	char *out;
-	va_list ap;
 
 	if (d->count >= DIAG_MAX) {
 		d->dropped++;
 		return;
 	}
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	int rc = line > 0 ? asprintf(&out, "%s:%d: %s", file, line, msg)
 			  : asprintf(&out, "%s: %s", file, msg);
 	if (rc < 0) {
@@ -31,6 +28,23 @@ void diag_add(struct diag *d, const char *file, int line, const char *fmt, ...)
 		return;
 	}
 	d->lines[d->count++] = out;
+}
+
+void diag_add(struct diag *d, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	diag_vadd(d, file, line, fmt, ap);
+	va_end(ap);
+}
+
+int diag_fail(struct diag *d, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	diag_vadd(d, file, line, fmt, ap);
+	va_end(ap);
+	return -1;
 }
 
 void diag_print(const struct diag *d, FILE *fp)

@@ -18,7 +18,6 @@
 #include <fnmatch.h>
 #include <libgen.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,17 +63,8 @@ struct parse_ctx {
 	char **pending_class;			/* per assign, the class name */
 };
 
-static int perr(struct parse_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int perr(struct parse_ctx *c, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	diag_add(c->errs, c->file, c->line, "%s", msg);
-	return -1;
-}
+/* Reports an error at the current line; returns -1. */
+#define perr(c, ...) diag_fail((c)->errs, (c)->file, (c)->line, __VA_ARGS__)
 
 static const char *const key_names[] = { "sasl", "sender", "domain", "ip", "outbound", "inbound" };
 static const char *const account_names[] = { "sasl", "sender", "domain", "ip" };

@@ -18,7 +18,6 @@
 #include <limits.h>
 #include <netdb.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,20 +40,8 @@ struct settings_ctx {
 
 typedef int (*settings_parser)(struct settings_ctx *c, const char *value);
 
-/* Reports an error at the current line; returns -1 for "return SETTINGS_ERR(...)". */
-static int settings_err(struct settings_ctx *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static int settings_err(struct settings_ctx *c, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	diag_add(c->errs, c->file, c->line, "%s", msg);
-	return -1;
-}
-#define SETTINGS_ERR settings_err
+/* Reports an error at the current line; returns -1. */
+#define SETTINGS_ERR(c, ...) diag_fail((c)->errs, (c)->file, (c)->line, __VA_ARGS__)
 
 int settings_parse_duration_ms(const char *text, long *ms)
 {
