@@ -75,19 +75,12 @@ bulk_sink_file() {
 
 bulk_headers() {
 	[ -f "$1" ] || return 0
-	LC_ALL=C awk '
-		{ sub(/\r$/, "") }
-		/^$/ { exit }
-		/^[ \t]/ { sub(/^[ \t]+/, ""); cur = cur " " $0; next }
-		{ if (cur != "") print cur; cur = $0 }
-		END { if (cur != "") print cur }' "$1"
+	h_headers "$1"
 }
 
 bulk_header() {
-	bulk_headers "$1" | LC_ALL=C awk -v name="$2" '
-		BEGIN { n = tolower(name) ":" }
-		tolower(substr($0, 1, length(n))) == n {
-			v = substr($0, length(n) + 1); sub(/^[ \t]+/, "", v); print v }'
+	[ -f "$1" ] || return 0
+	h_header "$1" "$2"
 }
 
 bulk_header_count() {

@@ -26,6 +26,7 @@
 #	SMTP:	 h_send [--ip ADDR] [--sasl USER PASS] [--raw FILE] [swaks...]
 #		 h_parallel COUNT CMD... (never a bare "wait")
 #	Logs:	 h_log_mark FILE; h_wait_log FILE ERE [TIMEOUT]
+#	Messages: h_headers FILE; h_header FILE NAME
 #	Checks:	 h_ok NAME CMD...; h_assert_eq EXPECTED ACTUAL [NAME]
 #		 h_assert_grep FILE ERE [NAME]; h_assert_no_grep FILE ERE [NAME]
 #		 h_skip NAME REASON; h_diag TEXT; h_fatal TEXT
@@ -727,6 +728,25 @@ h_milter_line() {
 # h_milter_field QID FIELD: the value of FIELD=value in that line.
 h_milter_field() {
 	h_milter_line "$1" | head -n 1 | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1
+}
+
+# h_headers FILE: the header fields of a stored message, one a line,
+# unfolded, without CR. h_header FILE NAME: the values of field NAME (any
+# case), one a line, leading white space removed.
+h_headers() {
+	LC_ALL=C awk '
+		{ sub(/\r$/, "") }
+		/^$/ { exit }
+		/^[ \t]/ { sub(/^[ \t]+/, ""); cur = cur " " $0; next }
+		{ if (cur != "") print cur; cur = $0 }
+		END { if (cur != "") print cur }' "$1"
+}
+
+h_header() {
+	h_headers "$1" | LC_ALL=C awk -v name="$2" '
+		BEGIN { n = tolower(name) ":" }
+		tolower(substr($0, 1, length(n))) == n {
+			v = substr($0, length(n) + 1); sub(/^[ \t]+/, "", v); print v }'
 }
 
 # ----------------------------------------------------------------- SMTP

@@ -119,19 +119,11 @@ spf_sink_file() {
 }
 
 spf_headers() {
-	LC_ALL=C awk '
-		{ sub(/\r$/, "") }
-		/^$/ { exit }
-		/^[ \t]/ { sub(/^[ \t]+/, ""); cur = cur " " $0; next }
-		{ if (cur != "") print cur; cur = $0 }
-		END { if (cur != "") print cur }' "$1"
+	h_headers "$1"
 }
 
 spf_header() {
-	spf_headers "$1" | LC_ALL=C awk -v name="$2" '
-		BEGIN { n = tolower(name) ":" }
-		tolower(substr($0, 1, length(n))) == n {
-			v = substr($0, length(n) + 1); sub(/^[ \t]+/, "", v); print v }'
+	h_header "$1" "$2"
 }
 
 spf_milter_reload() {
