@@ -14,6 +14,14 @@
  * milter's RSS while they stay open (the load, if any, then runs beside
  * them).
  *
+ *	milterload --socket unix:/PATH|inet:PORT@HOST
+ *	  --conns N (20)  --messages N (1000)  --per-conn N (1)
+ *	  --rcpts N (1; rcpt1@..., rcpt2@... from --to)  --size BODY-BYTES (4096)
+ *	  --from ADDR (sender@bench.example)  --to ADDR (rcpt@dest.example)
+ *	  --sasl USER ({auth_authen})  --client-addr IP (127.0.0.1)  --helo NAME
+ *	  --hold N  --pid MILTER-PID  --nodelay  --write-size BYTES (4096; 0: any)
+ *	  --max-seconds S (600)  -v
+ *
  * What it does not: judge the milter's decisions. Replies and
  * modification actions are counted and printed, so a milter that
  * tempfails everything shows, but it is not an error here.
@@ -26,9 +34,10 @@
  * - Behave like Postfix wherever the milter could notice: honour every
  *   SMFIP_NO* and SMFIP_NR_* bit it negotiates, send the macros it asks
  *   for (else Postfix 3.7's defaults), fold headers with a bare LF, send
- *   SMFIC_ABORT after a transaction that does not end at EOM, and leave
- *   Nagle on (--nodelay turns it off) so an inet: socket costs what it
- *   costs under Postfix.
+ *   SMFIC_ABORT after a transaction that does not end at EOM, buffer
+ *   what needs no answer and write it in Postfix's 4096-byte pieces
+ *   (--write-size), and leave Nagle on (--nodelay turns it off), so an
+ *   inet: socket costs what it costs under Postfix.
  * - Latencies are kept as every sample (a few per message) and sorted
  *   once at the end: exact percentiles, and memory is no concern at the
  *   message counts a benchmark uses.
@@ -57,6 +66,8 @@
 #define ERRORS_MAX 50
 /* Distinct error texts kept for the report. */
 #define ERROR_TEXTS 5
+/* Postfix's VSTREAM_BUFSIZE: it writes to the milter in pieces of this. */
+#define POSTFIX_WRITE_SIZE 4096
 /* Seconds the held connections sit before their RSS is read, so the
  * milter's threads and allocations have settled. */
 #define HOLD_SETTLE_S 1
@@ -76,6 +87,7 @@ struct options {
 	unsigned hold;
 	long pid;
 	bool nodelay;
+	size_t write_size;
 	unsigned max_seconds;
 	bool verbose;
 };
@@ -84,7 +96,7 @@ static struct options opt = {
 	.conns = 20, .messages = 1000, .per_conn = 1, .rcpts = 1,
 	.size = 4096, .from = "sender@bench.example", .to = "rcpt@dest.example",
 	.client_addr = "127.0.0.1", .helo = "client.bench.example",
-	.max_seconds = 600,
+	.write_size = POSTFIX_WRITE_SIZE, .max_seconds = 600,
 };
 
 /* The MTA every session plays, made from the options. */
@@ -167,11 +179,11 @@ static void *worker(void *arg)
 		session_quit(&s);
 	}
 	free(s.in);
+	free(s.out);
 	return NULL;
 }
 
-
-/* ------------------------------------------------------------ /proc */
+/* ----------------------------------------------------------- report */
 
 static void print_usage_line(const char *what, const struct proc_usage *u)
 {
@@ -179,9 +191,6 @@ static void print_usage_line(const char *what, const struct proc_usage *u)
 	       what, opt.pid, u->rss_kb / 1024.0, u->hwm_kb / 1024.0, u->procs, u->tree_rss_kb / 1024.0);
 }
 
-/* ----------------------------------------------------------- report */
-
-/* ----------------------------------------------------------- report */
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -272,7 +281,7 @@ static void usage(void)
 	fputs("usage: milterload --socket unix:/PATH|inet:PORT@HOST [--conns N] [--messages N]\n"
 	      "                  [--per-conn N] [--rcpts N] [--size BYTES] [--from ADDR] [--to ADDR]\n"
 	      "                  [--sasl USER] [--client-addr IP] [--helo NAME] [--hold N] [--pid PID]\n"
-	      "                  [--nodelay] [--max-seconds S] [-v]\n", stderr);
+	      "                  [--nodelay] [--write-size BYTES] [--max-seconds S] [-v]\n", stderr);
 	exit(2);
 }
 
@@ -327,6 +336,8 @@ static void parse_args(int argc, char **argv)
 			opt.pid = (long)number_arg(a, option_value(argc, argv, &i), 1, LONG_MAX);
 		else if (!strcmp(a, "--max-seconds"))
 			opt.max_seconds = (unsigned)number_arg(a, option_value(argc, argv, &i), 1, 86400);
+		else if (!strcmp(a, "--write-size"))
+			opt.write_size = number_arg(a, option_value(argc, argv, &i), 0, 1 << 30);
 		else if (!strcmp(a, "--nodelay"))
 			opt.nodelay = true;
 		else if (!strcmp(a, "-v"))
@@ -376,7 +387,7 @@ static struct session *hold_open(struct stats *st)
 		die("out of memory");
 	for (unsigned i = 0; i < opt.hold; i++) {
 		held[i].fd = -1;
-		if (!session_open(&held[i], &mta, st)) {
+		if (!session_open(&held[i], &mta, st) || !session_flush(&held[i])) {
 			fprintf(stderr, "milterload: held connection %u: %s\n", i + 1, held[i].error);
 			session_close(&held[i]);
 		} else
@@ -413,6 +424,7 @@ int main(int argc, char **argv)
 	raise_fd_limit();
 	mta.milter_name = opt.socket;
 	mta.nodelay = opt.nodelay;
+	mta.write_size = opt.write_size;
 	mta.client_addr = opt.client_addr;
 	mta.helo = opt.helo;
 	mta.sasl = opt.sasl;
@@ -466,8 +478,10 @@ int main(int argc, char **argv)
 			printf("stopped at --max-seconds %u\n", opt.max_seconds);
 	}
 
-	for (unsigned i = 0; i < opt.hold; i++)
+	for (unsigned i = 0; i < opt.hold; i++) {
 		session_quit(&held[i]);
+		free(held[i].out);
+	}
 	free(held);
 	return run.errors ? 1 : 0;
 }

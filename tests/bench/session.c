@@ -41,6 +41,8 @@
 #define SESSION_PACKET_IN (1024 * 1024 + 64)
 /* Body chunks, as libmilter's MILTER_CHUNK_SIZE. */
 #define BODY_CHUNK MILTER_CHUNK_SIZE
+/* First size of the output buffer; it doubles when a chunk needs more. */
+#define SESSION_OUT_INITIAL 4096
 
 static void session_out_of_memory(void)
 {
@@ -165,39 +167,71 @@ static bool session_fail(struct session *s, const char *fmt, ...)
 
 /* ------------------------------------------------------------- wire */
 
-/* Packet: 4-byte big-endian length (command byte included), command
- * byte, data. Built in s->out, sent with one write like Postfix's
- * buffered stream. */
-static void out_begin(struct session *s, char cmd)
+/* Packets are appended to s->out (out_begin, out_bytes..., out_end)
+ * and written by out_flush(), which runs only when a reply is awaited
+ * or the connection ends: this is how Postfix's buffered stream sends
+ * macros with their command and a run of unanswered commands (headers)
+ * together, and it matters: how the bytes are cut into write() calls
+ * decides whether Nagle's algorithm and delayed ACKs stall an inet:
+ * socket. */
+static void out_reserve(struct session *s, size_t n)
 {
-	s->out_len = 4;
-	s->out[s->out_len++] = (unsigned char)cmd;
+	if (s->out_len + n <= s->out_cap)
+		return;
+	size_t cap = s->out_cap ? s->out_cap : SESSION_OUT_INITIAL;
+	while (cap < s->out_len + n)
+		cap *= 2;
+	unsigned char *grown = realloc(s->out, cap);
+	if (!grown)
+		session_out_of_memory();
+	s->out = grown;
+	s->out_cap = cap;
 }
 
-static bool out_bytes(struct session *s, const void *p, size_t n)
+static void out_bytes(struct session *s, const void *p, size_t n)
 {
-	if (s->out_len + n > sizeof s->out)
-		return session_fail(s, "packet over %d bytes", SESSION_PACKET_OUT);
+	out_reserve(s, n);
 	memcpy(s->out + s->out_len, p, n);
 	s->out_len += n;
-	return true;
 }
 
-static bool out_str(struct session *s, const char *str)
+static void out_begin(struct session *s, char cmd)
 {
-	return out_bytes(s, str, strlen(str) + 1);
+	unsigned char head[5] = {0, 0, 0, 0, (unsigned char)cmd};
+	s->packet_at = s->out_len;
+	out_bytes(s, head, sizeof head);
 }
 
-static bool out_u32(struct session *s, uint32_t v)
+static void out_str(struct session *s, const char *str)
+{
+	out_bytes(s, str, strlen(str) + 1);
+}
+
+static void out_u32(struct session *s, uint32_t v)
 {
 	uint32_t be = htonl(v);
-	return out_bytes(s, &be, sizeof be);
+	out_bytes(s, &be, sizeof be);
 }
 
-static bool write_all(struct session *s, const unsigned char *p, size_t n)
+/* Fills in the length of the packet begun last. */
+static void out_end(struct session *s)
 {
+	uint32_t be = htonl((uint32_t)(s->out_len - s->packet_at - 4));
+	memcpy(s->out + s->packet_at, &be, 4);
+	if (s->trace)
+		fprintf(stderr, "> %s (%zu bytes)\n", code_name(command_names, s->out[s->packet_at + 4]),
+			s->out_len - s->packet_at - 5);
+}
+
+/* Writes what is buffered, in pieces of at most mta->write_size bytes:
+ * Postfix's stream writes whenever its 4096-byte buffer is full. */
+static bool out_flush(struct session *s)
+{
+	const unsigned char *p = s->out;
+	size_t n = s->out_len, piece = s->mta->write_size ? s->mta->write_size : n;
+	s->out_len = 0;
 	while (n > 0) {
-		ssize_t w = write(s->fd, p, n);
+		ssize_t w = write(s->fd, p, n < piece ? n : piece);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -206,27 +240,6 @@ static bool write_all(struct session *s, const unsigned char *p, size_t n)
 		n -= (size_t)w;
 	}
 	return true;
-}
-
-static bool out_send(struct session *s)
-{
-	uint32_t be = htonl((uint32_t)(s->out_len - 4));
-	memcpy(s->out, &be, 4);
-	if (s->trace)
-		fprintf(stderr, "> %s (%zu bytes)\n", code_name(command_names, s->out[4]), s->out_len - 5);
-	return write_all(s, s->out, s->out_len);
-}
-
-/* A body chunk goes straight from the shared body buffer. */
-static bool send_body_chunk(struct session *s, const char *p, size_t n)
-{
-	unsigned char head[5];
-	uint32_t be = htonl((uint32_t)(n + 1));
-	memcpy(head, &be, 4);
-	head[4] = SMFIC_BODY;
-	if (s->trace)
-		fprintf(stderr, "> SMFIC_BODY (%zu bytes)\n", n);
-	return write_all(s, head, sizeof head) && write_all(s, (const unsigned char *)p, n);
 }
 
 static bool read_all(struct session *s, void *p, size_t n)
@@ -291,17 +304,20 @@ static int await_reply(struct session *s, struct stats *st)
 	}
 }
 
-/* Sends the packet built in s->out and, unless the milter negotiated
- * NOREPLY_FLAG away, times the answer into STAGE. Returns the final
- * reply (SMFIR_CONTINUE when none is expected) or -1. */
+/* Ends the packet begun last. Unless the milter negotiated
+ * NOREPLY_FLAG away, sends what is buffered and times the answer into
+ * STAGE. Returns the final reply (SMFIR_CONTINUE when none is
+ * expected) or -1. */
 static int exchange(struct session *s, struct stats *st, uint32_t noreply_flag, enum stage stage)
 {
-	double t0 = session_now_ms();
+	double t0;
 	int r;
-	if (!out_send(s))
-		return -1;
+	out_end(s);
 	if (s->protocol & noreply_flag)
 		return SMFIR_CONTINUE;
+	t0 = session_now_ms();
+	if (!out_flush(s))
+		return -1;
 	r = await_reply(s, st);
 	if (r >= 0)
 		session_sample(&st->lat[stage], session_now_ms() - t0);
@@ -365,26 +381,30 @@ static const char *macro_value(const struct session *s, const char *name, char *
 	return NULL;
 }
 
-/* Sends SMFIC_MACRO for a stage, if any of its macros has a value. */
-static bool send_macros(struct session *s, int stage)
+/* Buffers SMFIC_MACRO for a stage, if any of its macros has a value. */
+static void send_macros(struct session *s, int stage)
 {
 	const char *list = s->macros[stage] ? s->macros[stage] : default_macros[stage];
 	char copy[512], *save = NULL, *name;
 	char buf[320];
+	size_t start = s->out_len;
 	bool any = false;
 
 	snprintf(copy, sizeof copy, "%s", list);
 	out_begin(s, SMFIC_MACRO);
-	s->out[s->out_len++] = (unsigned char)macro_stage_command[stage];
+	out_bytes(s, &macro_stage_command[stage], 1);
 	for (name = strtok_r(copy, " ,", &save); name; name = strtok_r(NULL, " ,", &save)) {
 		const char *v = macro_value(s, name, buf, sizeof buf);
 		if (!v)
 			continue;
-		if (!out_str(s, name) || !out_str(s, v))
-			return false;
+		out_str(s, name);
+		out_str(s, v);
 		any = true;
 	}
-	return any ? out_send(s) : true;
+	if (any)
+		out_end(s);
+	else
+		s->out_len = start;
 }
 
 /* ---------------------------------------------------------- session */
@@ -430,6 +450,7 @@ void session_close(struct session *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
+	s->out_len = 0;
 	for (int i = 0; i < SESSION_MACRO_STAGES; i++) {
 		free(s->macros[i]);
 		s->macros[i] = NULL;
@@ -485,7 +506,6 @@ bool session_open(struct session *s, const struct mta_profile *mta, struct stats
 	struct timeval tv = {REPLY_TIMEOUT_S, 0};
 	double t0 = session_now_ms();
 	int r, one = 1;
-	char port[2];
 	uint16_t client_port = htons(54321);
 	bool v6 = strchr(mta->client_addr, ':') != NULL;
 
@@ -505,7 +525,8 @@ bool session_open(struct session *s, const struct mta_profile *mta, struct stats
 	out_u32(s, SMFI_PROT_VERSION);
 	out_u32(s, SMFI_CURR_ACTS);
 	out_u32(s, SMFI_CURR_PROT);
-	if (!out_send(s))
+	out_end(s);
+	if (!out_flush(s))
 		return false;
 	if ((r = read_packet(s)) < 0)
 		return false;
@@ -516,13 +537,12 @@ bool session_open(struct session *s, const struct mta_profile *mta, struct stats
 	session_sample(&st->lat[STAGE_OPEN], session_now_ms() - t0);
 
 	if (!(s->protocol & SMFIP_NOCONNECT)) {
-		if (!send_macros(s, SMFIM_CONNECT))
-			return false;
+		char family = v6 ? SMFIA_INET6 : SMFIA_INET;
+		send_macros(s, SMFIM_CONNECT);
 		out_begin(s, SMFIC_CONNECT);
 		out_str(s, s->mta->helo);
-		s->out[s->out_len++] = v6 ? SMFIA_INET6 : SMFIA_INET;
-		memcpy(port, &client_port, 2);
-		out_bytes(s, port, 2);
+		out_bytes(s, &family, 1);
+		out_bytes(s, &client_port, 2);
 		out_str(s, s->mta->client_addr);
 		r = exchange(s, st, SMFIP_NR_CONN, STAGE_CONNECT);
 		if (r < 0)
@@ -531,8 +551,7 @@ bool session_open(struct session *s, const struct mta_profile *mta, struct stats
 			return session_fail(s, "milter answered %s to SMFIC_CONNECT", code_name(final_names, r));
 	}
 	if (!(s->protocol & SMFIP_NOHELO)) {
-		if (!send_macros(s, SMFIM_HELO))
-			return false;
+		send_macros(s, SMFIM_HELO);
 		out_begin(s, SMFIC_HELO);
 		out_str(s, s->mta->helo);
 		r = exchange(s, st, SMFIP_NR_HELO, STAGE_HELO);
@@ -542,11 +561,17 @@ bool session_open(struct session *s, const struct mta_profile *mta, struct stats
 	return true;
 }
 
+bool session_flush(struct session *s)
+{
+	return out_flush(s);
+}
+
 void session_quit(struct session *s)
 {
 	if (s->fd >= 0) {
 		out_begin(s, SMFIC_QUIT);
-		out_send(s);
+		out_end(s);
+		out_flush(s);
 	}
 	session_close(s);
 }
@@ -582,8 +607,7 @@ enum outcome session_message(struct session *s, struct stats *st, unsigned long 
 
 	/* MAIL */
 	if (!(s->protocol & SMFIP_NOMAIL)) {
-		if (!send_macros(s, SMFIM_ENVFROM))
-			return OUT_FAILED;
+		send_macros(s, SMFIM_ENVFROM);
 		out_begin(s, SMFIC_MAIL);
 		snprintf(line, sizeof line, "<%s>", s->mta->from);
 		out_str(s, line);
@@ -604,8 +628,7 @@ enum outcome session_message(struct session *s, struct stats *st, unsigned long 
 			accepted++;
 			continue;
 		}
-		if (!send_macros(s, SMFIM_ENVRCPT))
-			return OUT_FAILED;
+		send_macros(s, SMFIM_ENVRCPT);
 		out_begin(s, SMFIC_RCPT);
 		snprintf(line, sizeof line, "<%s>", s->rcpt);
 		out_str(s, line);
@@ -626,8 +649,7 @@ enum outcome session_message(struct session *s, struct stats *st, unsigned long 
 
 	/* DATA */
 	if (!(s->protocol & SMFIP_NODATA)) {
-		if (!send_macros(s, SMFIM_DATA))
-			return OUT_FAILED;
+		send_macros(s, SMFIM_DATA);
 		out_begin(s, SMFIC_DATA);
 		if ((r = exchange(s, st, SMFIP_NR_DATA, STAGE_DATA)) < 0)
 			return OUT_FAILED;
@@ -654,8 +676,7 @@ enum outcome session_message(struct session *s, struct stats *st, unsigned long 
 			out_begin(s, SMFIC_HEADER);
 			out_str(s, hdr[i].name);
 			snprintf(line, sizeof line, "%s%s", lead, hdr[i].value);
-			if (!out_str(s, line))
-				return OUT_FAILED;
+			out_str(s, line);
 			if ((r = exchange(s, st, SMFIP_NR_HDR, STAGE_HEADER)) < 0)
 				return OUT_FAILED;
 			if (reply_ends_message(r, &out))
@@ -664,8 +685,7 @@ enum outcome session_message(struct session *s, struct stats *st, unsigned long 
 	}
 
 	if (!(s->protocol & SMFIP_NOEOH)) {
-		if (!send_macros(s, SMFIM_EOH))
-			return OUT_FAILED;
+		send_macros(s, SMFIM_EOH);
 		out_begin(s, SMFIC_EOH);
 		if ((r = exchange(s, st, SMFIP_NR_EOH, STAGE_EOH)) < 0)
 			return OUT_FAILED;
@@ -676,15 +696,11 @@ enum outcome session_message(struct session *s, struct stats *st, unsigned long 
 	if (!(s->protocol & SMFIP_NOBODY)) {
 		for (size_t off = 0; off < s->mta->body_len;) {
 			size_t n = s->mta->body_len - off < BODY_CHUNK ? s->mta->body_len - off : BODY_CHUNK;
-			double t0 = session_now_ms();
-			if (!send_body_chunk(s, s->mta->body + off, n))
-				return OUT_FAILED;
+			out_begin(s, SMFIC_BODY);
+			out_bytes(s, s->mta->body + off, n);
 			off += n;
-			if (s->protocol & SMFIP_NR_BODY)
-				continue;
-			if ((r = await_reply(s, st)) < 0)
+			if ((r = exchange(s, st, SMFIP_NR_BODY, STAGE_BODY)) < 0)
 				return OUT_FAILED;
-			session_sample(&st->lat[STAGE_BODY], session_now_ms() - t0);
 			if (r == SMFIR_SKIP)
 				break;
 			if (reply_ends_message(r, &out))
@@ -692,15 +708,10 @@ enum outcome session_message(struct session *s, struct stats *st, unsigned long 
 		}
 	}
 
-	if (!send_macros(s, SMFIM_EOM))
-		return OUT_FAILED;
+	send_macros(s, SMFIM_EOM);
 	out_begin(s, SMFIC_BODYEOB);
-	{
-		double t0 = session_now_ms();
-		if (!out_send(s) || (r = await_reply(s, st)) < 0)
-			return OUT_FAILED;
-		session_sample(&st->lat[STAGE_EOM], session_now_ms() - t0);
-	}
+	if ((r = exchange(s, st, 0, STAGE_EOM)) < 0)
+		return OUT_FAILED;
 	session_sample(&st->lat[STAGE_MESSAGE], session_now_ms() - t_mail);
 	if (r == SMFIR_CONTINUE || r == SMFIR_ACCEPT)
 		return OUT_DELIVERED;
@@ -708,11 +719,11 @@ enum outcome session_message(struct session *s, struct stats *st, unsigned long 
 	return out;
 
 ended:
-	/* The transaction ended before EOM: Postfix tells the milter. */
+	/* The transaction ended before EOM: Postfix tells the milter (with
+	 * whatever it sends next). */
 	if (out != OUT_ACCEPTED_EARLY) {
 		out_begin(s, SMFIC_ABORT);
-		if (!out_send(s))
-			return OUT_FAILED;
+		out_end(s);
 	}
 	return out;
 }

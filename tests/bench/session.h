@@ -7,7 +7,8 @@
  * EOH, body, EOM) and reads the milter's answers; session_quit() ends
  * the connection. Each step honours what the milter negotiated: steps
  * it asked not to see are not sent, replies it said it would not give
- * are not awaited. Every awaited reply is timed into struct stats, and
+ * are not awaited, and, as in Postfix, unanswered packets wait in a
+ * buffer until the next one that is answered. Every awaited reply is timed into struct stats, and
  * every modification action is counted there.
  *
  * A session is used by one thread at a time; struct stats belongs to
@@ -26,8 +27,6 @@
 
 /* Macro stages a milter may ask for (SMFIM_CONNECT..SMFIM_EOH). */
 #define SESSION_MACRO_STAGES (SMFIM_LAST + 1)
-/* One packet under construction: headers and macros stay far below. */
-#define SESSION_PACKET_OUT 4096
 
 enum stage {
 	STAGE_OPEN,		/* socket connect and SMFIC_OPTNEG */
@@ -73,6 +72,7 @@ struct mta_profile {
 	socklen_t milter_len;
 	const char *milter_name;	/* as given, for messages */
 	bool nodelay;			/* TCP_NODELAY on inet: sockets */
+	size_t write_size;		/* largest write(), 0 = any */
 	const char *client_addr, *helo;
 	const char *sasl;		/* {auth_authen}, or NULL */
 	const char *from, *to;		/* to: numbered per recipient */
@@ -89,9 +89,10 @@ struct session {
 	uint32_t actions, protocol;	/* what the milter negotiated */
 	char *macros[SESSION_MACRO_STAGES];	/* lists it asked for, or NULL */
 	unsigned char *in;		/* the last reply packet; grows as needed, */
-	size_t in_len, in_cap;		/* the owner free()s it when done */
-	unsigned char out[SESSION_PACKET_OUT];
-	size_t out_len;
+	size_t in_len, in_cap;		/* the owner free()s in and out when done */
+	unsigned char *out;		/* packets not yet written; grows */
+	size_t out_len, out_cap;
+	size_t packet_at;		/* where the packet being built starts */
 	bool trace;			/* print packets on stderr */
 	char error[200];
 	/* the message in flight, for macro values */
@@ -109,6 +110,10 @@ bool session_open(struct session *s, const struct mta_profile *mta, struct stats
 
 /* Sends message NUMBER; returns how it ended. */
 enum outcome session_message(struct session *s, struct stats *st, unsigned long number);
+
+/* Writes what is buffered. Like Postfix, a session writes only when it
+ * awaits a reply; a held connection needs this to deliver its HELO. */
+bool session_flush(struct session *s);
 
 /* Sends SMFIC_QUIT if connected, then session_close(). */
 void session_quit(struct session *s);
