@@ -27,12 +27,7 @@ static struct store *st;
 static int group_setup(void **state)
 {
 	(void)state;
-	struct settings s;
-	struct diag d = { 0 };
-	trl_settings(&s, &redis, 500);
-	st = store_open(&s, &d);
-	diag_print(&d, stderr);
-	diag_free(&d);
+	st = trl_store_open(&redis, 500);
 	return st == NULL;
 }
 

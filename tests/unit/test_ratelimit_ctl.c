@@ -42,10 +42,8 @@ static const char policy_text[] =
 static int group_setup(void **state)
 {
 	(void)state;
-	struct settings s;
 	struct diag d = { 0 };
-	trl_settings(&s, &redis, 500);
-	st = store_open(&s, &d);
+	st = trl_store_open(&redis, 500);
 	snprintf(policy_path, sizeof(policy_path), "%s/test.policy", redis.dir);
 	FILE *fp = fopen(policy_path, "w");
 	if (fp == NULL)

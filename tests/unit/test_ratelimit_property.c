@@ -273,12 +273,7 @@ static void script_agrees_with_the_model_on_millisecond_periods(void **state)
 static int group_setup(void **state)
 {
 	(void)state;
-	struct settings s;
-	struct diag d = { 0 };
-	trl_settings(&s, &redis, 1000);
-	st = store_open(&s, &d);
-	diag_print(&d, stderr);
-	diag_free(&d);
+	st = trl_store_open(&redis, 1000);
 	return st == NULL;
 }
 

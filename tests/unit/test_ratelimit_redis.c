@@ -230,6 +230,17 @@ void trl_settings(struct settings *s, const struct trl_redis *r, long timeout_ms
 	s->redis_prefix = (char *)"bm:";
 }
 
+struct store *trl_store_open(const struct trl_redis *r, long timeout_ms)
+{
+	struct settings s;
+	struct diag d = { 0 };
+	trl_settings(&s, r, timeout_ms);
+	struct store *st = store_open(&s, &d);
+	diag_print(&d, stderr);
+	diag_free(&d);
+	return st;
+}
+
 struct policy_rate trl_rate(unsigned long count, unsigned long period_ms)
 {
 	struct policy_rate rate = { .count = count, .period_ms = period_ms };

@@ -14,6 +14,7 @@
 
 #include "policy.h"
 #include "settings.h"
+#include "store.h"
 
 /* Test result when the environment cannot run the test (automake SKIP). */
 #define TRL_SKIP 77
@@ -45,6 +46,8 @@ int trl_free_port(int salt);
 
 /* Settings for a store on r's socket: timeout_ms, prefix "bm:". */
 void trl_settings(struct settings *s, const struct trl_redis *r, long timeout_ms);
+/* A store on r (settings as trl_settings); diagnostics to stderr; NULL on error. */
+struct store *trl_store_open(const struct trl_redis *r, long timeout_ms);
 struct policy_rate trl_rate(unsigned long count, unsigned long period_ms);
 /* An empty class (no rates, no bulk rules) named name. */
 void trl_class(struct policy_class *c, const char *name);
