@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "callbacks.h"
+#include "conn_threads.h"
 #include "log.h"
 #include "metrics.h"
 #include "snapshot.h"
@@ -362,6 +363,7 @@ int main(int argc, char **argv)
 	if (listen_socket == NULL)
 		return 1;
 	umask(s->umask);
+	conn_threads_init(callbacks_desc.xxfi_close, MILTER_TIMEOUT_SECONDS);
 	if (smfi_setconn(s->socket) != MI_SUCCESS || smfi_register(callbacks_desc) != MI_SUCCESS ||
 	    smfi_settimeout(MILTER_TIMEOUT_SECONDS) != MI_SUCCESS || smfi_setbacklog(128) != MI_SUCCESS ||
 	    smfi_opensocket(1) != MI_SUCCESS) {

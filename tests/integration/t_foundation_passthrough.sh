@@ -3,7 +3,8 @@
 # A message passes through Postfix and bulkmilter and arrives at the sink
 # byte for byte as it was sent, apart from the Received header Postfix
 # prepends; the milter logs one decision line naming its queue ID,
-# direction, class, account and decision.
+# direction, class, account and decision; connections are served by our
+# threads (conn_threads.c), not libmilter's worker pool.
 
 # shellcheck source=../lib/harness.sh
 . "$(dirname "$0")/../lib/harness.sh"
@@ -55,3 +56,8 @@ h_assert_eq alice@example.com "$(h_milter_field "$qid" account)" \
 	"milter log: $qid account=alice@example.com (the sender)"
 h_assert_eq accept "$(h_milter_field "$qid" decision)" "milter log: $qid decision=accept"
 h_assert_eq 1 "$(h_milter_line "$qid" | wc -l)" "one decision line for $qid"
+
+# libmilter's worker pool is replaced (milter/conn_threads.c): if the
+# interposition stops binding, mail still flows but this line is missing
+h_assert_grep "$H_MILTER_LOG" 'serving each MTA connection on a thread of its own' \
+	"connections are served on threads of their own, not libmilter's pool"
