@@ -77,6 +77,8 @@ struct dns_resolver {
 	unsigned lookups;		/* in this evaluation */
 	unsigned exceeded;		/* DNS_BUDGET_* */
 	struct dns_stats stats;
+	dns_observer *observer;		/* sees each answer; NULL = none */
+	void *observer_arg;
 };
 
 static void dns_error(char *err, size_t len, const char *fmt, ...)
@@ -544,6 +546,7 @@ static SPF_dns_rr_t *dns_parse_answer(struct dns_resolver *r, size_t len, const 
 	case ns_r_nxdomain:
 		out->herrno = HOST_NOT_FOUND;
 		*ttl = dns_negative_ttl(&handle);
+		out->ttl = *ttl > 0 ? *ttl : 0;
 		return out;
 	default:		/* SERVFAIL, REFUSED, ...: ask again later */
 		return out;
@@ -566,6 +569,7 @@ static SPF_dns_rr_t *dns_parse_answer(struct dns_resolver *r, size_t len, const 
 	if (count == 0) {
 		out->herrno = NO_DATA;
 		*ttl = dns_negative_ttl(&handle);
+		out->ttl = *ttl > 0 ? *ttl : 0;
 		return out;
 	}
 	out->herrno = NETDB_SUCCESS;
@@ -610,16 +614,12 @@ static SPF_dns_rr_t *dns_query(struct dns_resolver *r, const char *name, ns_type
 	return out;
 }
 
-SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name, ns_type type)
+/* dns_lookup for a normalized name: the budget, the cache, the server. */
+static SPF_dns_rr_t *dns_lookup_normalized(struct dns_resolver *r, const char *norm,
+	ns_type type)
 {
-	char norm[DNS_NAME_MAX + 1];
 	SPF_dns_rr_t *out;
 
-	if (type == ns_t_spf)
-		return SPF_dns_rr_new_init(&r->layer, name, type, 0, NO_DATA);
-	r->stats.lookups++;
-	if (dns_normalize(name, norm) < 0)
-		return SPF_dns_rr_new_init(&r->layer, name, type, 0, HOST_NOT_FOUND);
 	if (r->max_lookups != 0 && r->lookups >= r->max_lookups) {
 		r->exceeded |= DNS_BUDGET_LOOKUPS;
 		r->stats.failures++;
@@ -642,6 +642,23 @@ SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name, ns_type type)
 		if (r->deadline_ms != 0 && dns_now_ms() >= r->deadline_ms)
 			r->exceeded |= DNS_BUDGET_TIME;
 	}
+	return out;
+}
+
+SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name, ns_type type)
+{
+	char norm[DNS_NAME_MAX + 1];
+	SPF_dns_rr_t *out;
+
+	if (type == ns_t_spf)
+		return SPF_dns_rr_new_init(&r->layer, name, type, 0, NO_DATA);
+	r->stats.lookups++;
+	if (dns_normalize(name, norm) < 0)
+		return SPF_dns_rr_new_init(&r->layer, name, type, 0, HOST_NOT_FOUND);
+	out = dns_lookup_normalized(r, norm, type);
+	if (r->observer != NULL)
+		r->observer(r->observer_arg, out,
+			    out == NULL || out->herrno == TRY_AGAIN ? 0 : (long)out->ttl);
 	return out;
 }
 
@@ -713,4 +730,10 @@ unsigned dns_budget_exceeded(const struct dns_resolver *r)
 void dns_stats_get(const struct dns_resolver *r, struct dns_stats *out)
 {
 	*out = r->stats;
+}
+
+void dns_resolver_observe(struct dns_resolver *r, dns_observer *fn, void *arg)
+{
+	r->observer = fn;
+	r->observer_arg = arg;
 }

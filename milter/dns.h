@@ -16,6 +16,9 @@
  *		unsigned max_lookups);
  *	unsigned dns_budget_exceeded(const struct dns_resolver *r);
  *	void dns_stats_get(const struct dns_resolver *r, struct dns_stats *out);
+void dns_resolver_observe(struct dns_resolver *r, dns_observer *fn, void *arg);
+ *	void dns_resolver_observe(struct dns_resolver *r, dns_observer *fn,
+ *		void *arg);
  * DESCRIPTION
  *	dns_server_parse turns the Resolver setting into the address of one
  *	DNS server: "system" is the first nameserver of /etc/resolv.conf
@@ -40,15 +43,26 @@
  *	truncated UDP answer is asked again over TCP. Answers are cached
  *	for their TTL (at most DNS_TTL_MAX); NXDOMAIN and NODATA for the
  *	SOA minimum when the server sends one; failures are never cached.
- *	Type SPF (99) is answered NO_DATA without a query: RFC 7208 retired
- *	it, and libspf2 1.2.10 would otherwise double every lookup. The
- *	caller frees the answer with SPF_dns_rr_free.
+ *	An answer's ttl is what is left of it: its TTL when just asked (the
+ *	SOA's for a negative one, 0 when it had none), the whole seconds
+ *	left when from the cache. Type SPF (99) is answered NO_DATA
+ *	without a query: RFC 7208 retired it, and libspf2 1.2.10 would
+ *	otherwise double every lookup. The caller frees the answer with
+ *	SPF_dns_rr_free.
  *
  *	dns_budget_start opens an evaluation: from then on, a lookup after
  *	budget_ms (<= 0: no deadline) or beyond max_lookups (0: no limit;
  *	cache hits count) is answered TRY_AGAIN without a query, and
  *	dns_budget_exceeded says which bound was hit (DNS_BUDGET_TIME,
  *	DNS_BUDGET_LOOKUPS). A query never waits past the deadline.
+ *
+ *	dns_resolver_observe has dns_lookup show every answer it gives to
+ *	fn(arg, answer, ttl), asked or cached, before returning it; ttl is
+ *	how many seconds the answer may still be relied on: its ttl, and 0
+ *	for a failure (TRY_AGAIN; answer NULL when out of memory). Answers
+ *	made without asking, for type SPF and for names that cannot exist,
+ *	are not shown: they never change. fn NULL stops it. This is how the
+ *	SPF helper learns how long an evaluation's result stays true.
  *
  *	Not thread-safe: one resolver per (single-threaded) SPF helper.
  */
@@ -75,6 +89,8 @@
 
 struct dns_resolver;
 
+typedef void dns_observer(void *arg, const SPF_dns_rr_t *answer, long ttl);
+
 struct dns_stats {
 	unsigned long lookups;		/* dns_lookup calls, type SPF excluded */
 	unsigned long cache_hits;
@@ -93,5 +109,6 @@ SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name, ns_type type)
 void dns_budget_start(struct dns_resolver *r, long budget_ms, unsigned max_lookups);
 unsigned dns_budget_exceeded(const struct dns_resolver *r);
 void dns_stats_get(const struct dns_resolver *r, struct dns_stats *out);
+void dns_resolver_observe(struct dns_resolver *r, dns_observer *fn, void *arg);
 
 #endif

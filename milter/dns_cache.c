@@ -130,6 +130,7 @@ SPF_dns_rr_t *dns_cache_get(struct dns_cache *c, const char *name, ns_type type,
 {
 	uint32_t hash = dns_cache_hash(name, type);
 	struct dns_cache_entry *e = dns_cache_find(c, name, type, hash);
+	SPF_dns_rr_t *copy;
 
 	if (e == NULL)
 		return NULL;
@@ -139,7 +140,10 @@ SPF_dns_rr_t *dns_cache_get(struct dns_cache *c, const char *name, ns_type type,
 	}
 	dns_cache_list_remove(c, e);
 	dns_cache_make_newest(c, e);
-	return dns_cache_copy(e->answer);
+	copy = dns_cache_copy(e->answer);
+	if (copy != NULL)
+		copy->ttl = (time_t)((e->expires_ms - now_ms) / 1000);
+	return copy;
 }
 
 void dns_cache_put(struct dns_cache *c, const char *name, ns_type type,

@@ -13,10 +13,12 @@
  *	Keys are (name, type); name must already be normalized (lower case,
  *	no trailing dot): the cache compares bytes. dns_cache_get returns a
  *	copy the caller frees with SPF_dns_rr_free (libspf2 frees what a DNS
- *	layer returns), or NULL when the key is absent or expired; an expired
- *	entry is dropped. dns_cache_put stores a copy of answer (the caller
- *	keeps its own) until expires_ms, replacing an older entry of the same
- *	key; when max_entries are held, the least recently used entry goes.
+ *	layer returns), its ttl set to the whole seconds left until it
+ *	expires (rounded down, as a resolver counts a cached TTL down), or
+ *	NULL when the key is absent or expired; an expired entry is
+ *	dropped. dns_cache_put stores a copy of answer (the caller keeps its
+ *	own) until expires_ms, replacing an older entry of the same key;
+ *	when max_entries are held, the least recently used entry goes.
  *	Times are CLOCK_MONOTONIC milliseconds. Out of memory means "not
  *	cached", never an error. Not thread-safe: each helper process is
  *	single-threaded and owns one cache.

@@ -66,9 +66,9 @@ static void outbound_spf(struct conn *c, struct eom_outcome *o)
 		return;
 	}
 	for (size_t i = 0; i < s->egress_addresses_count; i++) {
-		char addr[NETADDR_TEXT_MAX], detail[96];
-		enum spf_outcome r = spf_check(c->snap->spf, &s->egress_addresses[i], c->helo, m->sender,
-					       detail, sizeof(detail));
+		char addr[NETADDR_TEXT_MAX];
+		enum spf_outcome r = spf_check_egress(c->snap->spf, &s->egress_addresses[i], c->helo,
+						      m->sender);
 		if (r != SPF_OUTCOME_PASS)
 			o->spf_pass_all_egress = false;
 		netaddr_format(&s->egress_addresses[i], addr, sizeof(addr));

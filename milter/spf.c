@@ -27,14 +27,23 @@
  *   away (SIGKILL first, so a half-dead helper cannot block us).
  * - Routing by organizational domain sends every message of a burst to
  *   the same helper, whose DNS cache then answers all but the first.
+ * - Outbound mail asks the same question for every message: does our
+ *   egress address pass for this MAIL FROM domain? spf_check_egress keeps
+ *   those answers here, so a message costs no round trip at all, for as
+ *   long as the helper says the answer holds (the least DNS TTL, and
+ *   never when a record looks at the local part or the HELO name).
+ *   Inbound checks are not cached here: their client addresses are many,
+ *   and the helpers' DNS cache already makes them cheap.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +71,9 @@
 #define SPF_DEFAULT_TIMEOUT_MS 2000
 /* RFC 5321 4.5.3.1: a local part of 64 and a domain of 255 octets. */
 #define SPF_MAIL_FROM_MAX 320
+/* 32-bit FNV-1a, for routing and for the egress cache. */
+#define SPF_FNV_OFFSET 2166136261u
+#define SPF_FNV_PRIME 16777619u
 
 struct spf_helper {
 	pthread_mutex_t lock;		/* held for a whole request */
@@ -72,12 +84,49 @@ struct spf_helper {
 	long long retry_after_ms;	/* after a failed start */
 };
 
+/*
+ * The egress cache: outcomes of spf_check_egress by (egress address,
+ * MAIL FROM domain). A chained hash table of SPF_EGRESS_CACHE_MAX
+ * buckets (load factor <= 1) and a list in recency order, newest at the
+ * head, as in dns_cache.c. One mutex guards it all, and is never held
+ * during a round trip to a helper. A full cache drops what has expired,
+ * found by a sweep of the list; sweep_after_ms (at most the earliest
+ * expiry) keeps that sweep from running when nothing can have expired,
+ * and when nothing has, the least recently used entry goes.
+ */
+struct spf_egress_entry {
+	struct spf_egress_entry *chain;		/* next in the same bucket */
+	struct spf_egress_entry *newer, *older;	/* recency list */
+	uint32_t hash;
+	struct netaddr egress;
+	enum spf_outcome outcome;
+	long long expires_ms;			/* CLOCK_MONOTONIC */
+	char domain[];				/* lower case, no trailing dot */
+};
+
+struct spf_egress_cache {
+	pthread_mutex_t lock;
+	struct spf_egress_entry *buckets[SPF_EGRESS_CACHE_MAX];
+	struct spf_egress_entry *newest, *oldest;
+	size_t count;
+	long long sweep_after_ms;		/* no entry expires before */
+	unsigned long hits;
+};
+
 struct spf_pool {
 	char *resolver;
 	char *user;
 	long timeout_ms;		/* per DNS query */
 	long wait_ms;			/* per request, all included */
+	atomic_ulong requests;		/* sent to helpers */
 	struct spf_helper helpers[SPF_POOL_SIZE];
+	struct spf_egress_cache egress;
+};
+
+/* What an answer to a check says beyond the outcome (spf_wire.h). */
+struct spf_reuse {
+	long ttl;			/* seconds the outcome holds; 0 = do not reuse */
+	bool sender_specific;
 };
 
 enum spf_receive { SPF_RECEIVE_TIMEOUT = -2, SPF_RECEIVE_ERROR = -1, SPF_RECEIVE_EOF = 0 };
@@ -237,14 +286,20 @@ static bool spf_helper_idle_ok(const struct spf_helper *h)
 	return poll(&p, 1, 0) == 0;
 }
 
-/* FNV-1a of the routing key, to a helper index. */
+/* FNV-1a of len bytes at data, continuing from hash. */
+static uint32_t spf_fnv1a(uint32_t hash, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+
+	for (size_t i = 0; i < len; i++)
+		hash = (hash ^ p[i]) * SPF_FNV_PRIME;
+	return hash;
+}
+
+/* The routing key to a helper index. */
 static unsigned spf_route(const char *key)
 {
-	uint32_t hash = 2166136261u;
-
-	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-		hash = (hash ^ *p) * 16777619u;
-	return hash % SPF_POOL_SIZE;
+	return spf_fnv1a(SPF_FNV_OFFSET, key, strlen(key)) % SPF_POOL_SIZE;
 }
 
 /* kind, seq, then each field, each NUL-terminated; its length or -1. */
@@ -266,38 +321,73 @@ static int spf_pack(char *pkt, size_t size, char kind, unsigned seq,
 	return n;
 }
 
-/* Checks an 'A' packet for seq and takes its outcome and detail; 0 or -1. */
-static int spf_unpack(char *buf, ssize_t n, unsigned seq, enum spf_outcome *outcome,
-	char *detail, size_t len)
+/* A ttl field: 1 to SPF_WIRE_TTL_DIGITS digits, at most SPF_WIRE_TTL_MAX; 0 or -1. */
+static int spf_parse_ttl(const char *text, long *ttl)
 {
-	char expect[16], *fields[3], *p = buf + 1, *end = buf + n;
+	size_t len = strlen(text);
+	long long value = 0;
+
+	if (len == 0 || len > SPF_WIRE_TTL_DIGITS)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] < '0' || text[i] > '9')
+			return -1;
+		value = value * 10 + (text[i] - '0');
+	}
+	if (value > SPF_WIRE_TTL_MAX)
+		return -1;
+	*ttl = (long)value;
+	return 0;
+}
+
+/*
+ * Checks an 'A' packet for seq and takes its outcome and detail, and with
+ * reuse (an answer to an 'S') its ttl and sender_specific too; 0, or -1
+ * when any field is missing, extra or malformed.
+ */
+static int spf_unpack(char *buf, ssize_t n, unsigned seq, enum spf_outcome *outcome,
+	char *detail, size_t len, struct spf_reuse *reuse)
+{
+	char expect[16], *fields[5], *p = buf + 1, *end = buf + n;
+	int nfields = reuse != NULL ? 5 : 3;
 	char *stop;
-	long code;
+	long code, ttl = 0;
 
 	if (n < 1 || buf[0] != SPF_WIRE_ANSWER || buf[n - 1] != '\0')
 		return -1;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < nfields; i++) {
 		if (p >= end)
 			return -1;
 		fields[i] = p;
 		p += strlen(p) + 1;
 	}
+	if (p != end)
+		return -1;
 	snprintf(expect, sizeof(expect), "%u", seq);
 	code = strtol(fields[1], &stop, 10);
 	if (strcmp(fields[0], expect) != 0 || *stop != '\0' || fields[1][0] == '\0' ||
 	    code < SPF_OUTCOME_NONE || code > SPF_OUTCOME_PERMERROR)
 		return -1;
+	if (reuse != NULL && (spf_parse_ttl(fields[3], &ttl) < 0 ||
+			      (strcmp(fields[4], "0") != 0 && strcmp(fields[4], "1") != 0)))
+		return -1;
 	*outcome = (enum spf_outcome)code;
 	spf_set_detail(detail, len, fields[2]);
+	if (reuse != NULL) {
+		reuse->ttl = ttl;
+		reuse->sender_specific = fields[4][0] == '1';
+	}
 	return 0;
 }
 
 /*
  * One request to the helper that owns key; every failure is a
- * temperror with a reason in detail.
+ * temperror with a reason in detail. reuse, for an 'S', gets what the
+ * helper said about reusing the outcome (not to be reused on failure).
  */
 static enum spf_outcome spf_ask(struct spf_pool *pool, const char *key, char kind,
-	const char *const fields[], int nfields, char *detail, size_t len)
+	const char *const fields[], int nfields, char *detail, size_t len,
+	struct spf_reuse *reuse)
 {
 	long long deadline = spf_now_ms() + pool->wait_ms;
 	struct spf_helper *h = &pool->helpers[spf_route(key)];
@@ -307,6 +397,8 @@ static enum spf_outcome spf_ask(struct spf_pool *pool, const char *key, char kin
 	int pktlen;
 	ssize_t n;
 
+	if (reuse != NULL)
+		*reuse = (struct spf_reuse){ .ttl = 0, .sender_specific = true };
 	if (pthread_mutex_clocklock(&h->lock, CLOCK_MONOTONIC, &until) != 0) {
 		spf_set_detail(detail, len, "SPF helper busy");
 		return SPF_OUTCOME_TEMPERROR;
@@ -329,8 +421,9 @@ static enum spf_outcome spf_ask(struct spf_pool *pool, const char *key, char kin
 				    h->index, pid, how);
 			continue;
 		}
+		atomic_fetch_add_explicit(&pool->requests, 1, memory_order_relaxed);
 		n = spf_receive(h->fd, buf, SPF_WIRE_MAX, deadline);
-		if (n > 0 && spf_unpack(buf, n, h->seq, &outcome, detail, len) == 0)
+		if (n > 0 && spf_unpack(buf, n, h->seq, &outcome, detail, len, reuse) == 0)
 			break;
 		int pid = (int)h->pid;
 		spf_helper_end(h, false, how, sizeof(how));
@@ -398,8 +491,9 @@ enum spf_identity spf_identity_domain(const char *helo, const char *mail_from,
 	return SPF_IDENTITY_NONE;
 }
 
-enum spf_outcome spf_check(struct spf_pool *pool, const struct netaddr *client,
-	const char *helo, const char *mail_from, char *detail, size_t len)
+/* spf_check, also saying whether the outcome may be reused. */
+static enum spf_outcome spf_evaluate(struct spf_pool *pool, const struct netaddr *client,
+	const char *helo, const char *mail_from, char *detail, size_t len, struct spf_reuse *reuse)
 {
 	char path[SPF_MAIL_FROM_MAX + 1], domain[ALIGN_NAME_MAX + 1], key[ALIGN_NAME_MAX + 1];
 	char ip[NETADDR_TEXT_MAX];
@@ -427,7 +521,178 @@ enum spf_outcome spf_check(struct spf_pool *pool, const struct netaddr *client,
 	fields[1] = helo != NULL && strlen(helo) <= ALIGN_NAME_MAX ? helo : "";
 	fields[2] = path;
 	spf_route_key(domain, key, sizeof(key));
-	return spf_ask(pool, key, SPF_WIRE_CHECK, fields, 3, detail, len);
+	return spf_ask(pool, key, SPF_WIRE_CHECK, fields, 3, detail, len, reuse);
+}
+
+enum spf_outcome spf_check(struct spf_pool *pool, const struct netaddr *client,
+	const char *helo, const char *mail_from, char *detail, size_t len)
+{
+	struct spf_reuse unused;
+
+	return spf_evaluate(pool, client, helo, mail_from, detail, len, &unused);
+}
+
+static uint32_t spf_egress_hash(const struct netaddr *egress, const char *domain)
+{
+	uint32_t hash = spf_fnv1a(SPF_FNV_OFFSET, &egress->family, sizeof(egress->family));
+
+	hash = spf_fnv1a(hash, egress->bytes, (size_t)netaddr_bits(egress->family) / 8);
+	return spf_fnv1a(hash, domain, strlen(domain));
+}
+
+static struct spf_egress_entry *spf_egress_find(struct spf_egress_cache *c, uint32_t hash,
+	const struct netaddr *egress, const char *domain)
+{
+	for (struct spf_egress_entry *e = c->buckets[hash % SPF_EGRESS_CACHE_MAX]; e != NULL;
+	     e = e->chain)
+		if (e->hash == hash && e->egress.family == egress->family &&
+		    memcmp(e->egress.bytes, egress->bytes,
+			   (size_t)netaddr_bits(egress->family) / 8) == 0 &&
+		    strcmp(e->domain, domain) == 0)
+			return e;
+	return NULL;
+}
+
+static void spf_egress_unlist(struct spf_egress_cache *c, struct spf_egress_entry *e)
+{
+	if (e->newer != NULL)
+		e->newer->older = e->older;
+	else
+		c->newest = e->older;
+	if (e->older != NULL)
+		e->older->newer = e->newer;
+	else
+		c->oldest = e->newer;
+}
+
+static void spf_egress_make_newest(struct spf_egress_cache *c, struct spf_egress_entry *e)
+{
+	e->older = c->newest;
+	e->newer = NULL;
+	if (c->newest != NULL)
+		c->newest->newer = e;
+	c->newest = e;
+	if (c->oldest == NULL)
+		c->oldest = e;
+}
+
+static void spf_egress_drop(struct spf_egress_cache *c, struct spf_egress_entry *e)
+{
+	struct spf_egress_entry **pp = &c->buckets[e->hash % SPF_EGRESS_CACHE_MAX];
+
+	while (*pp != e)
+		pp = &(*pp)->chain;
+	*pp = e->chain;
+	spf_egress_unlist(c, e);
+	c->count--;
+	free(e);
+}
+
+/* Makes room in a full cache: the expired entries go, else the least recently used. */
+static void spf_egress_make_room(struct spf_egress_cache *c, long long now_ms)
+{
+	if (now_ms >= c->sweep_after_ms) {
+		long long soonest = LLONG_MAX;
+		for (struct spf_egress_entry *e = c->oldest, *newer; e != NULL; e = newer) {
+			newer = e->newer;
+			if (e->expires_ms <= now_ms)
+				spf_egress_drop(c, e);
+			else if (e->expires_ms < soonest)
+				soonest = e->expires_ms;
+		}
+		c->sweep_after_ms = soonest;
+	}
+	if (c->count >= SPF_EGRESS_CACHE_MAX)
+		spf_egress_drop(c, c->oldest);
+}
+
+/* The outcome cached for (egress, domain) at now_ms into *o: 0, or -1 when none. */
+static int spf_egress_get(struct spf_egress_cache *c, const struct netaddr *egress,
+	const char *domain, long long now_ms, enum spf_outcome *o)
+{
+	uint32_t hash = spf_egress_hash(egress, domain);
+	struct spf_egress_entry *e;
+	int rc = -1;
+
+	pthread_mutex_lock(&c->lock);
+	e = spf_egress_find(c, hash, egress, domain);
+	if (e != NULL && e->expires_ms <= now_ms) {
+		spf_egress_drop(c, e);
+	} else if (e != NULL) {
+		spf_egress_unlist(c, e);
+		spf_egress_make_newest(c, e);
+		*o = e->outcome;
+		c->hits++;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* Caches o for (egress, domain) until expires_ms; out of memory means not cached. */
+static void spf_egress_put(struct spf_egress_cache *c, const struct netaddr *egress,
+	const char *domain, enum spf_outcome o, long long expires_ms)
+{
+	size_t len = strlen(domain);
+	long long now = spf_now_ms();
+	struct spf_egress_entry *e, *old;
+
+	if (expires_ms <= now || (e = malloc(sizeof(*e) + len + 1)) == NULL)
+		return;
+	e->hash = spf_egress_hash(egress, domain);
+	e->egress = *egress;
+	e->outcome = o;
+	e->expires_ms = expires_ms;
+	memcpy(e->domain, domain, len + 1);
+	pthread_mutex_lock(&c->lock);
+	if ((old = spf_egress_find(c, e->hash, egress, domain)) != NULL)
+		spf_egress_drop(c, old);
+	if (c->count >= SPF_EGRESS_CACHE_MAX)
+		spf_egress_make_room(c, now);
+	e->chain = c->buckets[e->hash % SPF_EGRESS_CACHE_MAX];
+	c->buckets[e->hash % SPF_EGRESS_CACHE_MAX] = e;
+	spf_egress_make_newest(c, e);
+	c->count++;
+	if (expires_ms < c->sweep_after_ms)
+		c->sweep_after_ms = expires_ms;
+	pthread_mutex_unlock(&c->lock);
+}
+
+enum spf_outcome spf_check_egress(struct spf_pool *pool, const struct netaddr *egress,
+	const char *helo, const char *mail_from)
+{
+	char domain[ALIGN_NAME_MAX + 1];
+	struct spf_reuse reuse;
+	enum spf_outcome o;
+	long long asked_ms;
+
+	/* No pool, no address, the null sender, no valid domain: nothing to cache. */
+	if (pool == NULL || egress == NULL ||
+	    (egress->family != AF_INET && egress->family != AF_INET6) ||
+	    spf_identity_domain(helo, mail_from, domain, sizeof(domain)) != SPF_IDENTITY_MAILFROM)
+		return spf_check(pool, egress, helo, mail_from, NULL, 0);
+	asked_ms = spf_now_ms();
+	if (spf_egress_get(&pool->egress, egress, domain, asked_ms, &o) == 0)
+		return o;
+	o = spf_evaluate(pool, egress, helo, mail_from, NULL, 0, &reuse);
+	if (o != SPF_OUTCOME_TEMPERROR && reuse.ttl > 0 && !reuse.sender_specific)
+		spf_egress_put(&pool->egress, egress, domain, o, asked_ms + 1000LL *
+			       (reuse.ttl < SPF_EGRESS_CACHE_TTL_MAX ? reuse.ttl
+								     : SPF_EGRESS_CACHE_TTL_MAX));
+	return o;
+}
+
+void spf_pool_stats(struct spf_pool *pool, unsigned long *requests,
+	unsigned long *egress_cache_hits)
+{
+	*requests = 0;
+	*egress_cache_hits = 0;
+	if (pool == NULL)
+		return;
+	*requests = atomic_load_explicit(&pool->requests, memory_order_relaxed);
+	pthread_mutex_lock(&pool->egress.lock);
+	*egress_cache_hits = pool->egress.hits;
+	pthread_mutex_unlock(&pool->egress.lock);
 }
 
 int spf_dmarc_record(struct spf_pool *pool, const char *domain, bool *published)
@@ -442,7 +707,7 @@ int spf_dmarc_record(struct spf_pool *pool, const char *domain, bool *published)
 	if (domain == NULL || align_normalize(domain, name, sizeof(name)) < 0)
 		return 0;
 	spf_route_key(name, key, sizeof(key));
-	o = spf_ask(pool, key, SPF_WIRE_DMARC, fields, 1, detail, sizeof(detail));
+	o = spf_ask(pool, key, SPF_WIRE_DMARC, fields, 1, detail, sizeof(detail), NULL);
 	if (o == SPF_OUTCOME_TEMPERROR) {
 		log_debug("DMARC record of %s: %s", name, detail);
 		return -1;
@@ -478,6 +743,9 @@ struct spf_pool *spf_pool_start(const struct settings *s, char *err, size_t len)
 		free(pool);
 		return NULL;
 	}
+	atomic_init(&pool->requests, 0);
+	pthread_mutex_init(&pool->egress.lock, NULL);
+	pool->egress.sweep_after_ms = LLONG_MAX;
 	for (unsigned i = 0; i < SPF_POOL_SIZE; i++) {
 		struct spf_helper *h = &pool->helpers[i];
 		pthread_mutex_init(&h->lock, NULL);
@@ -513,6 +781,9 @@ void spf_pool_stop(struct spf_pool *pool)
 		pthread_mutex_unlock(&h->lock);
 		pthread_mutex_destroy(&h->lock);
 	}
+	while (pool->egress.oldest != NULL)
+		spf_egress_drop(&pool->egress, pool->egress.oldest);
+	pthread_mutex_destroy(&pool->egress.lock);
 	free(pool->resolver);
 	free(pool->user);
 	free(pool);

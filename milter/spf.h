@@ -6,10 +6,14 @@
  *	void spf_pool_stop(struct spf_pool *pool);
  *	enum spf_outcome spf_check(struct spf_pool *pool, const struct netaddr *client,
  *		const char *helo, const char *mail_from, char *detail, size_t len);
+ *	enum spf_outcome spf_check_egress(struct spf_pool *pool, const struct netaddr *egress,
+ *		const char *helo, const char *mail_from);
  *	int spf_dmarc_record(struct spf_pool *pool, const char *domain, bool *published);
  *	enum spf_identity spf_identity_domain(const char *helo, const char *mail_from,
  *		char *domain, size_t len);
  *	const char *spf_outcome_name(enum spf_outcome o);
+ *	void spf_pool_stats(struct spf_pool *pool, unsigned long *requests,
+ *		unsigned long *egress_cache_hits);
  *	int spf_helper_main(int argc, char **argv);
  * DESCRIPTION
  *	libspf2 runs in a pool of SPF_POOL_SIZE unprivileged helper
@@ -44,12 +48,31 @@
  *	pool too busy to answer in time. none is also the answer when there
  *	is no client address or no valid domain to check (RFC 7208 4.3).
  *
+ *	spf_check_egress is spf_check for one of our own egress addresses
+ *	(outbound mail), without the detail, and remembers its outcomes: an
+ *	outcome for (egress address, lower-case MAIL FROM domain) is reused
+ *	when the evaluation that produced it was not a temperror, every DNS
+ *	answer it used had a TTL (ttl > 0), and no SPF record it fetched used
+ *	%{l}, %{s} or %{h} (spf_wire.h). It is reused for the least of those
+ *	TTLs, at most SPF_EGRESS_CACHE_TTL_MAX seconds, counted from when
+ *	the question was sent (CLOCK_MONOTONIC). The null sender is never
+ *	cached (the identity is then the HELO name, which is not in the
+ *	key). The cache holds at most SPF_EGRESS_CACHE_MAX outcomes; a new
+ *	one in a full cache first drops the expired ones, else the least
+ *	recently used. Callers that miss at the same time each ask a helper
+ *	(whose DNS cache makes the second one cheap). The cache lives and
+ *	dies with the pool, so a configuration reload starts it empty.
+ *
+ *	spf_pool_stats reads two counters: requests sent to helpers (checks
+ *	and DMARC lookups) and spf_check_egress answers taken from the cache.
+ *	With pool NULL both are 0.
+ *
  *	spf_dmarc_record sets *published when the domain, or else its
  *	organizational domain, has exactly one TXT record at _dmarc.<name>
  *	that starts with "v=DMARC1" (RFC 7489 6.6.3). It returns 0, or -1
  *	on a DNS failure. An invalid domain is "not published".
  *
- *	Both calls are thread-safe and return within
+ *	These calls are thread-safe and return within
  *	SPF_BUDGET_TIMEOUTS * dns_timeout_ms + SPF_REPLY_MARGIN_MS. Requests
  *	for one organizational domain always go to the same helper, so they
  *	share its DNS cache. A helper that dies costs at most the request in
@@ -85,6 +108,13 @@
 #define SPF_BUDGET_TIMEOUTS 2
 /* What the milter waits beyond a helper's own time budget. */
 #define SPF_REPLY_MARGIN_MS 500
+/*
+ * Egress outcomes remembered per pool: our egress addresses times the
+ * MAIL FROM domains we send for, a few hundred bytes each (about 1 MB).
+ */
+#define SPF_EGRESS_CACHE_MAX 4096
+/* However long the DNS says, an egress outcome is asked again after an hour. */
+#define SPF_EGRESS_CACHE_TTL_MAX 3600
 
 enum spf_outcome {
 	SPF_OUTCOME_NONE = 0, SPF_OUTCOME_NEUTRAL, SPF_OUTCOME_PASS, SPF_OUTCOME_FAIL,
@@ -101,6 +131,11 @@ void spf_pool_stop(struct spf_pool *pool);
 const char *spf_outcome_name(enum spf_outcome o);
 enum spf_outcome spf_check(struct spf_pool *pool, const struct netaddr *client,
 	const char *helo, const char *mail_from, char *detail, size_t len);
+/* spf_check for our egress address, reusing outcomes while DNS says they hold */
+enum spf_outcome spf_check_egress(struct spf_pool *pool, const struct netaddr *egress,
+	const char *helo, const char *mail_from);
+void spf_pool_stats(struct spf_pool *pool, unsigned long *requests,
+	unsigned long *egress_cache_hits);
 /* 0 with *published set, or -1 on a DNS failure */
 int spf_dmarc_record(struct spf_pool *pool, const char *domain, bool *published);
 enum spf_identity spf_identity_domain(const char *helo, const char *mail_from,

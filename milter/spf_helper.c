@@ -20,6 +20,12 @@
  *   temperror (time) or permerror (lookups) whatever libspf2 concluded.
  * - Detail texts are ours, not libspf2's header comments, and are cut to
  *   printable ASCII without '%': they end up in SMTP replies.
+ * - An answer to a check also says whether the milter may reuse it
+ *   (spf_wire.h). The DNS layer shows us every answer libspf2 gets, so
+ *   we learn the least TTL and see every SPF record fetched, includes and
+ *   redirects too, without parsing records a second time: a macro test
+ *   on the text is enough, as a false "sender specific" costs only a
+ *   round trip.
  */
 #include "config.h"
 
@@ -32,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -51,11 +58,18 @@
 /* The user name part of "user[:group]". */
 #define HELPER_USER_MAX 256
 
+/* What one evaluation's DNS answers say about reusing its result. */
+struct helper_evaluation {
+	long ttl;			/* least seen so far; -1 before the first */
+	bool sender_specific;		/* an SPF record used %{l}, %{s} or %{h} */
+};
+
 struct helper {
 	int fd;
 	struct dns_resolver *dns;
 	SPF_server_t *spf;
 	long budget_ms;
+	struct helper_evaluation evaluation;	/* of the request being served */
 };
 
 static void helper_spf_error(const char *file, int line, const char *msg)
@@ -164,14 +178,59 @@ static int helper_drop_privileges(const char *spec, char *err, size_t len)
 	return 0;
 }
 
-static void helper_answer(struct helper *h, const char *seq, enum spf_outcome o, char *detail)
+/* An SPF record (RFC 7208 4.5), "v=spf1" in any case, then a space or the end. */
+static bool helper_is_spf(const char *txt)
+{
+	return strncasecmp(txt, "v=spf1", 6) == 0 && (txt[6] == ' ' || txt[6] == '\0');
+}
+
+/*
+ * Whether a record uses a macro whose value is the sender's local part
+ * (%{l}), whole address (%{s}) or HELO name (%{h}), in any case and with
+ * any transformers (%{l1r-}). "%%" is a literal percent sign.
+ */
+static bool helper_sender_macro(const char *txt)
+{
+	for (const char *p = strchr(txt, '%'); p != NULL; p = strchr(p + 1, '%')) {
+		if (p[1] == '{' && p[2] != '\0' && strchr("lLsShH", p[2]) != NULL)
+			return true;
+		if (p[1] == '%')
+			p++;
+	}
+	return false;
+}
+
+/* The DNS layer's observer (dns.h): folds each answer into the evaluation. */
+static void helper_observe(void *arg, const SPF_dns_rr_t *answer, long ttl)
+{
+	struct helper_evaluation *e = arg;
+
+	if (e->ttl < 0 || ttl < e->ttl)
+		e->ttl = ttl;
+	if (answer == NULL || answer->rr_type != ns_t_txt || answer->herrno != NETDB_SUCCESS)
+		return;
+	for (int i = 0; i < answer->num_rr; i++)
+		if (helper_is_spf(answer->rr[i]->txt) && helper_sender_macro(answer->rr[i]->txt))
+			e->sender_specific = true;
+}
+
+/* The answer to a request; e is the evaluation of an 'S', NULL for a 'D'. */
+static void helper_answer(struct helper *h, const char *seq, enum spf_outcome o, char *detail,
+	const struct helper_evaluation *e)
 {
 	char pkt[SPF_WIRE_MAX];
 	int n;
 
 	helper_clean(detail);
-	n = snprintf(pkt, sizeof(pkt), "%c%s%c%d%c%.*s", SPF_WIRE_ANSWER, seq, 0, (int)o, 0,
-		     SPF_DETAIL_MAX - 1, detail);
+	if (e != NULL) {
+		long ttl = e->ttl < 0 ? 0 : e->ttl < SPF_WIRE_TTL_MAX ? e->ttl : SPF_WIRE_TTL_MAX;
+		n = snprintf(pkt, sizeof(pkt), "%c%s%c%d%c%.*s%c%ld%c%d", SPF_WIRE_ANSWER, seq, 0,
+			     (int)o, 0, SPF_DETAIL_MAX - 1, detail, 0, ttl, 0,
+			     e->sender_specific ? 1 : 0);
+	} else {
+		n = snprintf(pkt, sizeof(pkt), "%c%s%c%d%c%.*s", SPF_WIRE_ANSWER, seq, 0, (int)o, 0,
+			     SPF_DETAIL_MAX - 1, detail);
+	}
 	if (n >= (int)sizeof(pkt))
 		n = (int)sizeof(pkt) - 1;
 	pkt[n] = '\0';
@@ -274,6 +333,7 @@ static enum spf_outcome helper_check(struct helper *h, const char *ip, const cha
 	unsigned exceeded;
 	int bad = rq == NULL;
 
+	h->evaluation = (struct helper_evaluation){ .ttl = -1 };
 	/* Order matters: env_from "" takes the HELO name set before it. */
 	if (!bad)
 		bad = strchr(ip, ':') != NULL ? SPF_request_set_ipv6_str(rq, ip)
@@ -394,15 +454,16 @@ static int helper_serve(struct helper *h)
 			return 1;
 		}
 		buf[n] = '\0';
-		if (buf[0] == SPF_WIRE_CHECK && helper_fields(buf, (size_t)n, f, 4) == 4)
+		if (buf[0] == SPF_WIRE_CHECK && helper_fields(buf, (size_t)n, f, 4) == 4) {
 			o = helper_check(h, f[1], f[2], f[3], detail, sizeof(detail));
-		else if (buf[0] == SPF_WIRE_DMARC && helper_fields(buf, (size_t)n, f, 2) == 2)
+			helper_answer(h, f[0], o, detail, &h->evaluation);
+		} else if (buf[0] == SPF_WIRE_DMARC && helper_fields(buf, (size_t)n, f, 2) == 2) {
 			o = helper_dmarc(h, f[1], detail, sizeof(detail));
-		else {
+			helper_answer(h, f[0], o, detail, NULL);
+		} else {
 			log_error("SPF helper: malformed request of %zd bytes", n);
 			return 1;
 		}
-		helper_answer(h, f[0], o, detail);
 	}
 }
 
@@ -461,6 +522,7 @@ int spf_helper_main(int argc, char **argv)
 	h.dns = dns_resolver_new(argv[3], timeout_ms, err, sizeof(err));
 	if (h.dns == NULL)
 		return helper_refuse(h.fd, err);
+	dns_resolver_observe(h.dns, helper_observe, &h.evaluation);
 	h.spf = SPF_server_new_dns(dns_resolver_layer(h.dns), 0);
 	if (h.spf == NULL) {
 		dns_resolver_free(h.dns);

@@ -22,9 +22,19 @@
  *		'S' seq ip helo mail_from	check_host(); mail_from "" = null sender
  *		'D' seq domain			DMARC record of domain or its org domain
  *	helper -> milter, one per request:
- *		'A' seq outcome detail		outcome: decimal enum spf_outcome; for
- *						'D': PASS = published, NONE = not
- *						published, TEMPERROR = DNS failure
+ *		'A' seq outcome detail ttl sender_specific	to an 'S'
+ *		'A' seq outcome detail		to a 'D'
+ *
+ *	outcome is a decimal enum spf_outcome; for 'D': PASS = published,
+ *	NONE = not published, TEMPERROR = DNS failure. ttl (decimal, at
+ *	most SPF_WIRE_TTL_MAX) is how many seconds the outcome stays true as
+ *	far as DNS goes: the least TTL of every answer the evaluation used,
+ *	positive or negative, a cached one counted with what is left of it;
+ *	0 when a lookup failed or timed out or an answer's TTL is unknown.
+ *	sender_specific is "1" when an SPF record the evaluation fetched
+ *	uses %{l}, %{s} or %{h} (any case, any transformers), whose values
+ *	are neither the client address nor the domain, else "0". The milter
+ *	reuses an outcome only with ttl > 0 and sender_specific "0".
  *
  *	seq echoes the request's, so a late answer can never be taken for
  *	the answer to a later question. The helper evaluates one request at
@@ -54,5 +64,8 @@
 #define SPF_LOOKUPS_MAX 112
 /* A detail string is cut here: it goes into log lines and SMTP replies. */
 #define SPF_DETAIL_MAX 200
+/* The largest ttl an answer may carry: a DNS TTL's (RFC 2181 8), 10 digits. */
+#define SPF_WIRE_TTL_MAX 2147483647L
+#define SPF_WIRE_TTL_DIGITS 10
 
 #endif

@@ -542,6 +542,247 @@ static void outcome_names_are_rfc8601(void **state)
 	assert_string_equal(spf_outcome_name(SPF_OUTCOME_PERMERROR), "permerror");
 }
 
+static enum spf_outcome egress_check(struct spf_pool *p, const char *ip, const char *helo,
+	const char *from)
+{
+	struct netaddr a;
+
+	assert_int_equal(netaddr_parse(ip, &a), 0);
+	return spf_check_egress(p, &a, helo, from);
+}
+
+/* The pool's counters: requests sent to helpers, egress outcomes from the cache. */
+static void assert_stats(struct spf_pool *p, unsigned long requests, unsigned long hits)
+{
+	unsigned long r, h;
+
+	spf_pool_stats(p, &r, &h);
+	if (r != requests || h != hits)
+		fprintf(stderr, "requests %lu, hits %lu; want %lu, %lu\n", r, h, requests, hits);
+	assert_int_equal(r, requests);
+	assert_int_equal(h, hits);
+}
+
+static void egress_outcome_is_reused_for_the_same_domain(void **state)
+{
+	struct spf_pool *p = pool_at(server.port, MAIN_TIMEOUT_MS);
+	(void)state;
+
+	assert_stats(p, 0, 0);
+	assert_int_equal(egress_check(p, "192.0.2.10", "h.example", "alice@pass.test"),
+			 SPF_OUTCOME_PASS);
+	assert_stats(p, 1, 0);
+	/* Another local part, HELO name, case and angle brackets: the same key. */
+	assert_int_equal(egress_check(p, "192.0.2.10", "other.example", "<bob@PASS.Test>"),
+			 SPF_OUTCOME_PASS);
+	assert_stats(p, 1, 1);
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "x@fail.test"), SPF_OUTCOME_FAIL);
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "y@fail.test"), SPF_OUTCOME_FAIL);
+	assert_stats(p, 2, 2);
+	/* A permanent error holds as long as the record does. */
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "x@syntax.test"), SPF_OUTCOME_PERMERROR);
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "y@syntax.test"), SPF_OUTCOME_PERMERROR);
+	assert_stats(p, 3, 3);
+	/* spf_check (inbound) never takes from the cache. */
+	assert_int_equal(check_in(p, "192.0.2.10", "h", "alice@pass.test", (char[64]){ 0 }, 64),
+			 SPF_OUTCOME_PASS);
+	assert_stats(p, 4, 3);
+	spf_pool_stop(p);
+	/* Without a pool: temperror, as spf_check. */
+	assert_int_equal(egress_check(NULL, "192.0.2.10", "h", "alice@pass.test"),
+			 SPF_OUTCOME_TEMPERROR);
+	assert_stats(NULL, 0, 0);
+}
+
+static void egress_outcome_expires_with_the_least_ttl(void **state)
+{
+	struct spf_pool *p = pool_at(server.port, MAIN_TIMEOUT_MS);
+	(void)state;
+
+	/* The TXT record lives 300 s, the A record it names 1 s: 1 s it is. */
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "a@shortttl.test"), SPF_OUTCOME_PASS);
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "b@shortttl.test"), SPF_OUTCOME_PASS);
+	assert_stats(p, 1, 1);
+	usleep(1500000);
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "c@shortttl.test"), SPF_OUTCOME_PASS);
+	assert_stats(p, 2, 1);
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "d@shortttl.test"), SPF_OUTCOME_PASS);
+	assert_stats(p, 2, 2);
+	assert_int_equal(spf_dnsmasq_count(&server, "A", "h.shortttl.test"), 2);
+	assert_int_equal(spf_dnsmasq_count(&server, "TXT", "shortttl.test"), 1);
+	spf_pool_stop(p);
+}
+
+static void egress_outcome_is_never_reused_when_a_record_uses_the_sender(void **state)
+{
+	struct spf_pool *p = pool_at(server.port, MAIN_TIMEOUT_MS);
+	static const struct { const char *helo, *from; enum spf_outcome want; } calls[] = {
+		{ "h", "alice@local.test", SPF_OUTCOME_PASS },		/* %{l} */
+		{ "h", "alice@local.test", SPF_OUTCOME_PASS },
+		{ "h", "bob@local.test", SPF_OUTCOME_FAIL },
+		{ "h", "alice@local2.test", SPF_OUTCOME_PASS },		/* %{Lr-} */
+		{ "h", "bob@local2.test", SPF_OUTCOME_FAIL },
+		{ "h", "alice@viainclude.test", SPF_OUTCOME_PASS },	/* %{l} in an include */
+		{ "h", "bob@viainclude.test", SPF_OUTCOME_FAIL },
+		{ "host.a.test", "x@helomacro.test", SPF_OUTCOME_PASS },	/* %{h} */
+		{ "h1.test", "x@helomacro.test", SPF_OUTCOME_FAIL },
+		{ "h", "x@sender.test", SPF_OUTCOME_PASS },		/* %{s}, never expanded */
+		{ "h", "x@sender.test", SPF_OUTCOME_PASS },
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+		enum spf_outcome got = egress_check(p, "192.0.2.10", calls[i].helo, calls[i].from);
+		if (got != calls[i].want)
+			fprintf(stderr, "%s (HELO %s): got %s\n", calls[i].from, calls[i].helo,
+				spf_outcome_name(got));
+		assert_int_equal(got, calls[i].want);
+		assert_stats(p, i + 1, 0);
+	}
+	/* "%%" is a literal percent sign, not a macro: this one is reused. */
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "x@literal.test"), SPF_OUTCOME_PASS);
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "y@literal.test"), SPF_OUTCOME_PASS);
+	assert_stats(p, sizeof(calls) / sizeof(calls[0]) + 1, 1);
+	spf_pool_stop(p);
+}
+
+static void egress_temperror_is_never_reused(void **state)
+{
+	struct spf_pool *p = pool_at(server.port, 300);
+	(void)state;
+
+	/* REFUSED, then a server that never answers. */
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "a@elsewhere.example"),
+			 SPF_OUTCOME_TEMPERROR);
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "b@elsewhere.example"),
+			 SPF_OUTCOME_TEMPERROR);
+	assert_stats(p, 2, 0);
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "a@x.slow.test"), SPF_OUTCOME_TEMPERROR);
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "b@x.slow.test"), SPF_OUTCOME_TEMPERROR);
+	assert_stats(p, 4, 0);
+	spf_pool_stop(p);
+}
+
+static void egress_addresses_are_cached_separately(void **state)
+{
+	struct spf_pool *p = pool_at(server.port, MAIN_TIMEOUT_MS);
+	static const struct { const char *ip; enum spf_outcome want; } by_address[] = {
+		{ "192.0.2.10", SPF_OUTCOME_PASS }, { "198.51.100.7", SPF_OUTCOME_FAIL },
+		{ "2001:db8::25", SPF_OUTCOME_PASS }, { "2001:db8:ffff::1", SPF_OUTCOME_FAIL },
+	};
+	(void)state;
+
+	for (int round = 0; round < 2; round++)
+		for (size_t i = 0; i < 4; i++)
+			assert_int_equal(egress_check(p, by_address[i].ip, "h",
+						      round ? "bob@pass.test" : "alice@pass.test"),
+					 by_address[i].want);
+	assert_stats(p, 4, 4);
+	/* An IPv4-mapped address is the IPv4 address. */
+	assert_int_equal(egress_check(p, "::ffff:198.51.100.7", "h", "carol@pass.test"),
+			 SPF_OUTCOME_FAIL);
+	assert_stats(p, 4, 5);
+	spf_pool_stop(p);
+}
+
+static void egress_null_sender_is_never_cached(void **state)
+{
+	struct spf_pool *p = pool_at(server.port, MAIN_TIMEOUT_MS);
+	(void)state;
+
+	assert_int_equal(egress_check(p, "192.0.2.10", "helo.test", ""), SPF_OUTCOME_PASS);
+	assert_int_equal(egress_check(p, "192.0.2.10", "helo.test", "<>"), SPF_OUTCOME_PASS);
+	assert_int_equal(egress_check(p, "192.0.2.10", "fail.test", ""), SPF_OUTCOME_FAIL);
+	assert_stats(p, 3, 0);
+	/* Nothing valid to check: none, without asking. */
+	assert_int_equal(egress_check(p, "192.0.2.10", "h", "user@bad..test"), SPF_OUTCOME_NONE);
+	assert_stats(p, 3, 0);
+	spf_pool_stop(p);
+}
+
+/* Egress address number i in 2001:db8::/64, which pass.test permits. */
+static void egress_address(unsigned i, char *buf, size_t len)
+{
+	snprintf(buf, len, "2001:db8::%x:%x", i >> 16, i & 0xffff);
+}
+
+static void egress_cache_at_its_limit_drops_the_least_recently_used(void **state)
+{
+	struct spf_pool *p = pool_at(server.port, MAIN_TIMEOUT_MS);
+	char ip[NETADDR_TEXT_MAX];
+	(void)state;
+
+	for (unsigned i = 1; i <= SPF_EGRESS_CACHE_MAX; i++) {
+		egress_address(i, ip, sizeof(ip));
+		assert_int_equal(egress_check(p, ip, "h", "a@pass.test"), SPF_OUTCOME_PASS);
+	}
+	assert_stats(p, SPF_EGRESS_CACHE_MAX, 0);
+	/* 1 is used again; then a new one pushes out 2, the least recently used. */
+	egress_address(1, ip, sizeof(ip));
+	assert_int_equal(egress_check(p, ip, "h", "b@pass.test"), SPF_OUTCOME_PASS);
+	egress_address(SPF_EGRESS_CACHE_MAX + 1, ip, sizeof(ip));
+	assert_int_equal(egress_check(p, ip, "h", "b@pass.test"), SPF_OUTCOME_PASS);
+	assert_stats(p, SPF_EGRESS_CACHE_MAX + 1, 1);
+	egress_address(1, ip, sizeof(ip));
+	assert_int_equal(egress_check(p, ip, "h", "c@pass.test"), SPF_OUTCOME_PASS);
+	egress_address(3, ip, sizeof(ip));
+	assert_int_equal(egress_check(p, ip, "h", "c@pass.test"), SPF_OUTCOME_PASS);
+	assert_stats(p, SPF_EGRESS_CACHE_MAX + 1, 3);
+	egress_address(2, ip, sizeof(ip));
+	assert_int_equal(egress_check(p, ip, "h", "c@pass.test"), SPF_OUTCOME_PASS);
+	assert_stats(p, SPF_EGRESS_CACHE_MAX + 2, 3);
+	spf_pool_stop(p);
+}
+
+struct egress_worker {
+	struct spf_pool *pool;
+	int id;
+	int wrong;
+};
+
+static void *egress_worker_thread(void *arg)
+{
+	static const struct { const char *ip, *from; enum spf_outcome want; } mix[] = {
+		{ "192.0.2.10", "a@pass.test", SPF_OUTCOME_PASS },
+		{ "198.51.100.7", "b@pass.test", SPF_OUTCOME_FAIL },
+		{ "2001:db8::25", "c@fail.test", SPF_OUTCOME_FAIL },
+		{ "192.0.2.10", "d@softfail.test", SPF_OUTCOME_SOFTFAIL },
+		{ "2001:db8::25", "e@neutral.test", SPF_OUTCOME_NEUTRAL },
+		{ "198.51.100.7", "f@fail.test", SPF_OUTCOME_PASS },
+	};
+	struct egress_worker *w = arg;
+
+	for (int i = 0; i < 50; i++) {
+		size_t k = (size_t)(i + w->id) % (sizeof(mix) / sizeof(mix[0]));
+		if (egress_check(w->pool, mix[k].ip, "h", mix[k].from) != mix[k].want)
+			w->wrong++;
+	}
+	return NULL;
+}
+
+static void concurrent_egress_checks_share_the_cache(void **state)
+{
+	struct spf_pool *p = pool_at(server.port, MAIN_TIMEOUT_MS);
+	struct egress_worker w[8];
+	pthread_t t[8];
+	unsigned long requests, hits;
+	(void)state;
+
+	for (int i = 0; i < 8; i++) {
+		w[i] = (struct egress_worker){ .pool = p, .id = i };
+		assert_int_equal(pthread_create(&t[i], NULL, egress_worker_thread, &w[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(w[i].wrong, 0);
+	}
+	/* Each check is a hit or one request; misses at the same moment may overlap. */
+	spf_pool_stats(p, &requests, &hits);
+	assert_int_equal(requests + hits, 8 * 50);
+	assert_true(requests >= 6 && requests <= 6 * 8);
+	spf_pool_stop(p);
+}
+
 static int start_all(void **state)
 {
 	(void)state;
@@ -585,6 +826,14 @@ int main(int argc, char **argv)
 		cmocka_unit_test(hung_helper_is_replaced_within_the_wait_bound),
 		cmocka_unit_test(unreachable_dns_answers_within_timeout),
 		cmocka_unit_test(stopped_dns_server_gives_temperror),
+		cmocka_unit_test(egress_outcome_is_reused_for_the_same_domain),
+		cmocka_unit_test(egress_outcome_expires_with_the_least_ttl),
+		cmocka_unit_test(egress_outcome_is_never_reused_when_a_record_uses_the_sender),
+		cmocka_unit_test(egress_temperror_is_never_reused),
+		cmocka_unit_test(egress_addresses_are_cached_separately),
+		cmocka_unit_test(egress_null_sender_is_never_cached),
+		cmocka_unit_test(egress_cache_at_its_limit_drops_the_least_recently_used),
+		cmocka_unit_test(concurrent_egress_checks_share_the_cache),
 	};
 	return cmocka_run_group_tests(tests, start_all, stop_all);
 }

@@ -79,6 +79,16 @@ static const char *const zone[] = {
 	"--txt-record=_dmarc.two.test,v=DMARC1; p=reject",
 	"--txt-record=_dmarc.spaced.test,v = DMARC1 ;p=none",
 	"--txt-record=_dmarc.lower.test,v=dmarc1; p=none",
+	/* The egress cache: a 1 s TTL deep in an evaluation, and records using the sender. */
+	"--txt-record=shortttl.test,v=spf1 a:h.shortttl.test -all",
+	"--host-record=h.shortttl.test,192.0.2.10,1",
+	"--txt-record=local.test,v=spf1 exists:%{l}._spf.local.test -all",
+	"--host-record=alice._spf.local.test,127.0.0.2",
+	"--txt-record=local2.test,v=spf1 exists:%{Lr-}._spf.local.test -all",
+	"--txt-record=viainclude.test,v=spf1 include:local.test -all",
+	"--txt-record=helomacro.test,v=spf1 a:%{h} -all",
+	"--txt-record=sender.test,v=spf1 ip4:192.0.2.0/24 exists:%{s}.sender.test -all",
+	"--txt-record=literal.test,v=spf1 ip4:192.0.2.0/24 exists:100%%{l}.literal.test -all",
 };
 
 long long spf_test_now_ms(void)
