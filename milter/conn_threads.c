@@ -106,12 +106,13 @@ static int ctx_socket(SMFICTX *ctx)
 
 /*
  * On TCP, acknowledge what arrived before we wait for more. Postfix
- * writes with Nagle on: a command written while an earlier one is not
- * yet acknowledged (the macros just before it, or the 4096-byte piece
- * before the rest of a body chunk) waits for our ACK, and the kernel
- * delays that ACK (up to 40 ms) in the hope of sending it with a reply
- * that cannot come before the command is in. TCP_QUICKACK sends a
- * pending ACK at once. Unix sockets have no ACKs.
+ * buffers what needs no reply (headers, body) and writes it in 4096-byte
+ * pieces with Nagle on, so a piece waits for our ACK of the one before,
+ * and the kernel delays that ACK (up to 40 ms) in the hope of sending it
+ * with a reply that cannot come before the command is in. TCP_QUICKACK
+ * sends a pending ACK at once. We need it only before waiting: when a
+ * command is cut (mi_rd_cmd) or a piece ended between commands (serve);
+ * a reply carries its own ACK. Unix sockets have no ACKs.
  */
 static void ack_pending(int sd)
 {
