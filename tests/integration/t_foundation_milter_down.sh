@@ -2,7 +2,8 @@
 #
 # milter_default_action = tempfail: while bulkmilter is not running,
 # Postfix answers 4xx and accepts nothing; once it runs, mail flows; a
-# SIGTERM makes it exit 0, and mail is refused again until it is back.
+# SIGTERM makes it exit 0, and mail is refused again until it is back. A
+# session in progress when SIGTERM comes is served to its end first.
 
 # shellcheck source=../lib/harness.sh
 . "$(dirname "$0")/../lib/harness.sh"
@@ -41,6 +42,40 @@ h_send --header "Subject: after restart"
 h_ok "after restart: message is accepted" test -n "$H_QID"
 h_ok "after restart: message arrives at the sink" h_wait_sink main 2 20
 
+# An SMTP session is past RCPT (the milter has a connection and a
+# transaction) when SIGTERM comes; it sends DATA only afterwards.
+cat >"$H_TMP/slow_session.py" <<'EOF_PY'
+import os, smtplib, sys, time
+port, ready, go = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = smtplib.SMTP("127.0.0.1", port, timeout=60)
+s.ehlo("client.example")
+s.mail("alice@example.com")
+s.rcpt("bob@example.net")
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.05)
+code, reply = s.data(b"From: alice@example.com\r\nTo: bob@example.net\r\n"
+                     b"Subject: in flight at SIGTERM\r\n\r\nbody\r\n")
+print(code, reply.decode(errors="replace"))
+s.quit()
+EOF_PY
+/usr/bin/python3 "$H_TMP/slow_session.py" "$H_SMTP_PORT" "$H_TMP/ready" "$H_TMP/go" \
+	>"$H_TMP/slow_session.out" 2>&1 &
+client=$!
+h__wait_for 20 test -e "$H_TMP/ready" || h_fatal "the slow session did not get past RCPT"
+kill -TERM "$H_MILTER_PID"
+sleep 1
+h_ok "SIGTERM: bulkmilter still runs while a session is in progress" h__alive "$H_MILTER_PID"
+touch "$H_TMP/go"
+wait "$client"
+h_assert_grep "$H_TMP/slow_session.out" '^250 ' "the session in progress at SIGTERM ends in 250"
+h_ok "the message in flight at SIGTERM arrives at the sink" h_wait_sink main 3 20
+h_milter_stop signalled
+h_assert_eq 0 "$H_MILTER_STATUS" "bulkmilter exits with status 0 once the session has ended"
+qid=$(sed -n 's/^250 .*queued as \([0-9A-Za-z]*\).*/\1/p' "$H_TMP/slow_session.out")
+h_assert_eq accept "$(h_milter_field "$qid" decision)" \
+	"the milter logged its decision for the message in flight ($qid)"
+
 sleep 2
-h_assert_eq 2 "$(h_sink_count main)" "the sink holds exactly the 2 accepted messages"
+h_assert_eq 3 "$(h_sink_count main)" "the sink holds exactly the 3 accepted messages"
 h_assert_eq 0 "$(h_queue_count)" "the Postfix queue is empty"
