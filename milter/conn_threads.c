@@ -74,6 +74,8 @@ static int idle_ms = 600 * 1000;
 static atomic_bool layout_warned;
 /* whether this thread's connection is TCP (see ack_pending) */
 static _Thread_local bool conn_is_tcp;
+/* the MTA sent nothing for idle_ms after our last reply (see mi_wr_cmd) */
+static _Thread_local bool conn_silent;
 
 void conn_threads_init(sfsistat (*on_idle_close)(SMFICTX *), int idle_seconds)
 {
@@ -129,9 +131,17 @@ static bool is_tcp(int sd)
 	       (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
 }
 
-/* Waits until the MTA sends something: 1, or 0 after idle_ms of silence. */
+/*
+ * Waits until the MTA sends something: 1, or 0 after idle_ms of silence.
+ * A wait that already timed out after the last reply (see mi_wr_cmd)
+ * counts as silence.
+ */
 static int wait_for_command(int sd)
 {
+	if (conn_silent) {
+		conn_silent = false;
+		return 0;
+	}
 	if (sd < 0) {
 		struct timespec ts = { 0, FALLBACK_POLL_NS };
 		nanosleep(&ts, NULL);
@@ -242,7 +252,49 @@ char *mi_rd_cmd(int sd, struct timeval *timeout, char *cmd, size_t *rlen, char *
 	return buf;
 }
 
-/* libmilter's contract: MI_SUCCESS once the whole command is written. */
+/* A reply that ends our turn: the MTA's next command is all that can follow. */
+static bool is_final_reply(int cmd)
+{
+	switch (cmd) {
+	case SMFIC_OPTNEG:
+	case SMFIR_ACCEPT:
+	case SMFIR_CONTINUE:
+	case SMFIR_DISCARD:
+	case SMFIR_REJECT:
+	case SMFIR_SKIP:
+	case SMFIR_TEMPFAIL:
+	case SMFIR_REPLYCODE:
+	case SMFIR_SHUTDOWN:
+	case SMFIR_CONN_FAIL:
+		return true;
+	default:
+		return false;	/* header edits, quarantine, progress: more follows */
+	}
+}
+
+/*
+ * After a final reply, wait here for the MTA's next command. libmilter's
+ * engine would otherwise poll for it with a 1 ms timeout, and when the
+ * MTA takes longer (it always does under load) sleep on a timer, wake,
+ * return to serve() and poll again: a wasted wake-up per round trip.
+ */
+static void wait_after_reply(int sd)
+{
+	struct pollfd pfd = { .fd = sd, .events = POLLIN };
+	for (;;) {
+		int n = poll(&pfd, 1, idle_ms);
+		if (n == 0)
+			conn_silent = true;
+		if (n >= 0 || errno != EINTR)
+			return;
+	}
+}
+
+/*
+ * libmilter's contract: MI_SUCCESS once the whole command is written.
+ * After a final reply it returns once the MTA has sent more (or closed,
+ * or was silent for idle_ms): see wait_after_reply.
+ */
 int mi_wr_cmd(int sd, struct timeval *timeout, int cmd, char *buf, size_t len)
 {
 	if (len > CONN_THREADS_DATA_MAX || (len > 0 && buf == NULL))
@@ -273,6 +325,8 @@ int mi_wr_cmd(int sd, struct timeval *timeout, int cmd, char *buf, size_t len)
 			msg.msg_iov[0].iov_len -= done;
 		}
 	}
+	if (is_final_reply(cmd))
+		wait_after_reply(sd);
 	return MI_SUCCESS;
 }
 
@@ -281,6 +335,7 @@ static void serve(SMFICTX *ctx)
 {
 	int sd = ctx_socket(ctx);
 	conn_is_tcp = is_tcp(sd);
+	conn_silent = false;
 	for (;;) {
 		if (!wait_for_command(sd)) {
 			log_info("MTA connection idle for %d s: closed", idle_ms / 1000);

@@ -233,6 +233,67 @@ static void reply_over_the_limit_or_to_a_closed_mta_fails(void **state)
 	close(sv[0]);
 }
 
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+/*
+ * A final reply (here SMFIR_CONTINUE) ends our turn, so mi_wr_cmd returns
+ * once the MTA's next command is there; an edit (SMFIR_ADDHEADER) is
+ * followed by more of ours, so it returns at once.
+ */
+/* writes the pieces after 80 ms */
+static void *write_later(void *arg)
+{
+	struct timespec delay = { 0, 80 * 1000 * 1000 };
+	nanosleep(&delay, NULL);
+	return write_pieces(arg);
+}
+
+static void final_reply_returns_when_the_next_command_is_in(void **state)
+{
+	(void)state;
+	int sv[2];
+	pair(sv);
+	char bytes[8];
+	size_t n = wire(bytes, 'Q', "", 0);
+	struct pieces p = { .fd = sv[1], .bytes = bytes, .len = n };
+	double t0 = now_ms();
+	assert_int_equal(mi_wr_cmd(sv[0], &long_wait, 'h', "X\0y\0", 4), MI_SUCCESS);
+	assert_true(now_ms() - t0 < 1000);
+	pthread_t t;
+	pthread_create(&t, NULL, write_later, &p);
+	t0 = now_ms();
+	assert_int_equal(mi_wr_cmd(sv[0], &long_wait, 'c', NULL, 0), MI_SUCCESS);
+	assert_true(now_ms() - t0 >= 60);	/* it cannot return before the command */
+	pthread_join(t, NULL);
+	char cmd = 0;
+	size_t len = 0;
+	assert_null(mi_rd_cmd(sv[0], &long_wait, &cmd, &len, "test"));
+	assert_int_equal(cmd, 'Q');
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* ... and after idle_seconds of silence it returns all the same. */
+static void final_reply_to_a_silent_mta_returns_after_the_idle_time(void **state)
+{
+	(void)state;
+	int sv[2];
+	pair(sv);
+	conn_threads_init(NULL, 1);
+	double t0 = now_ms();
+	assert_int_equal(mi_wr_cmd(sv[0], &long_wait, 'c', NULL, 0), MI_SUCCESS);
+	double waited = now_ms() - t0;
+	assert_true(waited >= 900 && waited < 10000);
+	conn_threads_init(NULL, 600);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 /* Postfix over TCP: Nagle on, a command in a 4096-byte piece and a tail */
 static void command_split_over_tcp_is_read_whole(void **state)
 {
@@ -282,6 +343,8 @@ int main(void)
 		cmocka_unit_test(reply_larger_than_the_socket_buffer_is_written_whole),
 		cmocka_unit_test(reply_over_the_limit_or_to_a_closed_mta_fails),
 		cmocka_unit_test(command_split_over_tcp_is_read_whole),
+		cmocka_unit_test(final_reply_returns_when_the_next_command_is_in),
+		cmocka_unit_test(final_reply_to_a_silent_mta_returns_after_the_idle_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
