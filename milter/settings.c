@@ -260,6 +260,24 @@ static int for_each_item(struct settings_ctx *c, const char *v,
 	return rc;
 }
 
+/*
+ * Room for one more entry of size bytes in a list setting (InternalHosts,
+ * EgressAddresses): the grown list, or NULL with the error recorded (the
+ * old list stays valid either way).
+ */
+static void *grow_list(struct settings_ctx *c, const char *setting, void *list, size_t count,
+		       size_t size)
+{
+	if (count >= SETTINGS_LIST_MAX) {
+		SETTINGS_ERR(c, "%s: more than %d entries", setting, SETTINGS_LIST_MAX);
+		return NULL;
+	}
+	void *grown = realloc(list, (count + 1) * size);
+	if (grown == NULL)
+		SETTINGS_ERR(c, "out of memory");
+	return grown;
+}
+
 static int add_internal_host(struct settings_ctx *c, const char *item, void *arg)
 {
 	(void)arg;
@@ -267,11 +285,9 @@ static int add_internal_host(struct settings_ctx *c, const char *item, void *arg
 	struct cidr block;
 	if (cidr_parse(item, &block) != 0)
 		return SETTINGS_ERR(c, "InternalHosts: not an address or CIDR block: %s", item);
-	if (s->internal_hosts_count >= SETTINGS_LIST_MAX)
-		return SETTINGS_ERR(c, "InternalHosts: more than %d entries", SETTINGS_LIST_MAX);
-	struct cidr *n = realloc(s->internal_hosts, (s->internal_hosts_count + 1) * sizeof(*n));
+	struct cidr *n = grow_list(c, "InternalHosts", s->internal_hosts, s->internal_hosts_count, sizeof(*n));
 	if (n == NULL)
-		return SETTINGS_ERR(c, "out of memory");
+		return -1;
 	n[s->internal_hosts_count++] = block;
 	s->internal_hosts = n;
 	return 0;
@@ -290,11 +306,10 @@ static int add_egress(struct settings_ctx *c, const char *item, void *arg)
 	struct netaddr a;
 	if (netaddr_parse(item, &a) != 0)
 		return SETTINGS_ERR(c, "EgressAddresses: not an IP address: %s", item);
-	if (s->egress_addresses_count >= SETTINGS_LIST_MAX)
-		return SETTINGS_ERR(c, "EgressAddresses: more than %d entries", SETTINGS_LIST_MAX);
-	struct netaddr *n = realloc(s->egress_addresses, (s->egress_addresses_count + 1) * sizeof(*n));
+	struct netaddr *n = grow_list(c, "EgressAddresses", s->egress_addresses, s->egress_addresses_count,
+				      sizeof(*n));
 	if (n == NULL)
-		return SETTINGS_ERR(c, "out of memory");
+		return -1;
 	n[s->egress_addresses_count++] = a;
 	s->egress_addresses = n;
 	return 0;
@@ -553,12 +568,11 @@ static int split_line(char *line, char **name, char **value)
 	return 1;
 }
 
-struct settings *settings_load(const char *path, struct diag *errs)
+struct settings *settings_read(const char *path, struct diag *errs)
 {
 	struct settings *s = calloc(1, sizeof(*s));
 	int seen[SETTINGS_COUNT] = { 0 };
 	char line[SETTINGS_LINE_MAX + 2];
-	size_t before = diag_errors(errs);
 
 	if (s == NULL || (s->path = strdup(path)) == NULL || settings_defaults(s) != 0) {
 		diag_add(errs, path, 0, "out of memory");
@@ -604,7 +618,14 @@ struct settings *settings_load(const char *path, struct diag *errs)
 		settings_table[i].parse(&c, value);
 	}
 	fclose(fp);
-	if (diag_errors(errs) != before) {
+	return s;
+}
+
+struct settings *settings_load(const char *path, struct diag *errs)
+{
+	size_t before = diag_errors(errs);
+	struct settings *s = settings_read(path, errs);
+	if (s != NULL && diag_errors(errs) != before) {
 		settings_free(s);
 		return NULL;
 	}

@@ -3,6 +3,8 @@
  *	settings - bulkmilter.conf: parsed, validated, immutable
  * SYNOPSIS
  *	struct settings *settings_load(const char *path, struct diag *errs);
+struct settings *settings_read(const char *path, struct diag *errs);
+ *	struct settings *settings_read(const char *path, struct diag *errs);
  *	void settings_free(struct settings *s);
  *	int settings_parse_duration_ms(const char *text, long *ms);
  * DESCRIPTION
@@ -10,6 +12,9 @@
  *	case-insensitive (OpenDKIM's style). Every unknown name, bad value or
  *	repeated name is a FILE:LINE error in errs; settings_load returns
  *	NULL when there was any error, so a half-valid file is never used.
+ *	settings_read is the same but returns what it read despite errors
+ *	(NULL only when the file cannot be read): for reporting the errors of
+ *	the files the settings name too, never for running.
  *	Settings not in the file take the defaults of SPEC.md. Paths are kept
  *	as written; files they name (policy, keys, password) are read by the
  *	modules that own them.
@@ -69,6 +74,7 @@ struct settings {
 };
 
 struct settings *settings_load(const char *path, struct diag *errs);
+struct settings *settings_read(const char *path, struct diag *errs);
 void settings_free(struct settings *s);
 /* "200ms", "2s", "5m", "1h", "1d"; a bare number is seconds. 0 or -1. */
 int settings_parse_duration_ms(const char *text, long *ms);

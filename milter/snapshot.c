@@ -41,11 +41,14 @@ struct snapshot *snapshot_load(const char *config_path, const char *socket_overr
 		return NULL;
 	}
 	s->refs = 1;
-	s->settings = settings_load(config_path, errs);
+	/* settings with errors still name the policy and key tables, whose
+	 * errors are reported in the same pass; the store is not opened */
+	s->settings = settings_read(config_path, errs);
 	if (s->settings == NULL) {
 		snapshot_free(s);
 		return NULL;
 	}
+	bool settings_ok = diag_errors(errs) == before;
 	if (socket_override) {
 		char *copy = strdup(socket_override);
 		if (copy == NULL) {
@@ -59,7 +62,8 @@ struct snapshot *snapshot_load(const char *config_path, const char *socket_overr
 	/* load everything, so one pass reports every file's errors */
 	s->policy = policy_load(s->settings->policy_path, errs);
 	s->keys = keytable_load(s->settings, errs);
-	s->store = store_open(s->settings, errs);
+	if (settings_ok)
+		s->store = store_open(s->settings, errs);
 	if (diag_errors(errs) != before || s->policy == NULL) {
 		snapshot_free(s);
 		return NULL;

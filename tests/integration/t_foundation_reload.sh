@@ -3,7 +3,7 @@
 # SIGHUP reloads the policy. An invalid policy is refused: its errors are
 # logged as FILE:LINE, and mail is still classified by the running one.
 # A valid policy applies to the next message. bulkmilter -n reports the
-# same errors and exits 1.
+# same errors and exits 1, with those of bulkmilter.conf in the same run.
 
 # shellcheck source=../lib/harness.sh
 . "$(dirname "$0")/../lib/harness.sh"
@@ -47,6 +47,18 @@ h_assert_eq 1 "$?" "bulkmilter -n: invalid policy exits 1"
 printf '%s\n' "$H_OUT" >"$H_TMP/check.out"
 h_assert_grep "$H_TMP/check.out" 'bulkmilter\.policy:3: ' "bulkmilter -n: reports FILE:3"
 h_assert_grep "$H_TMP/check.out" 'bulkmilter\.policy:5: ' "bulkmilter -n: reports FILE:5"
+
+# An error in bulkmilter.conf too: one run reports both files' errors.
+cp "$H_TMP/bulkmilter.conf" "$H_TMP/broken.conf"
+echo "NoSuchSetting yes" >>"$H_TMP/broken.conf"
+bad_line=$(wc -l <"$H_TMP/broken.conf")
+h_milter_run -n -c "$H_TMP/broken.conf"
+h_assert_eq 1 "$?" "bulkmilter -n: broken config and policy exit 1"
+printf '%s\n' "$H_OUT" >"$H_TMP/check-both.out"
+h_assert_grep "$H_TMP/check-both.out" "broken\\.conf:$bad_line: unknown setting NoSuchSetting" \
+	"bulkmilter -n: reports the config's error as FILE:$bad_line"
+h_assert_grep "$H_TMP/check-both.out" 'bulkmilter\.policy:3: ' \
+	"bulkmilter -n: and, in the same run, the policy's errors"
 
 h_log_mark "$H_MILTER_LOG"
 h_milter_hup
