@@ -19,10 +19,11 @@
 #include <string.h>
 
 #include "dns_cache.h"
+#include "lru.h"
 
 struct dns_cache_entry {
 	struct dns_cache_entry *chain;		/* next in the same bucket */
-	struct dns_cache_entry *newer, *older;	/* recency list */
+	struct lru_link recency;
 	uint32_t hash;
 	ns_type type;
 	long long expires_ms;
@@ -34,7 +35,7 @@ struct dns_cache {
 	struct dns_cache_entry **buckets;
 	size_t mask;				/* bucket count - 1 */
 	size_t count, max_entries;
-	struct dns_cache_entry *newest, *oldest;
+	struct lru recency;
 };
 
 /* FNV-1a over the name and the type. */
@@ -80,16 +81,9 @@ struct dns_cache *dns_cache_new(size_t max_entries)
 	return c;
 }
 
-static void dns_cache_list_remove(struct dns_cache *c, struct dns_cache_entry *e)
+static struct dns_cache_entry *dns_cache_oldest(struct dns_cache *c)
 {
-	if (e->newer != NULL)
-		e->newer->older = e->older;
-	else
-		c->newest = e->older;
-	if (e->older != NULL)
-		e->older->newer = e->newer;
-	else
-		c->oldest = e->newer;
+	return LRU_ENTRY(c->recency.oldest, struct dns_cache_entry, recency);
 }
 
 static void dns_cache_drop(struct dns_cache *c, struct dns_cache_entry *e)
@@ -99,21 +93,10 @@ static void dns_cache_drop(struct dns_cache *c, struct dns_cache_entry *e)
 	while (*pp != e)
 		pp = &(*pp)->chain;
 	*pp = e->chain;
-	dns_cache_list_remove(c, e);
+	lru_remove(&c->recency, &e->recency);
 	c->count--;
 	SPF_dns_rr_free(e->answer);
 	free(e);
-}
-
-static void dns_cache_make_newest(struct dns_cache *c, struct dns_cache_entry *e)
-{
-	e->older = c->newest;
-	e->newer = NULL;
-	if (c->newest != NULL)
-		c->newest->newer = e;
-	c->newest = e;
-	if (c->oldest == NULL)
-		c->oldest = e;
 }
 
 static struct dns_cache_entry *dns_cache_find(struct dns_cache *c, const char *name,
@@ -138,8 +121,8 @@ SPF_dns_rr_t *dns_cache_get(struct dns_cache *c, const char *name, ns_type type,
 		dns_cache_drop(c, e);
 		return NULL;
 	}
-	dns_cache_list_remove(c, e);
-	dns_cache_make_newest(c, e);
+	lru_remove(&c->recency, &e->recency);
+	lru_make_newest(&c->recency, &e->recency);
 	copy = dns_cache_copy(e->answer);
 	if (copy != NULL)
 		copy->ttl = (time_t)((e->expires_ms - now_ms) / 1000);
@@ -155,8 +138,8 @@ void dns_cache_put(struct dns_cache *c, const char *name, ns_type type,
 
 	if (e != NULL)
 		dns_cache_drop(c, e);
-	while (c->count >= c->max_entries && c->oldest != NULL)
-		dns_cache_drop(c, c->oldest);
+	while (c->count >= c->max_entries && c->recency.oldest != NULL)
+		dns_cache_drop(c, dns_cache_oldest(c));
 	e = malloc(sizeof(*e) + len + 1);
 	if (e == NULL)
 		return;
@@ -172,7 +155,7 @@ void dns_cache_put(struct dns_cache *c, const char *name, ns_type type,
 	e->chain = c->buckets[hash & c->mask];
 	c->buckets[hash & c->mask] = e;
 	c->count++;
-	dns_cache_make_newest(c, e);
+	lru_make_newest(&c->recency, &e->recency);
 }
 
 size_t dns_cache_count(const struct dns_cache *c)
@@ -184,8 +167,8 @@ void dns_cache_free(struct dns_cache *c)
 {
 	if (c == NULL)
 		return;
-	while (c->oldest != NULL)
-		dns_cache_drop(c, c->oldest);
+	while (c->recency.oldest != NULL)
+		dns_cache_drop(c, dns_cache_oldest(c));
 	free(c->buckets);
 	free(c);
 }

@@ -56,6 +56,7 @@
 #include "align.h"
 #include "dns.h"
 #include "log.h"
+#include "lru.h"
 #include "spf.h"
 #include "spf_wire.h"
 
@@ -87,8 +88,8 @@ struct spf_helper {
 /*
  * The egress cache: outcomes of spf_check_egress by (egress address,
  * MAIL FROM domain). A chained hash table of SPF_EGRESS_CACHE_MAX
- * buckets (load factor <= 1) and a list in recency order, newest at the
- * head, as in dns_cache.c. One mutex guards it all, and is never held
+ * buckets (load factor <= 1) and a recency list (lru.h), as in
+ * dns_cache.c. One mutex guards it all, and is never held
  * during a round trip to a helper. A full cache drops what has expired,
  * found by a sweep of the list; sweep_after_ms (at most the earliest
  * expiry) keeps that sweep from running when nothing can have expired,
@@ -96,7 +97,7 @@ struct spf_helper {
  */
 struct spf_egress_entry {
 	struct spf_egress_entry *chain;		/* next in the same bucket */
-	struct spf_egress_entry *newer, *older;	/* recency list */
+	struct lru_link recency;
 	uint32_t hash;
 	struct netaddr egress;
 	enum spf_outcome outcome;
@@ -107,7 +108,7 @@ struct spf_egress_entry {
 struct spf_egress_cache {
 	pthread_mutex_t lock;
 	struct spf_egress_entry *buckets[SPF_EGRESS_CACHE_MAX];
-	struct spf_egress_entry *newest, *oldest;
+	struct lru recency;
 	size_t count;
 	long long sweep_after_ms;		/* no entry expires before */
 	unsigned long hits;
@@ -553,28 +554,7 @@ static struct spf_egress_entry *spf_egress_find(struct spf_egress_cache *c, uint
 	return NULL;
 }
 
-static void spf_egress_unlist(struct spf_egress_cache *c, struct spf_egress_entry *e)
-{
-	if (e->newer != NULL)
-		e->newer->older = e->older;
-	else
-		c->newest = e->older;
-	if (e->older != NULL)
-		e->older->newer = e->newer;
-	else
-		c->oldest = e->newer;
-}
-
-static void spf_egress_make_newest(struct spf_egress_cache *c, struct spf_egress_entry *e)
-{
-	e->older = c->newest;
-	e->newer = NULL;
-	if (c->newest != NULL)
-		c->newest->newer = e;
-	c->newest = e;
-	if (c->oldest == NULL)
-		c->oldest = e;
-}
+#define SPF_EGRESS_ENTRY(link) LRU_ENTRY(link, struct spf_egress_entry, recency)
 
 static void spf_egress_drop(struct spf_egress_cache *c, struct spf_egress_entry *e)
 {
@@ -583,7 +563,7 @@ static void spf_egress_drop(struct spf_egress_cache *c, struct spf_egress_entry 
 	while (*pp != e)
 		pp = &(*pp)->chain;
 	*pp = e->chain;
-	spf_egress_unlist(c, e);
+	lru_remove(&c->recency, &e->recency);
 	c->count--;
 	free(e);
 }
@@ -593,8 +573,9 @@ static void spf_egress_make_room(struct spf_egress_cache *c, long long now_ms)
 {
 	if (now_ms >= c->sweep_after_ms) {
 		long long soonest = LLONG_MAX;
-		for (struct spf_egress_entry *e = c->oldest, *newer; e != NULL; e = newer) {
-			newer = e->newer;
+		for (struct spf_egress_entry *e = SPF_EGRESS_ENTRY(c->recency.oldest), *newer; e != NULL;
+		     e = newer) {
+			newer = SPF_EGRESS_ENTRY(e->recency.newer);
 			if (e->expires_ms <= now_ms)
 				spf_egress_drop(c, e);
 			else if (e->expires_ms < soonest)
@@ -603,7 +584,7 @@ static void spf_egress_make_room(struct spf_egress_cache *c, long long now_ms)
 		c->sweep_after_ms = soonest;
 	}
 	if (c->count >= SPF_EGRESS_CACHE_MAX)
-		spf_egress_drop(c, c->oldest);
+		spf_egress_drop(c, SPF_EGRESS_ENTRY(c->recency.oldest));
 }
 
 /* The outcome cached for (egress, domain) at now_ms into *o: 0, or -1 when none. */
@@ -619,8 +600,8 @@ static int spf_egress_get(struct spf_egress_cache *c, const struct netaddr *egre
 	if (e != NULL && e->expires_ms <= now_ms) {
 		spf_egress_drop(c, e);
 	} else if (e != NULL) {
-		spf_egress_unlist(c, e);
-		spf_egress_make_newest(c, e);
+		lru_remove(&c->recency, &e->recency);
+		lru_make_newest(&c->recency, &e->recency);
 		*o = e->outcome;
 		c->hits++;
 		rc = 0;
@@ -651,7 +632,7 @@ static void spf_egress_put(struct spf_egress_cache *c, const struct netaddr *egr
 		spf_egress_make_room(c, now);
 	e->chain = c->buckets[e->hash % SPF_EGRESS_CACHE_MAX];
 	c->buckets[e->hash % SPF_EGRESS_CACHE_MAX] = e;
-	spf_egress_make_newest(c, e);
+	lru_make_newest(&c->recency, &e->recency);
 	c->count++;
 	if (expires_ms < c->sweep_after_ms)
 		c->sweep_after_ms = expires_ms;
@@ -781,8 +762,8 @@ void spf_pool_stop(struct spf_pool *pool)
 		pthread_mutex_unlock(&h->lock);
 		pthread_mutex_destroy(&h->lock);
 	}
-	while (pool->egress.oldest != NULL)
-		spf_egress_drop(&pool->egress, pool->egress.oldest);
+	while (pool->egress.recency.oldest != NULL)
+		spf_egress_drop(&pool->egress, SPF_EGRESS_ENTRY(pool->egress.recency.oldest));
 	pthread_mutex_destroy(&pool->egress.lock);
 	free(pool->resolver);
 	free(pool->user);
