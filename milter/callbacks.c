@@ -155,12 +155,10 @@ static sfsistat spf_inbound(SMFICTX *ctx, struct conn *c)
 	snprintf(text, sizeof(text), "SPF check failed for %s from %s: %s", m->spf_identity,
 		 c->client_text, m->spf_detail[0] ? m->spf_detail : "not permitted");
 	enum policy_action action = m->cls->spf_fail;
-	if (c->snap->settings->mode == MODE_MONITOR && (action == ACTION_REJECT || action == ACTION_TEMPFAIL)) {
+	if (c->snap->settings->mode == MODE_MONITOR && (action == ACTION_REJECT || action == ACTION_TEMPFAIL))
 		log_info("NOQUEUE: monitor: spf=fail from %s: would %s", c->client_text,
 			 policy_action_name(action));
-		action = ACTION_TAG;
-	}
-	switch (action) {
+	switch (session_effective_action(c, action)) {
 	case ACTION_REJECT:
 		return session_reply(ctx, "550", "5.7.23", text);
 	case ACTION_TEMPFAIL:

@@ -117,13 +117,10 @@ static sfsistat noncompliant(SMFICTX *ctx, struct conn *c, struct eom_outcome *o
 	char text[TEXT_BUF];
 	enum policy_action action = m->cls->bulk_noncompliant;
 
-	if (c->snap->settings->mode == MODE_MONITOR && action != ACTION_TAG) {
+	if (c->snap->settings->mode == MODE_MONITOR && action != ACTION_TAG)
 		log_info("%s: monitor: bulk non-compliant (%s): would %s", session_qid(m), o->failed_text,
 			 policy_action_name(action));
-		action = ACTION_TAG;
-	}
-	if (c->local_submission && (action == ACTION_TEMPFAIL || action == ACTION_REJECT))
-		action = ACTION_HOLD;
+	action = session_effective_action(c, action);
 	if (m->cls->bulk_noncompliant_text[0])
 		session_copy(text, sizeof(text), m->cls->bulk_noncompliant_text);
 	else

@@ -105,6 +105,15 @@ static void default_over_text(const struct msg *m, bool temporary, char *buf, si
  * Applies the class's over-limit action. Returns SMFIS_CONTINUE when the
  * message (or recipient) goes on, or the reply to give.
  */
+enum policy_action session_effective_action(const struct conn *c, enum policy_action action)
+{
+	if (c->snap->settings->mode == MODE_MONITOR)
+		return action == ACTION_NONE ? ACTION_NONE : ACTION_TAG;
+	if (c->local_submission && (action == ACTION_TEMPFAIL || action == ACTION_REJECT))
+		return ACTION_HOLD;
+	return action;
+}
+
 sfsistat session_over_limit(SMFICTX *ctx, struct conn *c, const struct ratelimit_verdict *v,
 			   bool per_recipient)
 {
@@ -115,15 +124,10 @@ sfsistat session_over_limit(SMFICTX *ctx, struct conn *c, const struct ratelimit
 	const char *rate = v->rate ? v->rate->text : "?";
 
 	metrics_inc(METRIC_OVER_LIMIT);
-	if (s->mode == MODE_MONITOR) {
+	if (s->mode == MODE_MONITOR)
 		log_info("%s: monitor: account=%s over %s %s: would %s", session_queue_id(ctx, m),
 			 m->account, v->kind, rate, policy_action_name(action));
-		action = ACTION_TAG;
-	} else if (c->local_submission && (action == ACTION_TEMPFAIL || action == ACTION_REJECT)) {
-		/* sendmail(1) has nobody to retry: hold it for ops instead */
-		action = ACTION_HOLD;
-	}
-	switch (action) {
+	switch (session_effective_action(c, action)) {
 	case ACTION_TEMPFAIL:
 		default_over_text(m, true, text, sizeof(text));
 		log_info("%s: account=%s over %s %s: 451 4.7.1%s", session_queue_id(ctx, m), m->account,

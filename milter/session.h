@@ -12,6 +12,8 @@
  *		const struct ratelimit_verdict *v, bool per_recipient);
  *	sfsistat session_store_failed(SMFICTX *ctx, struct conn *c,
  *		const struct ratelimit_verdict *v);
+ *	enum policy_action session_effective_action(const struct conn *c,
+ *		enum policy_action action);
  *	void session_copy(char *dst, size_t len, const char *src);
  * DESCRIPTION
  *	A struct conn lives in smfi_setpriv from connect to close (never in
@@ -24,6 +26,11 @@
  *	session_over_limit and session_store_failed apply the class's
  *	over-limit action and OnStoreFailure, returning SMFIS_CONTINUE when
  *	the message (or recipient) goes on, or the reply to give.
+ *	session_effective_action is what a class's action (over-limit,
+ *	spf-fail, bulk-noncompliant) does on this connection: in Mode
+ *	monitor at most a tag (callers log what it would have done), and
+ *	for local submission (sendmail(1): nobody to retry or to read a
+ *	rejection) a hold instead of a tempfail or reject.
  */
 #ifndef BM_SESSION_H
 #define BM_SESSION_H
@@ -111,6 +118,7 @@ const char *session_qid(const struct msg *m);
 const char *session_queue_id(SMFICTX *ctx, struct msg *m);
 void session_reset(struct conn *c);
 void session_end_early(struct conn *c, const char *decision);
+enum policy_action session_effective_action(const struct conn *c, enum policy_action action);
 sfsistat session_over_limit(SMFICTX *ctx, struct conn *c, const struct ratelimit_verdict *v,
 	bool per_recipient);
 sfsistat session_store_failed(SMFICTX *ctx, struct conn *c, const struct ratelimit_verdict *v);
