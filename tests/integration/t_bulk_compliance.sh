@@ -274,3 +274,28 @@ fi
 	--require-h list-unsubscribe --require-h list-unsubscribe-post "$got" >"$H_TMP/verify.out" 2>&1
 h_assert_eq 0 "$?" "compliant newsletter: its signature verifies (dkim_verify.py, List-Unsubscribe{,-Post} in h=)" ||
 	h_diag "$(cat "$H_TMP/verify.out")"
+
+# -- Mode monitor (reloaded into the running milter): hold, tempfail and
+# reject only log what they would have done; the message is delivered
+# with X-Bulk-Noncompliant, as with tag (delivered: not held)
+h_conf <<EOF_CONF
+InternalHosts 127.0.0.0/8, 198.51.100.0/24
+EgressAddresses 203.0.113.20
+KeyTable $keys/KeyTable
+SigningTable refile:$keys/SigningTable
+Mode monitor
+EOF_CONF
+h_log_mark "$H_MILTER_LOG"
+h_milter_hup
+h_wait_log "$H_MILTER_LOG" 'reloaded .* \(generation [0-9]+\)' || h_fatal "the milter did not reload"
+for action in hold tempfail reject; do
+	send "monitor, $action: noncompliant message" "act_$action" news@example.net news@example.net
+	delivered "monitor, $action: noncompliant message"
+	h_assert_eq "dkim-aligned list-unsubscribe" "$(bulk_header "$got" X-Bulk-Noncompliant)" \
+		"monitor, $action: X-Bulk-Noncompliant: dkim-aligned list-unsubscribe"
+	h_assert_eq "act_$action" "$(bulk_header "$got" X-Bulk-Class)" "monitor, $action: X-Bulk-Class: act_$action"
+	h_assert_eq accept "$(h_milter_field "$qid" decision)" "monitor, $action: log says decision=accept"
+	h_assert_grep "$H_MILTER_LOG" \
+		"^.*$qid: monitor: bulk non-compliant \\(dkim-aligned list-unsubscribe\\): would $action\$" \
+		"monitor, $action: log says what enforce would have done"
+done

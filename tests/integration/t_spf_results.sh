@@ -8,8 +8,10 @@
 # and IPv6 clients (XCLIENT; loopback clients would always pass in
 # libspf2). Authentication-Results with our authserv-id from the client
 # are removed, others stay. "spf-fail none" (the default) only adds the
-# header; "spf-fail reject" refuses MAIL FROM with 550 5.7.23. With the
-# DNS server gone, a new domain gets temperror and the mail is delivered.
+# header; "spf-fail reject" refuses MAIL FROM with 550 5.7.23, "tempfail"
+# defers it with 451 4.7.23, "tag" delivers it with X-Bulk-SPF: fail; in
+# Mode monitor, reject only logs and tags. With the DNS server gone, a new
+# domain gets temperror and the mail is delivered.
 
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/../lib/spf_it_lib.sh"
@@ -139,6 +141,55 @@ h_assert_eq 550 "$SPF_CODE" "spf-fail reject: a quoted local part does not evade
 result "spf-fail reject: a pass still goes through" 192.0.2.10 carol@pass.example pass
 result "spf-fail reject: a softfail still goes through" 192.0.2.10 carol@softfail.example softfail
 h_assert_eq "" "$(h_sink_grep main '<rejected')" "spf-fail reject: nothing at the sink"
+
+# spf-fail tempfail: 451 4.7.23 at MAIL FROM.
+h_policy <<'EOF_POLICY'
+class inbound {
+    spf-fail tempfail
+}
+assign inbound inbound
+EOF_POLICY
+h_ok "policy with spf-fail tempfail loaded (SIGHUP)" spf_milter_reload
+spf_send --xclient 192.0.2.10 --from alice@fail.example --tag deferred
+h_assert_eq 451 "$SPF_CODE" "spf-fail tempfail: MAIL FROM gets 451"
+h_assert_eq "4.7.23 SPF check failed for fail.example from 192.0.2.10: fail.example does not designate 192.0.2.10 as permitted sender" \
+	"$SPF_TEXT" "spf-fail tempfail: 4.7.23 and the reason"
+h_assert_eq "" "$(h_sink_grep main '<deferred')" "spf-fail tempfail: nothing at the sink"
+
+# spf-fail tag: delivered with X-Bulk-SPF: fail beside the header.
+h_policy <<'EOF_POLICY'
+class inbound {
+    spf-fail tag
+}
+assign inbound inbound
+EOF_POLICY
+h_ok "policy with spf-fail tag loaded (SIGHUP)" spf_milter_reload
+result "spf-fail tag" 192.0.2.10 alice@fail.example fail
+h_assert_eq fail "$(spf_header "$DFILE" X-Bulk-SPF)" "spf-fail tag: X-Bulk-SPF: fail"
+result "spf-fail tag: a pass is not tagged" 192.0.2.10 carol@pass.example pass
+h_assert_eq "" "$(spf_header "$DFILE" X-Bulk-SPF)" "spf-fail tag: a pass has no X-Bulk-SPF"
+
+# Mode monitor with spf-fail reject: delivered and tagged; the log says
+# what enforce would have done.
+h_policy <<'EOF_POLICY'
+class inbound {
+    spf-fail reject
+}
+assign inbound inbound
+EOF_POLICY
+h_conf <<EOF_CONF
+AuthservID mx.test.example
+Resolver 127.0.0.1:$H_DNS_PORT
+DNSTimeout 500ms
+Mode monitor
+EOF_CONF
+h_ok "Mode monitor and spf-fail reject loaded (SIGHUP)" spf_milter_reload
+result "monitor, spf-fail reject" 192.0.2.10 alice@fail.example fail
+h_assert_eq 250 "$SPF_CODE" "monitor, spf-fail reject: MAIL FROM accepted"
+h_assert_eq fail "$(spf_header "$DFILE" X-Bulk-SPF)" "monitor, spf-fail reject: X-Bulk-SPF: fail"
+h_assert_grep "$H_MILTER_LOG" 'NOQUEUE: monitor: spf=fail from 192\.0\.2\.10: would reject$' \
+	"monitor, spf-fail reject: log says it would have rejected"
+h_assert_eq accept "$(h_milter_field "$SPF_QID" decision)" "monitor, spf-fail reject: decision=accept"
 
 # DNS server gone: temperror, delivered.
 h_dns_stop
