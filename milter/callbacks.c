@@ -12,7 +12,7 @@
  *   header    facts for bulk rules and compliance; headers to remove;
  *             headers held by the signer
  *   eoh       the signer picks its keys from the one From address
- *   body      straight into the signer (ignored or skipped when not signing)
+ *   body      straight into the signer (or skipped when not signing)
  *   eom       local-submission recipients; bulk; compliance; header
  *             edits; signatures; hold; the one log line (eom.c)
  *   abort     refund what the transaction was charged
@@ -90,14 +90,13 @@ static sfsistat fail_or_no_reply(const struct conn *c, unsigned long flag)
 }
 
 /*
- * The rest of the body is not wanted. With "no reply" for body chunks (one
- * round trip fewer per message) the MTA sends them all and we ignore them.
- * libmilter grants that step even to an MTA that lacks it, answering
- * "continue" for us, so SKIP is only for a libmilter that does not.
+ * The rest of the body is not wanted: SKIP where the MTA understands it;
+ * one that does not would take it for a protocol error, so it gets
+ * "continue" and sends the rest.
  */
-static sfsistat skip_or_no_reply(const struct conn *c)
+static sfsistat skip_body(const struct conn *c)
 {
-	return no_reply(c, SMFIP_NR_BODY) == SMFIS_NOREPLY ? SMFIS_NOREPLY : SMFIS_SKIP;
+	return c->protocol & SMFIP_SKIP ? SMFIS_SKIP : SMFIS_CONTINUE;
 }
 
 static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
@@ -407,10 +406,10 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
 	struct conn *c = conn_of(ctx);
 	if (c == NULL || !c->msg.active)
-		return fail_or_no_reply(c, SMFIP_NR_BODY);
+		return SMFIS_TEMPFAIL;
 	struct msg *m = &c->msg;
 	if (m->sign_state != SIGNER_SIGN)
-		return skip_or_no_reply(c);
+		return skip_body(c);
 	/*
 	 * Postfix's smtp client breaks lines over 998 octets after we signed
 	 * (smtp_line_length_limit), which breaks the body hash: say so.
@@ -429,9 +428,9 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 	if (signer_body(m->signer, chunk, len) != 0) {
 		m->sign_state = SIGNER_ERROR;
 		session_copy(m->sign_why, sizeof(m->sign_why), "signer body error");
-		return skip_or_no_reply(c);
+		return skip_body(c);
 	}
-	return no_reply(c, SMFIP_NR_BODY);
+	return SMFIS_CONTINUE;
 }
 
 static sfsistat cb_eom(SMFICTX *ctx)
@@ -473,7 +472,7 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
 	const unsigned long actions = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE | SMFIF_SETSYMLIST;
 	/* every step we do not need is one round trip Postfix does not make */
 	const unsigned long wanted = SMFIP_HDR_LEADSPC | SMFIP_SKIP | SMFIP_NR_HDR | SMFIP_NR_HELO |
-				     SMFIP_NR_CONN | SMFIP_NR_EOH | SMFIP_NR_BODY | SMFIP_NOUNKNOWN | SMFIP_NODATA;
+				     SMFIP_NR_CONN | SMFIP_NR_EOH | SMFIP_NOUNKNOWN | SMFIP_NODATA;
 	(void)f2;
 	(void)f3;
 	if ((f0 & actions) != actions) {

@@ -64,6 +64,7 @@ void session_reset(struct conn *c)
 	free(m->receipt.charges);
 	signer_free(m->signer);
 	memset(m, 0, sizeof(*m));
+	m->sign_state = SIGNER_SIGN;	/* until a header or end of headers says otherwise */
 }
 
 /* Refunds the transaction and logs how it ended before end of message. */
