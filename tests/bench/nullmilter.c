@@ -3,8 +3,11 @@
  * every milter's cost.
  *
  * What it does: negotiates what bulkmilter negotiates (leading spaces,
- * SKIP, no replies to HELO and headers, no DATA and unknown commands),
- * answers continue to everything, skips the body, and inserts one header
+ * SKIP, no replies to connect, HELO, headers and end of headers, no DATA
+ * and unknown commands), answers nothing where no reply was negotiated
+ * (libmilter logs an error through syslog for every reply given there,
+ * which would add its cost to the floor), continue to MAIL and RCPT,
+ * skips the body, and inserts one header
  * at end of message, so the MTA's side of the conversation is the same
  * as with a milter that signs. scripts/bench runs it as the variant
  * "null": what libmilter's threads, sockets and the MTA's milter client
@@ -22,7 +25,7 @@
 
 /* The protocol steps bulkmilter negotiates away or leaves unanswered. */
 #define NULL_WANTED_PROTOCOL (SMFIP_HDR_LEADSPC | SMFIP_SKIP | SMFIP_NR_HDR | SMFIP_NR_HELO | \
-			      SMFIP_NOUNKNOWN | SMFIP_NODATA)
+			      SMFIP_NR_CONN | SMFIP_NR_EOH | SMFIP_NOUNKNOWN | SMFIP_NODATA)
 
 static sfsistat null_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
 			       unsigned long f3, unsigned long *pf0, unsigned long *pf1,
@@ -45,6 +48,27 @@ static sfsistat null_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 	return SMFIS_SKIP;
 }
 
+static sfsistat null_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
+{
+	(void)ctx;
+	(void)hostname;
+	(void)hostaddr;
+	return SMFIS_NOREPLY;
+}
+
+static sfsistat null_helo(SMFICTX *ctx, char *helo)
+{
+	(void)ctx;
+	(void)helo;
+	return SMFIS_NOREPLY;
+}
+
+static sfsistat null_eoh(SMFICTX *ctx)
+{
+	(void)ctx;
+	return SMFIS_NOREPLY;
+}
+
 static sfsistat null_header(SMFICTX *ctx, char *name, char *value)
 {
 	(void)ctx;
@@ -65,7 +89,10 @@ int main(int argc, char **argv)
 		.xxfi_name = "nullmilter",
 		.xxfi_version = SMFI_VERSION,
 		.xxfi_flags = SMFIF_ADDHDRS,
+		.xxfi_connect = null_connect,
+		.xxfi_helo = null_helo,
 		.xxfi_header = null_header,
+		.xxfi_eoh = null_eoh,
 		.xxfi_body = null_body,
 		.xxfi_eom = null_eom,
 		.xxfi_negotiate = null_negotiate,
