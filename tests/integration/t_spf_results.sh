@@ -33,15 +33,22 @@ spf_dns_start \
 	"--txt-record=temp.example,v=spf1 ip4:192.0.2.0/24 -all" \
 	$lookups
 
-h_policy <<'EOF_POLICY'
-class inbound { }
+# policy ACTION: one class for all inbound mail, "spf-fail ACTION"
+policy() {
+	h_policy <<EOF_POLICY
+class inbound {
+    spf-fail $1
+}
 assign inbound inbound
 EOF_POLICY
-h_conf <<EOF_CONF
-AuthservID mx.test.example
-Resolver 127.0.0.1:$H_DNS_PORT
-DNSTimeout 500ms
-EOF_CONF
+}
+# conf [SETTING...]: the test's bulkmilter.conf, plus SETTINGs
+conf() {
+	h_conf "AuthservID mx.test.example" "Resolver 127.0.0.1:$H_DNS_PORT" "DNSTimeout 500ms" "$@"
+}
+
+policy none
+conf
 h_milter_start
 milter_pid=$H_MILTER_PID
 h_postfix_start
@@ -122,12 +129,7 @@ delivered "forged Authentication-Results" && {
 }
 
 # spf-fail reject: 550 5.7.23 at MAIL FROM, nothing delivered.
-h_policy <<'EOF_POLICY'
-class inbound {
-    spf-fail reject
-}
-assign inbound inbound
-EOF_POLICY
+policy reject
 h_ok "policy with spf-fail reject loaded (SIGHUP)" spf_milter_reload
 spf_send --xclient 192.0.2.10 --from alice@fail.example --tag rejected
 h_assert_eq 550 "$SPF_CODE" "spf-fail reject: MAIL FROM gets 550"
@@ -143,12 +145,7 @@ result "spf-fail reject: a softfail still goes through" 192.0.2.10 carol@softfai
 h_assert_eq "" "$(h_sink_grep main '<rejected')" "spf-fail reject: nothing at the sink"
 
 # spf-fail tempfail: 451 4.7.23 at MAIL FROM.
-h_policy <<'EOF_POLICY'
-class inbound {
-    spf-fail tempfail
-}
-assign inbound inbound
-EOF_POLICY
+policy tempfail
 h_ok "policy with spf-fail tempfail loaded (SIGHUP)" spf_milter_reload
 spf_send --xclient 192.0.2.10 --from alice@fail.example --tag deferred
 h_assert_eq 451 "$SPF_CODE" "spf-fail tempfail: MAIL FROM gets 451"
@@ -157,12 +154,7 @@ h_assert_eq "4.7.23 SPF check failed for fail.example from 192.0.2.10: fail.exam
 h_assert_eq "" "$(h_sink_grep main '<deferred')" "spf-fail tempfail: nothing at the sink"
 
 # spf-fail tag: delivered with X-Bulk-SPF: fail beside the header.
-h_policy <<'EOF_POLICY'
-class inbound {
-    spf-fail tag
-}
-assign inbound inbound
-EOF_POLICY
+policy tag
 h_ok "policy with spf-fail tag loaded (SIGHUP)" spf_milter_reload
 result "spf-fail tag" 192.0.2.10 alice@fail.example fail
 h_assert_eq fail "$(spf_header "$DFILE" X-Bulk-SPF)" "spf-fail tag: X-Bulk-SPF: fail"
@@ -171,18 +163,8 @@ h_assert_eq "" "$(spf_header "$DFILE" X-Bulk-SPF)" "spf-fail tag: a pass has no 
 
 # Mode monitor with spf-fail reject: delivered and tagged; the log says
 # what enforce would have done.
-h_policy <<'EOF_POLICY'
-class inbound {
-    spf-fail reject
-}
-assign inbound inbound
-EOF_POLICY
-h_conf <<EOF_CONF
-AuthservID mx.test.example
-Resolver 127.0.0.1:$H_DNS_PORT
-DNSTimeout 500ms
-Mode monitor
-EOF_CONF
+policy reject
+conf "Mode monitor"
 h_ok "Mode monitor and spf-fail reject loaded (SIGHUP)" spf_milter_reload
 result "monitor, spf-fail reject" 192.0.2.10 alice@fail.example fail
 h_assert_eq 250 "$SPF_CODE" "monitor, spf-fail reject: MAIL FROM accepted"
