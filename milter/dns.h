@@ -16,7 +16,6 @@
  *		unsigned max_lookups);
  *	unsigned dns_budget_exceeded(const struct dns_resolver *r);
  *	void dns_stats_get(const struct dns_resolver *r, struct dns_stats *out);
-void dns_resolver_observe(struct dns_resolver *r, dns_observer *fn, void *arg);
  *	void dns_resolver_observe(struct dns_resolver *r, dns_observer *fn,
  *		void *arg);
  * DESCRIPTION

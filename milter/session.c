@@ -102,10 +102,6 @@ static void default_over_text(const struct msg *m, bool temporary, char *buf, si
 			 temporary ? ", try again later" : "");
 }
 
-/*
- * Applies the class's over-limit action. Returns SMFIS_CONTINUE when the
- * message (or recipient) goes on, or the reply to give.
- */
 enum policy_action session_effective_action(const struct conn *c, enum policy_action action)
 {
 	if (c->snap->settings->mode == MODE_MONITOR)
@@ -115,6 +111,10 @@ enum policy_action session_effective_action(const struct conn *c, enum policy_ac
 	return action;
 }
 
+/*
+ * Applies the class's over-limit action. Returns SMFIS_CONTINUE when the
+ * message (or recipient) goes on, or the reply to give.
+ */
 sfsistat session_over_limit(SMFICTX *ctx, struct conn *c, const struct ratelimit_verdict *v,
 			   bool per_recipient)
 {

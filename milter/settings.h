@@ -3,7 +3,6 @@
  *	settings - bulkmilter.conf: parsed, validated, immutable
  * SYNOPSIS
  *	struct settings *settings_load(const char *path, struct diag *errs);
-struct settings *settings_read(const char *path, struct diag *errs);
  *	struct settings *settings_read(const char *path, struct diag *errs);
  *	void settings_free(struct settings *s);
  *	int settings_parse_duration_ms(const char *text, long *ms);
