@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "dns_cache.h"
+#include "fnv.h"
 #include "lru.h"
 
 struct dns_cache_entry {
@@ -41,12 +42,9 @@ struct dns_cache {
 /* FNV-1a over the name and the type. */
 static uint32_t dns_cache_hash(const char *name, ns_type type)
 {
-	uint32_t h = 2166136261u;
+	uint32_t h = fnv1a32(FNV1A32_OFFSET, name, strlen(name));
 
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		h = (h ^ *p) * 16777619u;
-	h = (h ^ (uint32_t)type) * 16777619u;
-	return h;
+	return (h ^ (uint32_t)type) * FNV1A32_PRIME;
 }
 
 /* A copy of answer, or NULL when memory ran out (then nothing leaks). */

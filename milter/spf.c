@@ -55,6 +55,7 @@
 
 #include "align.h"
 #include "dns.h"
+#include "fnv.h"
 #include "log.h"
 #include "lru.h"
 #include "spf.h"
@@ -72,9 +73,6 @@
 #define SPF_DEFAULT_TIMEOUT_MS 2000
 /* RFC 5321 4.5.3.1: a local part of 64 and a domain of 255 octets. */
 #define SPF_MAIL_FROM_MAX 320
-/* 32-bit FNV-1a, for routing and for the egress cache. */
-#define SPF_FNV_OFFSET 2166136261u
-#define SPF_FNV_PRIME 16777619u
 
 struct spf_helper {
 	pthread_mutex_t lock;		/* held for a whole request */
@@ -287,20 +285,10 @@ static bool spf_helper_idle_ok(const struct spf_helper *h)
 	return poll(&p, 1, 0) == 0;
 }
 
-/* FNV-1a of len bytes at data, continuing from hash. */
-static uint32_t spf_fnv1a(uint32_t hash, const void *data, size_t len)
-{
-	const unsigned char *p = data;
-
-	for (size_t i = 0; i < len; i++)
-		hash = (hash ^ p[i]) * SPF_FNV_PRIME;
-	return hash;
-}
-
 /* The routing key to a helper index. */
 static unsigned spf_route(const char *key)
 {
-	return spf_fnv1a(SPF_FNV_OFFSET, key, strlen(key)) % SPF_POOL_SIZE;
+	return fnv1a32(FNV1A32_OFFSET, key, strlen(key)) % SPF_POOL_SIZE;
 }
 
 /* kind, seq, then each field, each NUL-terminated; its length or -1. */
@@ -535,10 +523,10 @@ enum spf_outcome spf_check(struct spf_pool *pool, const struct netaddr *client,
 
 static uint32_t spf_egress_hash(const struct netaddr *egress, const char *domain)
 {
-	uint32_t hash = spf_fnv1a(SPF_FNV_OFFSET, &egress->family, sizeof(egress->family));
+	uint32_t hash = fnv1a32(FNV1A32_OFFSET, &egress->family, sizeof(egress->family));
 
-	hash = spf_fnv1a(hash, egress->bytes, (size_t)netaddr_bits(egress->family) / 8);
-	return spf_fnv1a(hash, domain, strlen(domain));
+	hash = fnv1a32(hash, egress->bytes, (size_t)netaddr_bits(egress->family) / 8);
+	return fnv1a32(hash, domain, strlen(domain));
 }
 
 static struct spf_egress_entry *spf_egress_find(struct spf_egress_cache *c, uint32_t hash,
