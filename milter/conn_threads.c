@@ -132,6 +132,20 @@ static bool is_tcp(int sd)
 }
 
 /*
+ * poll() for input for up to idle_ms, again after a signal: > 0 ready, 0
+ * silence, < 0 an error (for the engine's read to see).
+ */
+static int poll_idle(int sd)
+{
+	struct pollfd pfd = { .fd = sd, .events = POLLIN };
+	int n;
+
+	while ((n = poll(&pfd, 1, idle_ms)) < 0 && errno == EINTR)
+		;
+	return n;
+}
+
+/*
  * Waits until the MTA sends something: 1, or 0 after idle_ms of silence.
  * A wait that already timed out after the last reply (see mi_wr_cmd)
  * counts as silence.
@@ -147,15 +161,8 @@ static int wait_for_command(int sd)
 		nanosleep(&ts, NULL);
 		return 1;
 	}
-	struct pollfd pfd = { .fd = sd, .events = POLLIN };
 	ack_pending(sd);
-	for (;;) {
-		int n = poll(&pfd, 1, idle_ms);
-		if (n >= 0)
-			return n > 0;
-		if (errno != EINTR)
-			return 1;	/* let the engine's read see the error */
-	}
+	return poll_idle(sd) != 0;
 }
 
 /*
@@ -280,14 +287,8 @@ static bool is_final_reply(int cmd)
  */
 static void wait_after_reply(int sd)
 {
-	struct pollfd pfd = { .fd = sd, .events = POLLIN };
-	for (;;) {
-		int n = poll(&pfd, 1, idle_ms);
-		if (n == 0)
-			conn_silent = true;
-		if (n >= 0 || errno != EINTR)
-			return;
-	}
+	if (poll_idle(sd) == 0)
+		conn_silent = true;
 }
 
 /*
