@@ -451,6 +451,7 @@ int main(int argc, char **argv)
 			       opt.hold, h.rss_kb, h.hwm_kb, h.tree_rss_kb,
 			       (double)(h.rss_kb - base.rss_kb) / opt.hold);
 		}
+		session_stats_free(&hs);
 	}
 
 	if (opt.messages) {
@@ -471,11 +472,16 @@ int main(int argc, char **argv)
 		t1 = session_now_ms();
 		if (opt.pid)
 			procstat_read(opt.pid, &after);
-		for (unsigned i = 0; i < opt.conns; i++)
+		for (unsigned i = 0; i < opt.conns; i++) {
 			merge(&all, &per[i]);
+			session_stats_free(&per[i]);
+		}
 		report(&all, (t1 - t0) / 1e3, &before, &after);
 		if (past_deadline())
 			printf("stopped at --max-seconds %u\n", opt.max_seconds);
+		session_stats_free(&all);
+		free(per);
+		free(threads);
 	}
 
 	for (unsigned i = 0; i < opt.hold; i++) {
@@ -483,5 +489,6 @@ int main(int argc, char **argv)
 		free(held[i].out);
 	}
 	free(held);
+	free((char *)mta.body);
 	return run.errors ? 1 : 0;
 }

@@ -156,6 +156,14 @@ void session_sample(struct samples *s, double v)
 	s->v[s->n++] = v;
 }
 
+void session_stats_free(struct stats *st)
+{
+	for (int i = 0; i < STAGE_COUNT; i++) {
+		free(st->lat[i].v);
+		st->lat[i] = (struct samples){0};
+	}
+}
+
 static bool session_fail(struct session *s, const char *fmt, ...)
 {
 	va_list ap;

@@ -124,6 +124,9 @@ void session_close(struct session *s);
 /* Appends a latency sample (milliseconds). */
 void session_sample(struct samples *s, double ms);
 
+/* Frees the latency samples of st (the counters stay). */
+void session_stats_free(struct stats *st);
+
 /* Milliseconds on the monotonic clock. */
 double session_now_ms(void);
 
