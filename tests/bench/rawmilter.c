@@ -29,6 +29,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,7 +110,7 @@ static long answer(char cmd, const unsigned char *data, uint32_t len, bool *skip
 
 static void serve(int fd)
 {
-	static __thread unsigned char in[RAW_BUF_BYTES], out[256];
+	static _Thread_local unsigned char in[RAW_BUF_BYTES], out[256];
 	size_t have = 0;
 	bool skip_offered = false;
 
