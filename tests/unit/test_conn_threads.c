@@ -240,11 +240,6 @@ static double now_ms(void)
 	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
 }
 
-/*
- * A final reply (here SMFIR_CONTINUE) ends our turn, so mi_wr_cmd returns
- * once the MTA's next command is there; an edit (SMFIR_ADDHEADER) is
- * followed by more of ours, so it returns at once.
- */
 /* writes the pieces after 80 ms */
 static void *write_later(void *arg)
 {
@@ -253,6 +248,11 @@ static void *write_later(void *arg)
 	return write_pieces(arg);
 }
 
+/*
+ * A final reply (here SMFIR_CONTINUE) ends our turn, so mi_wr_cmd returns
+ * once the MTA's next command is there; an edit (SMFIR_ADDHEADER) is
+ * followed by more of ours, so it returns at once.
+ */
 static void final_reply_returns_when_the_next_command_is_in(void **state)
 {
 	(void)state;
