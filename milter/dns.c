@@ -75,6 +75,8 @@ struct dns_resolver {
 	long long deadline_ms;		/* of the evaluation; 0 = none */
 	unsigned max_lookups;		/* of the evaluation; 0 = no limit */
 	unsigned lookups;		/* in this evaluation */
+	unsigned max_void;		/* of the evaluation; 0 = no limit */
+	unsigned voids;			/* in this evaluation */
 	unsigned exceeded;		/* DNS_BUDGET_* */
 	struct dns_stats stats;
 	dns_observer *observer;		/* sees each answer; NULL = none */
@@ -620,6 +622,10 @@ static SPF_dns_rr_t *dns_lookup_normalized(struct dns_resolver *r, const char *n
 {
 	SPF_dns_rr_t *out;
 
+	if (r->exceeded & DNS_BUDGET_VOID) {
+		r->stats.failures++;
+		return SPF_dns_rr_new_init(&r->layer, norm, type, 0, TRY_AGAIN);
+	}
 	if (r->max_lookups != 0 && r->lookups >= r->max_lookups) {
 		r->exceeded |= DNS_BUDGET_LOOKUPS;
 		r->stats.failures++;
@@ -645,6 +651,22 @@ static SPF_dns_rr_t *dns_lookup_normalized(struct dns_resolver *r, const char *n
 	return out;
 }
 
+/*
+ * Counts a void answer (RFC 7208 4.6.4: NXDOMAIN, or no records) to an
+ * address, MX or PTR question. TXT questions do not count: they fetch
+ * the records of the domain checked, of include: and redirect=, whose
+ * absence RFC 7208 already makes "none" or a permerror, and exp=, whose
+ * failure is ignored.
+ */
+static void dns_count_void(struct dns_resolver *r, const SPF_dns_rr_t *out, ns_type type)
+{
+	if (type == ns_t_txt || out == NULL ||
+	    (out->herrno != HOST_NOT_FOUND && out->herrno != NO_DATA))
+		return;
+	if (++r->voids > r->max_void && r->max_void != 0)
+		r->exceeded |= DNS_BUDGET_VOID;
+}
+
 SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name, ns_type type)
 {
 	char norm[DNS_NAME_MAX + 1];
@@ -653,9 +675,13 @@ SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name, ns_type type)
 	if (type == ns_t_spf)
 		return SPF_dns_rr_new_init(&r->layer, name, type, 0, NO_DATA);
 	r->stats.lookups++;
-	if (dns_normalize(name, norm) < 0)
-		return SPF_dns_rr_new_init(&r->layer, name, type, 0, HOST_NOT_FOUND);
+	if (dns_normalize(name, norm) < 0) {
+		out = SPF_dns_rr_new_init(&r->layer, name, type, 0, HOST_NOT_FOUND);
+		dns_count_void(r, out, type);
+		return out;
+	}
 	out = dns_lookup_normalized(r, norm, type);
+	dns_count_void(r, out, type);
 	if (r->observer != NULL)
 		r->observer(r->observer_arg, out,
 			    out == NULL || out->herrno == TRY_AGAIN ? 0 : (long)out->ttl);
@@ -713,12 +739,15 @@ SPF_dns_server_t *dns_resolver_layer(struct dns_resolver *r)
 	return &r->layer;
 }
 
-void dns_budget_start(struct dns_resolver *r, long budget_ms, unsigned max_lookups)
+void dns_budget_start(struct dns_resolver *r, long budget_ms, unsigned max_lookups,
+	unsigned max_void)
 {
 	dns_follow_resolv_conf(r);
 	r->deadline_ms = budget_ms > 0 ? dns_now_ms() + budget_ms : 0;
 	r->max_lookups = max_lookups;
 	r->lookups = 0;
+	r->max_void = max_void;
+	r->voids = 0;
 	r->exceeded = 0;
 }
 

@@ -13,7 +13,7 @@
  *	SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name,
  *		ns_type type);
  *	void dns_budget_start(struct dns_resolver *r, long budget_ms,
- *		unsigned max_lookups);
+ *		unsigned max_lookups, unsigned max_void);
  *	unsigned dns_budget_exceeded(const struct dns_resolver *r);
  *	void dns_stats_get(const struct dns_resolver *r, struct dns_stats *out);
  *	void dns_resolver_observe(struct dns_resolver *r, dns_observer *fn,
@@ -50,10 +50,13 @@
  *	SPF_dns_rr_free.
  *
  *	dns_budget_start opens an evaluation: from then on, a lookup after
- *	budget_ms (<= 0: no deadline) or beyond max_lookups (0: no limit;
- *	cache hits count) is answered TRY_AGAIN without a query, and
- *	dns_budget_exceeded says which bound was hit (DNS_BUDGET_TIME,
- *	DNS_BUDGET_LOOKUPS). A query never waits past the deadline.
+ *	budget_ms (<= 0: no deadline), beyond max_lookups (0: no limit;
+ *	cache hits count) or after more than max_void void answers (0: no
+ *	limit; NXDOMAIN or NO_DATA to an A, AAAA, MX or PTR question, RFC
+ *	7208 4.6.4; TXT questions do not count) is answered TRY_AGAIN
+ *	without a query, and dns_budget_exceeded says which bound was hit
+ *	(DNS_BUDGET_TIME, DNS_BUDGET_LOOKUPS, DNS_BUDGET_VOID). A query
+ *	never waits past the deadline.
  *
  *	dns_resolver_observe has dns_lookup show every answer it gives to
  *	fn(arg, answer, ttl), asked or cached, before returning it; ttl is
@@ -85,6 +88,7 @@
 
 #define DNS_BUDGET_TIME 1u
 #define DNS_BUDGET_LOOKUPS 2u
+#define DNS_BUDGET_VOID 4u
 
 struct dns_resolver;
 
@@ -105,7 +109,8 @@ struct dns_resolver *dns_resolver_new(const char *spec, long timeout_ms, char *e
 void dns_resolver_free(struct dns_resolver *r);
 SPF_dns_server_t *dns_resolver_layer(struct dns_resolver *r);
 SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name, ns_type type);
-void dns_budget_start(struct dns_resolver *r, long budget_ms, unsigned max_lookups);
+void dns_budget_start(struct dns_resolver *r, long budget_ms, unsigned max_lookups,
+	unsigned max_void);
 unsigned dns_budget_exceeded(const struct dns_resolver *r);
 void dns_stats_get(const struct dns_resolver *r, struct dns_stats *out);
 void dns_resolver_observe(struct dns_resolver *r, dns_observer *fn, void *arg);

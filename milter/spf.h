@@ -42,8 +42,9 @@
  *	the HELO name is checked as postmaster@helo. mail_from may carry
  *	its angle brackets. detail gets a short reason for logs and reply
  *	texts: printable ASCII, no '%', never more than len - 1 bytes.
- *	permerror covers record syntax errors and more than 10 DNS terms
- *	in one record (more than SPF_LOOKUPS_MAX lookups in all); temperror
+ *	permerror covers record syntax errors, more than 10 DNS terms
+ *	in one record (more than SPF_LOOKUPS_MAX lookups in all) and more
+ *	than SPF_VOID_LOOKUPS_MAX void lookups (RFC 7208 4.6.4); temperror
  *	covers DNS failures, a helper that died or overran its time, and a
  *	pool too busy to answer in time. none is also the answer when there
  *	is no client address or no valid domain to check (RFC 7208 4.3).

@@ -14,10 +14,12 @@
  * - libspf2 calls its error handler and then abort()s on internal
  *   errors; ours logs the message and exits, so the milter sees the
  *   socket close and answers temperror.
- * - Each evaluation has a budget (SPF_BUDGET_TIMEOUTS DNS timeouts and
- *   SPF_LOOKUPS_MAX lookups, enforced in the DNS layer), so the helper
- *   answers before the milter gives up on it; a blown budget is
- *   temperror (time) or permerror (lookups) whatever libspf2 concluded.
+ * - Each evaluation has a budget (SPF_BUDGET_TIMEOUTS DNS timeouts,
+ *   SPF_LOOKUPS_MAX lookups and SPF_VOID_LOOKUPS_MAX void lookups,
+ *   enforced in the DNS layer, as libspf2 has no void-lookup limit), so
+ *   the helper answers before the milter gives up on it; a blown budget
+ *   is temperror (time) or permerror (lookups, void lookups) whatever
+ *   libspf2 concluded.
  * - Detail texts are ours, not libspf2's header comments, and are cut to
  *   printable ASCII without '%': they end up in SMTP replies.
  * - An answer to a check also says whether the milter may reuse it
@@ -307,6 +309,9 @@ static void helper_describe(enum spf_outcome o, SPF_response_t *rs, const char *
 		if (exceeded & DNS_BUDGET_LOOKUPS)
 			snprintf(detail, len, "SPF record of %s needs more than %d DNS lookups",
 				 domain, SPF_LOOKUPS_MAX);
+		else if (exceeded & DNS_BUDGET_VOID)
+			snprintf(detail, len, "SPF record of %s leads to more than %d void DNS lookups",
+				 domain, SPF_VOID_LOOKUPS_MAX);
 		else
 			snprintf(detail, len, "SPF record of %s is invalid: %s", domain,
 				 why != NULL ? why : "permanent error");
@@ -348,12 +353,12 @@ static enum spf_outcome helper_check(struct helper *h, const char *ip, const cha
 			SPF_request_free(rq);
 		return SPF_OUTCOME_TEMPERROR;
 	}
-	dns_budget_start(h->dns, h->budget_ms, SPF_LOOKUPS_MAX);
+	dns_budget_start(h->dns, h->budget_ms, SPF_LOOKUPS_MAX, SPF_VOID_LOOKUPS_MAX);
 	err = SPF_request_query_mailfrom(rq, &rs);
 	if (rs != NULL)
 		o = helper_outcome(SPF_response_result(rs), err);
 	exceeded = dns_budget_exceeded(h->dns);
-	if (exceeded & DNS_BUDGET_LOOKUPS)
+	if (exceeded & (DNS_BUDGET_LOOKUPS | DNS_BUDGET_VOID))
 		o = SPF_OUTCOME_PERMERROR;
 	else if (exceeded & DNS_BUDGET_TIME)
 		o = SPF_OUTCOME_TEMPERROR;
@@ -415,7 +420,7 @@ static enum spf_outcome helper_dmarc(struct helper *h, const char *domain, char 
 	const char *where = domain;
 	int rc;
 
-	dns_budget_start(h->dns, h->budget_ms, 2);
+	dns_budget_start(h->dns, h->budget_ms, 2, 0);
 	rc = helper_dmarc_at(h, domain);
 	if (rc == 0 && align_org_domain(domain, org, sizeof(org)) == 0 && strcmp(org, domain) != 0) {
 		where = org;

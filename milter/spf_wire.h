@@ -62,6 +62,8 @@
  * is what bounds the work a hostile include chain can cause.
  */
 #define SPF_LOOKUPS_MAX 112
+/* Void lookups one evaluation may make: RFC 7208 4.6.4's recommended two. */
+#define SPF_VOID_LOOKUPS_MAX 2
 /* A detail string is cut here: it goes into log lines and SMTP replies. */
 #define SPF_DETAIL_MAX 200
 /* The largest ttl an answer may carry: a DNS TTL's (RFC 2181 8), 10 digits. */

@@ -28,6 +28,8 @@ spf_dns_start \
 	"--txt-record=syntax.example,v=spf1 ipv4:192.0.2.10 -all" \
 	"--txt-record=ten.example,v=spf1 $(a_terms 10)-all" \
 	"--txt-record=eleven.example,v=spf1 $(a_terms 11)-all" \
+	"--txt-record=void2.example,v=spf1 a:nx1.void.example mx:nx2.void.example ip4:192.0.2.0/24 -all" \
+	"--txt-record=void3.example,v=spf1 a:nx1.void.example mx:nx2.void.example exists:nx3.void.example ip4:192.0.2.0/24 -all" \
 	"--txt-record=helo.example,v=spf1 ip4:192.0.2.10 -all" \
 	"--txt-record=v6.example,v=spf1 ip6:2001:db8::/32 -all" \
 	"--txt-record=temp.example,v=spf1 ip4:192.0.2.0/24 -all" \
@@ -94,6 +96,8 @@ result "none (TXT without v=spf1)" 192.0.2.10 alice@nospf.example none
 result "permerror (unknown mechanism)" 192.0.2.10 alice@syntax.example permerror
 result "10 DNS terms are allowed" 192.0.2.10 alice@ten.example fail
 result "permerror (11 DNS terms)" 192.0.2.10 alice@eleven.example permerror
+result "2 void lookups are allowed" 192.0.2.10 alice@void2.example pass
+result "permerror (3 void lookups)" 192.0.2.10 alice@void3.example permerror
 spf_send --xclient 192.0.2.10 --from bob@PASS.Example --tag mixed-case
 expect_ar "mixed-case MAIL FROM domain" "mx.test.example; spf=pass smtp.mailfrom=pass.example"
 

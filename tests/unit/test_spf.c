@@ -211,6 +211,12 @@ static void details_name_domain_and_address(void **state)
 	assert_int_equal(check_in(pool, "192.0.2.99", "h", "x@chain.test", detail, sizeof(detail)),
 			 SPF_OUTCOME_PERMERROR);
 	assert_string_equal(detail, "SPF record of chain.test needs more than 112 DNS lookups");
+	/* libspf2 has no void-lookup limit; our layer has RFC 7208's two. */
+	assert_int_equal(check_in(pool, "192.0.2.10", "h", "x@void2.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_PASS);
+	assert_int_equal(check_in(pool, "192.0.2.10", "h", "x@void3.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_PERMERROR);
+	assert_string_equal(detail, "SPF record of void3.test leads to more than 2 void DNS lookups");
 	/* A small buffer is cut, never overrun. */
 	char tiny[8];
 	memset(tiny, 'x', sizeof(tiny));

@@ -253,7 +253,7 @@ static void budget_bounds_time_and_lookups(void **state)
 	(void)state;
 
 	/* 250 ms budget: the query is cut short, the next is not even sent. */
-	dns_budget_start(r, 250, 0);
+	dns_budget_start(r, 250, 0, 0);
 	t0 = spf_test_now_ms();
 	rr = dns_lookup(r, "pass.test", ns_t_txt);
 	assert_int_equal(rr->herrno, TRY_AGAIN);
@@ -266,7 +266,7 @@ static void budget_bounds_time_and_lookups(void **state)
 	dns_resolver_free(r);
 
 	r = resolver_at(server.port, 2000);
-	dns_budget_start(r, 0, 3);
+	dns_budget_start(r, 0, 3, 0);
 	for (int i = 0; i < 3; i++) {
 		rr = dns_lookup(r, "pass.test", ns_t_txt);
 		assert_int_equal(rr->herrno, NETDB_SUCCESS);
@@ -278,10 +278,44 @@ static void budget_bounds_time_and_lookups(void **state)
 	SPF_dns_rr_free(rr);
 	assert_int_equal(dns_budget_exceeded(r), DNS_BUDGET_LOOKUPS);
 	/* A new evaluation starts afresh. */
-	dns_budget_start(r, 0, 3);
+	dns_budget_start(r, 0, 3, 0);
 	rr = dns_lookup(r, "pass.test", ns_t_txt);
 	assert_int_equal(rr->herrno, NETDB_SUCCESS);
 	SPF_dns_rr_free(rr);
+	assert_int_equal(dns_budget_exceeded(r), 0);
+	dns_resolver_free(r);
+}
+
+/* Looks name up and checks how it was answered. */
+static void expect_answer(struct dns_resolver *r, const char *name, ns_type type, int herrno)
+{
+	SPF_dns_rr_t *rr = dns_lookup(r, name, type);
+	assert_non_null(rr);
+	assert_int_equal(rr->herrno, herrno);
+	SPF_dns_rr_free(rr);
+}
+
+static void budget_bounds_void_lookups(void **state)
+{
+	struct dns_resolver *r = resolver_at(server.port, 2000);
+	(void)state;
+
+	/* Two void answers: NXDOMAIN to an A question, NO_DATA to another. */
+	dns_budget_start(r, 0, 0, 2);
+	expect_answer(r, "nx1.void.test", ns_t_a, HOST_NOT_FOUND);
+	expect_answer(r, "pass.test", ns_t_a, NO_DATA);
+	/* TXT questions fetch records; their absence is not a void lookup. */
+	expect_answer(r, "nx2.void.test", ns_t_txt, HOST_NOT_FOUND);
+	assert_int_equal(dns_budget_exceeded(r), 0);
+	/* The third is answered as it is, and ends the evaluation. */
+	expect_answer(r, "nx3.void.test", ns_t_mx, HOST_NOT_FOUND);
+	assert_int_equal(dns_budget_exceeded(r), DNS_BUDGET_VOID);
+	expect_answer(r, "host.a.test", ns_t_a, TRY_AGAIN);
+	/* A new evaluation starts afresh; 0 is no limit. */
+	dns_budget_start(r, 0, 0, 0);
+	for (int i = 0; i < 4; i++)
+		expect_answer(r, "nx1.void.test", ns_t_aaaa, HOST_NOT_FOUND);
+	expect_answer(r, "host.a.test", ns_t_a, NETDB_SUCCESS);
 	assert_int_equal(dns_budget_exceeded(r), 0);
 	dns_resolver_free(r);
 }
@@ -520,10 +554,10 @@ static void observer_sees_each_answer_with_the_ttl_left(void **state)
 	assert_int_equal(observed_ttl(r, &o, "pass.test", NETDB_SUCCESS), 299);
 	assert_int_equal(observed_ttl(r, &o, "refused.example", TRY_AGAIN), 0);
 	/* Over the lookup budget: a failure. */
-	dns_budget_start(r, 0, 1);
+	dns_budget_start(r, 0, 1, 0);
 	assert_int_equal(observed_ttl(r, &o, "pass.test", NETDB_SUCCESS), 299);
 	assert_int_equal(observed_ttl(r, &o, "pass.test", TRY_AGAIN), 0);
-	dns_budget_start(r, 0, 0);
+	dns_budget_start(r, 0, 0, 0);
 	/* Made up without asking (type SPF, impossible names): not shown. */
 	SPF_dns_rr_free(dns_lookup(r, "pass.test", ns_t_spf));
 	SPF_dns_rr_free(dns_lookup(r, "bad..test", ns_t_txt));
@@ -619,6 +653,7 @@ int main(void)
 		cmocka_unit_test(answers_are_cached_for_their_ttl),
 		cmocka_unit_test(silent_server_costs_one_timeout),
 		cmocka_unit_test(budget_bounds_time_and_lookups),
+		cmocka_unit_test(budget_bounds_void_lookups),
 		cmocka_unit_test(spoofed_and_mismatched_answers_are_ignored),
 		cmocka_unit_test(negative_answers_cached_for_soa_minimum_only),
 		cmocka_unit_test(cache_expires_and_evicts_least_recently_used),

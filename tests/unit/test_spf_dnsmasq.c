@@ -58,7 +58,18 @@ static const char *const zone[] = {
 	"include:c7.chain.test include:c8.chain.test include:c9.chain.test include:c10.chain.test -all",
 	CHAIN(1), CHAIN(2), CHAIN(3), CHAIN(4), CHAIN(5),
 	CHAIN(6), CHAIN(7), CHAIN(8), CHAIN(9), CHAIN(10),
+	/* The hosts of those a: terms exist, so none of them is a void lookup. */
+	"--host-record=h1.test,198.51.100.1", "--host-record=h2.test,198.51.100.2",
+	"--host-record=h3.test,198.51.100.3", "--host-record=h4.test,198.51.100.4",
+	"--host-record=h5.test,198.51.100.5", "--host-record=h6.test,198.51.100.6",
+	"--host-record=h7.test,198.51.100.7", "--host-record=h8.test,198.51.100.8",
+	"--host-record=h9.test,198.51.100.9", "--host-record=h10.test,198.51.100.10",
+	"--host-record=h11.test,198.51.100.11",
 	"--txt-record=a.test,v=spf1 a:host.a.test -all",
+	/* Void lookups (RFC 7208 4.6.4): two are allowed, the third is not. */
+	"--txt-record=void2.test,v=spf1 a:nx1.void.test mx:nx2.void.test ip4:192.0.2.0/24 -all",
+	"--txt-record=void3.test,v=spf1 a:nx1.void.test mx:nx2.void.test exists:nx3.void.test "
+	"ip4:192.0.2.0/24 -all",
 	"--host-record=host.a.test,192.0.2.10,2001:db8::25",
 	"--txt-record=mx.test,v=spf1 mx -all",
 	"--mx-host=mx.test,mail.mx.test,10",
