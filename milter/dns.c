@@ -45,6 +45,7 @@
 
 #include "dns.h"
 #include "dns_cache.h"
+#include "fnv.h"
 #include "log.h"
 
 #define DNS_RESOLV_CONF "/etc/resolv.conf"
@@ -61,6 +62,11 @@
 #define DNS_TYPE_OPT 41
 /* The OPT record at the end of each query: root, type, class, TTL, rdlen. */
 #define DNS_OPT_SIZE 11
+/*
+ * MX and PTR targets an evaluation remembers (dns_count_void): libspf2
+ * looks at 10 per term, and the lookup budget bounds the terms.
+ */
+#define DNS_VOID_TARGETS_MAX 128
 
 struct dns_resolver {
 	SPF_dns_server_t layer;		/* what libspf2 calls; hook = this */
@@ -77,6 +83,9 @@ struct dns_resolver {
 	unsigned lookups;		/* in this evaluation */
 	unsigned max_void;		/* of the evaluation; 0 = no limit */
 	unsigned voids;			/* in this evaluation */
+	/* hashes of the MX and PTR targets named in this evaluation */
+	uint32_t targets[DNS_VOID_TARGETS_MAX];
+	unsigned target_count;
 	unsigned exceeded;		/* DNS_BUDGET_* */
 	struct dns_stats stats;
 	dns_observer *observer;		/* sees each answer; NULL = none */
@@ -651,17 +660,51 @@ static SPF_dns_rr_t *dns_lookup_normalized(struct dns_resolver *r, const char *n
 	return out;
 }
 
+static uint32_t dns_name_hash(const char *norm)
+{
+	return fnv1a32(FNV1A32_OFFSET, norm, strlen(norm));
+}
+
+/* Remembers the exchanges of an MX answer and the names of a PTR answer. */
+static void dns_note_targets(struct dns_resolver *r, const SPF_dns_rr_t *out, ns_type type)
+{
+	char norm[DNS_NAME_MAX + 1];
+
+	if ((type != ns_t_mx && type != ns_t_ptr) || out == NULL || out->herrno != NETDB_SUCCESS)
+		return;
+	for (int i = 0; i < out->num_rr && r->target_count < DNS_VOID_TARGETS_MAX; i++)
+		if (dns_normalize(out->rr[i]->mx, norm) == 0)
+			r->targets[r->target_count++] = dns_name_hash(norm);
+}
+
+static bool dns_is_target(const struct dns_resolver *r, const char *norm)
+{
+	uint32_t h = dns_name_hash(norm);
+
+	for (unsigned i = 0; i < r->target_count; i++)
+		if (r->targets[i] == h)
+			return true;
+	return false;
+}
+
 /*
- * Counts a void answer (RFC 7208 4.6.4: NXDOMAIN, or no records) to an
- * address, MX or PTR question. TXT questions do not count: they fetch
- * the records of the domain checked, of include: and redirect=, whose
- * absence RFC 7208 already makes "none" or a permerror, and exp=, whose
- * failure is ignored.
+ * Counts a void answer (RFC 7208 4.6.4: NXDOMAIN, or no records) to the
+ * question of a term: a, mx, ptr or exists. TXT questions do not count:
+ * they fetch the records of the domain checked, of include: and
+ * redirect=, whose absence RFC 7208 already makes "none" or a
+ * permerror, and exp=, whose failure is ignored. Nor do the address
+ * questions for the hosts an MX or PTR answer named: they belong to the
+ * mx or ptr term, whose own question is what counts, and an IPv6 client
+ * would otherwise see a permerror for any domain with three IPv4-only
+ * mail exchangers. (A hash collision can only spare a void lookup.)
  */
-static void dns_count_void(struct dns_resolver *r, const SPF_dns_rr_t *out, ns_type type)
+static void dns_count_void(struct dns_resolver *r, const SPF_dns_rr_t *out, ns_type type,
+	const char *norm)
 {
 	if (type == ns_t_txt || out == NULL ||
 	    (out->herrno != HOST_NOT_FOUND && out->herrno != NO_DATA))
+		return;
+	if ((type == ns_t_a || type == ns_t_aaaa) && norm != NULL && dns_is_target(r, norm))
 		return;
 	if (++r->voids > r->max_void && r->max_void != 0)
 		r->exceeded |= DNS_BUDGET_VOID;
@@ -677,11 +720,12 @@ SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name, ns_type type)
 	r->stats.lookups++;
 	if (dns_normalize(name, norm) < 0) {
 		out = SPF_dns_rr_new_init(&r->layer, name, type, 0, HOST_NOT_FOUND);
-		dns_count_void(r, out, type);
+		dns_count_void(r, out, type, NULL);
 		return out;
 	}
 	out = dns_lookup_normalized(r, norm, type);
-	dns_count_void(r, out, type);
+	dns_count_void(r, out, type, norm);
+	dns_note_targets(r, out, type);
 	if (r->observer != NULL)
 		r->observer(r->observer_arg, out,
 			    out == NULL || out->herrno == TRY_AGAIN ? 0 : (long)out->ttl);
@@ -748,6 +792,7 @@ void dns_budget_start(struct dns_resolver *r, long budget_ms, unsigned max_looku
 	r->lookups = 0;
 	r->max_void = max_void;
 	r->voids = 0;
+	r->target_count = 0;
 	r->exceeded = 0;
 }
 

@@ -53,10 +53,11 @@
  *	budget_ms (<= 0: no deadline), beyond max_lookups (0: no limit;
  *	cache hits count) or after more than max_void void answers (0: no
  *	limit; NXDOMAIN or NO_DATA to an A, AAAA, MX or PTR question, RFC
- *	7208 4.6.4; TXT questions do not count) is answered TRY_AGAIN
- *	without a query, and dns_budget_exceeded says which bound was hit
- *	(DNS_BUDGET_TIME, DNS_BUDGET_LOOKUPS, DNS_BUDGET_VOID). A query
- *	never waits past the deadline.
+ *	7208 4.6.4; TXT questions do not count, nor address questions for
+ *	a host an MX or PTR answer of the evaluation named) is answered
+ *	TRY_AGAIN without a query, and dns_budget_exceeded says which
+ *	bound was hit (DNS_BUDGET_TIME, DNS_BUDGET_LOOKUPS,
+ *	DNS_BUDGET_VOID). A query never waits past the deadline.
  *
  *	dns_resolver_observe has dns_lookup show every answer it gives to
  *	fn(arg, answer, ttl), asked or cached, before returning it; ttl is

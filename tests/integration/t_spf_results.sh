@@ -30,6 +30,10 @@ spf_dns_start \
 	"--txt-record=eleven.example,v=spf1 $(a_terms 11)-all" \
 	"--txt-record=void2.example,v=spf1 a:nx1.void.example mx:nx2.void.example ip4:192.0.2.0/24 -all" \
 	"--txt-record=void3.example,v=spf1 a:nx1.void.example mx:nx2.void.example exists:nx3.void.example ip4:192.0.2.0/24 -all" \
+	"--txt-record=v4mx.example,v=spf1 mx ip6:2001:db8::/32 -all" \
+	--mx-host=v4mx.example,mx1.v4mx.example,10 --mx-host=v4mx.example,mx2.v4mx.example,20 \
+	--mx-host=v4mx.example,mx3.v4mx.example,30 --host-record=mx1.v4mx.example,198.51.100.21 \
+	--host-record=mx2.v4mx.example,198.51.100.22 --host-record=mx3.v4mx.example,198.51.100.23 \
 	"--txt-record=helo.example,v=spf1 ip4:192.0.2.10 -all" \
 	"--txt-record=v6.example,v=spf1 ip6:2001:db8::/32 -all" \
 	"--txt-record=temp.example,v=spf1 ip4:192.0.2.0/24 -all" \
@@ -98,6 +102,7 @@ result "10 DNS terms are allowed" 192.0.2.10 alice@ten.example fail
 result "permerror (11 DNS terms)" 192.0.2.10 alice@eleven.example permerror
 result "2 void lookups are allowed" 192.0.2.10 alice@void2.example pass
 result "permerror (3 void lookups)" 192.0.2.10 alice@void3.example permerror
+result "IPv6 client, 3 IPv4-only MX hosts: not void lookups" 2001:db8::25 alice@v4mx.example pass
 spf_send --xclient 192.0.2.10 --from bob@PASS.Example --tag mixed-case
 expect_ar "mixed-case MAIL FROM domain" "mx.test.example; spf=pass smtp.mailfrom=pass.example"
 

@@ -217,6 +217,9 @@ static void details_name_domain_and_address(void **state)
 	assert_int_equal(check_in(pool, "192.0.2.10", "h", "x@void3.test", detail, sizeof(detail)),
 			 SPF_OUTCOME_PERMERROR);
 	assert_string_equal(detail, "SPF record of void3.test leads to more than 2 void DNS lookups");
+	/* The empty AAAA answers of an mx term's hosts are the term's, not void lookups. */
+	assert_int_equal(check_in(pool, "2001:db8::25", "h", "x@v4mx.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_PASS);
 	/* A small buffer is cut, never overrun. */
 	char tiny[8];
 	memset(tiny, 'x', sizeof(tiny));

@@ -306,6 +306,11 @@ static void budget_bounds_void_lookups(void **state)
 	expect_answer(r, "pass.test", ns_t_a, NO_DATA);
 	/* TXT questions fetch records; their absence is not a void lookup. */
 	expect_answer(r, "nx2.void.test", ns_t_txt, HOST_NOT_FOUND);
+	/* Nor are the address questions for the hosts an MX answer named. */
+	expect_answer(r, "v4mx.test", ns_t_mx, NETDB_SUCCESS);
+	expect_answer(r, "mx1.v4mx.test", ns_t_aaaa, NO_DATA);
+	expect_answer(r, "MX2.v4mx.test.", ns_t_aaaa, NO_DATA);
+	expect_answer(r, "mx3.v4mx.test", ns_t_aaaa, NO_DATA);
 	assert_int_equal(dns_budget_exceeded(r), 0);
 	/* The third is answered as it is, and ends the evaluation. */
 	expect_answer(r, "nx3.void.test", ns_t_mx, HOST_NOT_FOUND);

@@ -70,6 +70,12 @@ static const char *const zone[] = {
 	"--txt-record=void2.test,v=spf1 a:nx1.void.test mx:nx2.void.test ip4:192.0.2.0/24 -all",
 	"--txt-record=void3.test,v=spf1 a:nx1.void.test mx:nx2.void.test exists:nx3.void.test "
 	"ip4:192.0.2.0/24 -all",
+	/* Three IPv4-only exchangers: no AAAA for an IPv6 client, not void lookups. */
+	"--txt-record=v4mx.test,v=spf1 mx ip6:2001:db8::/64 -all",
+	"--mx-host=v4mx.test,mx1.v4mx.test,10", "--mx-host=v4mx.test,mx2.v4mx.test,20",
+	"--mx-host=v4mx.test,mx3.v4mx.test,30",
+	"--host-record=mx1.v4mx.test,198.51.100.21", "--host-record=mx2.v4mx.test,198.51.100.22",
+	"--host-record=mx3.v4mx.test,198.51.100.23",
 	"--host-record=host.a.test,192.0.2.10,2001:db8::25",
 	"--txt-record=mx.test,v=spf1 mx -all",
 	"--mx-host=mx.test,mail.mx.test,10",
