@@ -6,7 +6,9 @@
 # header, above Postfix's own Received (Postfix puts a header a milter
 # inserts at index 0 above the Received header it prepends itself). IPv4
 # and IPv6 clients (XCLIENT; loopback clients would always pass in
-# libspf2). Authentication-Results with our authserv-id from the client
+# libspf2). RFC 7208's limits: 10 DNS terms, two void lookups (the
+# empty AAAA answers for an mx term's IPv4-only hosts are not void
+# lookups). Authentication-Results with our authserv-id from the client
 # are removed, others stay. "spf-fail none" (the default) only adds the
 # header; "spf-fail reject" refuses MAIL FROM with 550 5.7.23, "tempfail"
 # defers it with 451 4.7.23, "tag" delivers it with X-Bulk-SPF: fail; in
