@@ -31,7 +31,7 @@ SMFIP_NR_HDR = 0x80
 SMFIP_NR_EOH = 0x40000
 SMFIP_NR_BODY = 0x80000
 ALL_ACTIONS = 0x1FF
-FINAL_REPLIES = set("acdrty")   # accept continue discard reject tempfail replycode
+FINAL_REPLIES = set("acdrtys")  # accept continue discard reject tempfail replycode skip
 TIMEOUT = 10
 
 
@@ -77,7 +77,7 @@ def replies_until_final(s):
     while True:
         cmd, _ = recv(s)
         got.append(cmd)
-        if cmd in FINAL_REPLIES or cmd == "s":
+        if cmd in FINAL_REPLIES:
             return got
 
 
