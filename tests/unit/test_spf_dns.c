@@ -28,6 +28,15 @@ static struct dns_resolver *resolver_at(int port, long timeout_ms)
 	return r;
 }
 
+/* Looks name up and checks how it was answered. */
+static void expect_answer(struct dns_resolver *r, const char *name, ns_type type, int herrno)
+{
+	SPF_dns_rr_t *rr = dns_lookup(r, name, type);
+	assert_non_null(rr);
+	assert_int_equal(rr->herrno, herrno);
+	SPF_dns_rr_free(rr);
+}
+
 static void server_spec_forms_parse(void **state)
 {
 	struct sockaddr_storage ss;
@@ -136,13 +145,9 @@ static void negative_and_failed_answers_are_told_apart(void **state)
 	assert_int_equal(rr->herrno, HOST_NOT_FOUND);
 	assert_int_equal(rr->num_rr, 0);
 	SPF_dns_rr_free(rr);
-	rr = dns_lookup(r, "pass.test", ns_t_a);
-	assert_int_equal(rr->herrno, NO_DATA);
-	SPF_dns_rr_free(rr);
+	expect_answer(r, "pass.test", ns_t_a, NO_DATA);
 	/* dnsmasq REFUSES names outside its zone: a temporary failure. */
-	rr = dns_lookup(r, "elsewhere.example", ns_t_txt);
-	assert_int_equal(rr->herrno, TRY_AGAIN);
-	SPF_dns_rr_free(rr);
+	expect_answer(r, "elsewhere.example", ns_t_txt, TRY_AGAIN);
 	/* Characters that DNS text escapes still get their answer, not a timeout. */
 	long long t0 = spf_test_now_ms();
 	rr = dns_lookup(r, "user@odd$name.test", ns_t_txt);
@@ -159,11 +164,8 @@ static void negative_and_failed_answers_are_told_apart(void **state)
 	longname[sizeof(longname) - 1] = '\0';
 	const char *impossible[] = { "a..b.test", "", ".", "sp ace.test", "back\\slash.test",
 				     longname };
-	for (size_t i = 0; i < sizeof(impossible) / sizeof(impossible[0]); i++) {
-		rr = dns_lookup(r, impossible[i], ns_t_txt);
-		assert_int_equal(rr->herrno, HOST_NOT_FOUND);
-		SPF_dns_rr_free(rr);
-	}
+	for (size_t i = 0; i < sizeof(impossible) / sizeof(impossible[0]); i++)
+		expect_answer(r, impossible[i], ns_t_txt, HOST_NOT_FOUND);
 	dns_stats_get(r, &st);
 	assert_int_equal(st.queries, before);
 	dns_resolver_free(r);
@@ -192,12 +194,9 @@ static void truncated_answer_is_asked_again_over_tcp(void **state)
 static void type_spf_is_answered_without_a_query(void **state)
 {
 	struct dns_resolver *r = resolver_at(server.port, 2000);
-	SPF_dns_rr_t *rr;
 	(void)state;
 
-	rr = dns_lookup(r, "softfail.test", ns_t_spf);
-	assert_int_equal(rr->herrno, NO_DATA);
-	SPF_dns_rr_free(rr);
+	expect_answer(r, "softfail.test", ns_t_spf, NO_DATA);
 	assert_int_equal(spf_dnsmasq_count(&server, "SPF", "softfail.test"), 0);
 	dns_resolver_free(r);
 }
@@ -249,50 +248,29 @@ static void budget_bounds_time_and_lookups(void **state)
 {
 	struct dns_resolver *r = resolver_at(server.blackhole_port, 400);
 	long long t0;
-	SPF_dns_rr_t *rr;
 	(void)state;
 
 	/* 250 ms budget: the query is cut short, the next is not even sent. */
 	dns_budget_start(r, 250, 0, 0);
 	t0 = spf_test_now_ms();
-	rr = dns_lookup(r, "pass.test", ns_t_txt);
-	assert_int_equal(rr->herrno, TRY_AGAIN);
-	SPF_dns_rr_free(rr);
-	rr = dns_lookup(r, "fail.test", ns_t_txt);
-	assert_int_equal(rr->herrno, TRY_AGAIN);
-	SPF_dns_rr_free(rr);
+	expect_answer(r, "pass.test", ns_t_txt, TRY_AGAIN);
+	expect_answer(r, "fail.test", ns_t_txt, TRY_AGAIN);
 	assert_true(spf_test_now_ms() - t0 < 250 + 150);
 	assert_int_equal(dns_budget_exceeded(r), DNS_BUDGET_TIME);
 	dns_resolver_free(r);
 
 	r = resolver_at(server.port, 2000);
 	dns_budget_start(r, 0, 3, 0);
-	for (int i = 0; i < 3; i++) {
-		rr = dns_lookup(r, "pass.test", ns_t_txt);
-		assert_int_equal(rr->herrno, NETDB_SUCCESS);
-		SPF_dns_rr_free(rr);
-	}
+	for (int i = 0; i < 3; i++)
+		expect_answer(r, "pass.test", ns_t_txt, NETDB_SUCCESS);
 	assert_int_equal(dns_budget_exceeded(r), 0);
-	rr = dns_lookup(r, "pass.test", ns_t_txt);
-	assert_int_equal(rr->herrno, TRY_AGAIN);
-	SPF_dns_rr_free(rr);
+	expect_answer(r, "pass.test", ns_t_txt, TRY_AGAIN);
 	assert_int_equal(dns_budget_exceeded(r), DNS_BUDGET_LOOKUPS);
 	/* A new evaluation starts afresh. */
 	dns_budget_start(r, 0, 3, 0);
-	rr = dns_lookup(r, "pass.test", ns_t_txt);
-	assert_int_equal(rr->herrno, NETDB_SUCCESS);
-	SPF_dns_rr_free(rr);
+	expect_answer(r, "pass.test", ns_t_txt, NETDB_SUCCESS);
 	assert_int_equal(dns_budget_exceeded(r), 0);
 	dns_resolver_free(r);
-}
-
-/* Looks name up and checks how it was answered. */
-static void expect_answer(struct dns_resolver *r, const char *name, ns_type type, int herrno)
-{
-	SPF_dns_rr_t *rr = dns_lookup(r, name, type);
-	assert_non_null(rr);
-	assert_int_equal(rr->herrno, herrno);
-	SPF_dns_rr_free(rr);
 }
 
 static void budget_bounds_void_lookups(void **state)
@@ -488,18 +466,10 @@ static void negative_answers_cached_for_soa_minimum_only(void **state)
 	fake_dns_start(&f);
 	r = resolver_at(f.port, 1000);
 	for (int i = 0; i < 3; i++) {
-		rr = dns_lookup(r, "negative.test", ns_t_txt);
-		assert_int_equal(rr->herrno, HOST_NOT_FOUND);
-		SPF_dns_rr_free(rr);
-		rr = dns_lookup(r, "nosoa.test", ns_t_txt);
-		assert_int_equal(rr->herrno, NO_DATA);
-		SPF_dns_rr_free(rr);
-		rr = dns_lookup(r, "garbage.test", ns_t_txt);
-		assert_int_equal(rr->herrno, TRY_AGAIN);
-		SPF_dns_rr_free(rr);
-		rr = dns_lookup(r, "servfail.test", ns_t_txt);
-		assert_int_equal(rr->herrno, TRY_AGAIN);
-		SPF_dns_rr_free(rr);
+		expect_answer(r, "negative.test", ns_t_txt, HOST_NOT_FOUND);
+		expect_answer(r, "nosoa.test", ns_t_txt, NO_DATA);
+		expect_answer(r, "garbage.test", ns_t_txt, TRY_AGAIN);
+		expect_answer(r, "servfail.test", ns_t_txt, TRY_AGAIN);
 		rr = dns_lookup(r, "cname.test", ns_t_txt);
 		assert_int_equal(rr->herrno, NETDB_SUCCESS);
 		assert_string_equal(rr->rr[0]->txt, "v=spf1 ?all");
