@@ -15,9 +15,11 @@
  *   once but refund it twice, and a window would count a message twice.
  * - Recipient events of the same class and account share one receipt
  *   entry whose cost grows: refunding n tokens at once is the same as n
- *   refunds of one, and a message with 1000 recipients stays one entry.
- *   Message events keep their own entry: each names the volume slot
- *   (the store clock of its charge) that its refund uncounts.
+ *   refunds of one, so a message with any number of recipients stays one
+ *   entry, and there is no cap on events that could fail open (every
+ *   recipient is counted). Message events keep their own entry: each
+ *   names the volume slot (the store clock of its charge) that its
+ *   refund uncounts, and a transaction has one.
  * - The receipt entry is made ready before the round trip, so a charge
  *   Redis accepted can always be recorded (no out-of-memory after it).
  */
@@ -220,8 +222,6 @@ static enum ratelimit_status rl_check(struct store *st, const struct policy_clas
 {
 	if (!rl_account_ok(account))
 		return rl_failed(v, "no account, or an account too long to be a key");
-	if (r->events >= RATELIMIT_RECEIPT_MAX)
-		return rl_failed(v, "receipt full: too many rate-limit events in one transaction");
 
 	struct ratelimit_charge *merge = message ? NULL : rl_receipt_find(r, c, account);
 	char *copy = NULL;

@@ -44,6 +44,9 @@
  *	six messages against "volume >= 5/1m" sees 0, 1, 2, 3, 4, 5.
  *
  *	The receipt records what was charged. A zeroed receipt is empty.
+ *	Its memory does not grow with the events: the recipient events of
+ *	one class and account share one entry (their tokens add up), and a
+ *	message event, one per transaction, has its own.
  *	ratelimit_refund gives every charge back (never beyond a full bucket)
  *	and uncounts the messages from their volume windows, in one round
  *	trip per account (one for a transaction), then empties the receipt;
@@ -59,8 +62,9 @@
  * DIAGNOSTICS
  *	RATELIMIT_STORE_FAILED: Redis did not answer, answered an error, or
  *	is in back-off (v->reason says which, without secrets). Also for a
- *	missing or over-long account and a receipt that is full
- *	(RATELIMIT_RECEIPT_MAX events). Nothing was charged.
+ *	missing or over-long account, and for no memory. Nothing was
+ *	charged. Never for the number of events: a transaction may charge
+ *	any number of recipients.
  *	ratelimit_usage and ratelimit_reset return 0, or -1 with err.
  *	A failed refund is logged; the tokens come back by refilling.
  */
@@ -71,9 +75,6 @@
 
 #include "policy.h"
 #include "store.h"
-
-/* Events one transaction can record: its message event plus its recipients. */
-#define RATELIMIT_RECEIPT_MAX 1100
 
 enum ratelimit_status {
 	RATELIMIT_OK = 0,		/* all buckets had room and were charged */
@@ -88,7 +89,7 @@ struct ratelimit_receipt {
 	struct ratelimit_charge *charges; /* owned; freed by refund/clear */
 	size_t cap;			/* entries allocated */
 	size_t n;			/* entries used; recipient events of one
-					   bucket set share an entry */
+					   class and account share an entry */
 };
 
 struct ratelimit_verdict {

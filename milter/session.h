@@ -20,8 +20,8 @@
  *	a thread-local: libmilter moves a connection between worker
  *	threads); its struct msg from MAIL FROM to end of message or abort.
  *	Everything in them is fixed in size except the signer (bounded by
- *	its own limits) and the rate-limit receipt (bounded by
- *	RATELIMIT_RECEIPT_MAX), so memory per connection is bounded.
+ *	its own limits) and the rate-limit receipt (an entry per class and
+ *	account, not per recipient), so memory per connection is bounded.
  *	session_reset refunds whatever the message was charged.
  *	session_over_limit and session_store_failed apply the class's
  *	over-limit action and OnStoreFailure, returning SMFIS_CONTINUE when
