@@ -237,8 +237,8 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 
 	struct ratelimit_verdict v;
 	memset(&v, 0, sizeof(v));
-	enum ratelimit_status st = ratelimit_check_message(c->snap->store, m->cls, m->account,
-							   &m->receipt, &v);
+	enum ratelimit_status st = ratelimit_check_message(c->snap->store, m->cls, m->direction,
+							   m->account, &m->receipt, &v);
 	sfsistat r = SMFIS_CONTINUE;
 	if (st == RATELIMIT_OK) {
 		memcpy(m->volume, v.volume, sizeof(m->volume));
@@ -272,8 +272,8 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
 	}
 	struct ratelimit_verdict v;
 	memset(&v, 0, sizeof(v));
-	enum ratelimit_status st = ratelimit_check_recipients(c->snap->store, m->cls, m->account, 1,
-							      &m->receipt, &v);
+	enum ratelimit_status st = ratelimit_check_recipients(c->snap->store, m->cls, m->direction,
+							      m->account, 1, &m->receipt, &v);
 	sfsistat r = SMFIS_CONTINUE;
 	if (st == RATELIMIT_OVER)
 		r = session_over_limit(ctx, c, &v, true);

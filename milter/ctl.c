@@ -3,14 +3,19 @@
  *
  *	bulkmilterctl [-c FILE] [--json] check
  *	bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--rcpts N]
- *	bulkmilterctl [-c FILE] [--json] usage ACCOUNT
- *	bulkmilterctl [-c FILE] [--json] reset ACCOUNT
+ *	bulkmilterctl [-c FILE] [--json] usage [--inbound] ACCOUNT
+ *	bulkmilterctl [-c FILE] [--json] reset [--inbound] ACCOUNT
  *	bulkmilterctl [-c FILE] [--json] stats
  *
  * It reads the same config and policy as the daemon (a snapshot without
  * services), so what it says is what the daemon would do after a reload.
  * Only usage and reset talk to Redis; stats asks the running daemon
  * through MetricsListen.
+ *
+ * explain takes the direction the daemon would: outbound with --sasl or
+ * an --ip in InternalHosts, else inbound. usage and reset reach the
+ * buckets of the outbound account ACCOUNT; with --inbound, those of the
+ * inbound account of that name, which are kept apart (ratelimit.h).
  */
 #include "config.h"
 
@@ -40,8 +45,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: bulkmilterctl [-c FILE] [--json] check\n"
 		"       bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--rcpts N]\n"
-		"       bulkmilterctl [-c FILE] [--json] usage ACCOUNT\n"
-		"       bulkmilterctl [-c FILE] [--json] reset ACCOUNT\n"
+		"       bulkmilterctl [-c FILE] [--json] usage [--inbound] ACCOUNT\n"
+		"       bulkmilterctl [-c FILE] [--json] reset [--inbound] ACCOUNT\n"
 		"       bulkmilterctl [-c FILE] [--json] stats\n");
 }
 
@@ -96,6 +101,11 @@ static void print_rates(const char *kind, const struct policy_rate *r, size_t n,
 		}
 		*first = false;
 	}
+}
+
+static const char *direction_name(enum policy_direction dir)
+{
+	return dir == DIRECTION_OUTBOUND ? "outbound" : "inbound";
 }
 
 static const char *check_names[] = { "dkim-aligned", "spf-aligned", "list-unsubscribe", "dmarc-record" };
@@ -161,7 +171,7 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 	bool has_account = c && policy_account(c, &f, account, sizeof(account)) == 0;
 	struct bulk_facts bf = { .recipients = rcpts };
 	bool bulk = c && bulk_classify(c, &bf, bulk_why, sizeof(bulk_why));
-	const char *dir = f.direction == DIRECTION_OUTBOUND ? "outbound" : "inbound";
+	const char *dir = direction_name(f.direction);
 
 	if (json) {
 		printf("{\"direction\":\"%s\",\"class\":", dir);
@@ -233,19 +243,19 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 	return 0;
 }
 
-static int cmd_usage(struct snapshot *s, const char *account)
+static int cmd_usage(struct snapshot *s, enum policy_direction dir, const char *account)
 {
 	struct ratelimit_usage u[USAGE_MAX];
 	size_t n = 0;
 	char err[256] = "";
-	if (ratelimit_usage(s->store, s->policy, account, u, USAGE_MAX, &n, err, sizeof(err)) != 0) {
+	if (ratelimit_usage(s->store, s->policy, dir, account, u, USAGE_MAX, &n, err, sizeof(err)) != 0) {
 		fprintf(stderr, "usage: %s\n", err);
 		return 1;
 	}
 	if (json) {
 		printf("{\"account\":");
 		json_str(account);
-		printf(",\"buckets\":[");
+		printf(",\"direction\":\"%s\",\"buckets\":[", direction_name(dir));
 		for (size_t i = 0; i < n; i++) {
 			printf("%s{\"class\":", i ? "," : "");
 			json_str(u[i].cls->name);
@@ -258,7 +268,8 @@ static int cmd_usage(struct snapshot *s, const char *account)
 		return 0;
 	}
 	if (n == 0) {
-		printf("%s: no buckets in use (every bucket is full)\n", account);
+		printf("%s%s: no buckets in use (every bucket is full)\n", account,
+		       dir == DIRECTION_INBOUND ? " (inbound)" : "");
 		return 0;
 	}
 	printf("%-16s %-10s %-12s %10s %10s %12s\n", "class", "kind", "rate", "used", "left", "full in");
@@ -335,18 +346,33 @@ static int cmd_stats(struct snapshot *s)
 	return 0;
 }
 
-static int cmd_reset(struct snapshot *s, const char *account)
+static int cmd_reset(struct snapshot *s, enum policy_direction dir, const char *account)
 {
 	char err[256] = "";
-	if (ratelimit_reset(s->store, s->policy, account, err, sizeof(err)) != 0) {
+	if (ratelimit_reset(s->store, s->policy, dir, account, err, sizeof(err)) != 0) {
 		fprintf(stderr, "reset: %s\n", err);
 		return 1;
 	}
-	if (json)
-		{ printf("{\"account\":"); json_str(account); printf(",\"reset\":true}\n"); }
-	else
-		printf("%s: every bucket reset\n", account);
+	if (json) {
+		printf("{\"account\":");
+		json_str(account);
+		printf(",\"direction\":\"%s\",\"reset\":true}\n", direction_name(dir));
+	} else {
+		printf("%s%s: every bucket reset\n", account, dir == DIRECTION_INBOUND ? " (inbound)" : "");
+	}
 	return 0;
+}
+
+/* usage|reset [--inbound] ACCOUNT: argv[0] is the command. */
+static int cmd_account(struct snapshot *s, int argc, char **argv)
+{
+	bool inbound = argc == 3 && strcmp(argv[1], "--inbound") == 0;
+	if (argc != 2 + inbound || strncmp(argv[argc - 1], "--", 2) == 0) {
+		usage();
+		return 2;
+	}
+	enum policy_direction dir = inbound ? DIRECTION_INBOUND : DIRECTION_OUTBOUND;
+	return argv[0][0] == 'u' ? cmd_usage(s, dir, argv[argc - 1]) : cmd_reset(s, dir, argv[argc - 1]);
 }
 
 int main(int argc, char **argv)
@@ -385,8 +411,8 @@ int main(int argc, char **argv)
 		rc = cmd_explain(s, argc - i, argv + i);
 	} else if (strcmp(cmd, "stats") == 0 && i + 1 == argc) {
 		rc = cmd_stats(s);
-	} else if ((strcmp(cmd, "usage") == 0 || strcmp(cmd, "reset") == 0) && i + 2 == argc) {
-		rc = cmd[0] == 'u' ? cmd_usage(s, argv[i + 1]) : cmd_reset(s, argv[i + 1]);
+	} else if (strcmp(cmd, "usage") == 0 || strcmp(cmd, "reset") == 0) {
+		rc = cmd_account(s, argc - i, argv + i);
 	} else {
 		usage();
 		rc = 2;

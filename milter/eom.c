@@ -178,8 +178,8 @@ static int local_submission_recipients(SMFICTX *ctx, struct conn *c)
 		return 0;
 	struct ratelimit_verdict v;
 	memset(&v, 0, sizeof(v));
-	enum ratelimit_status st = ratelimit_check_recipients(c->snap->store, m->cls, m->account, m->rcpts,
-							      &m->receipt, &v);
+	enum ratelimit_status st = ratelimit_check_recipients(c->snap->store, m->cls, m->direction,
+							      m->account, m->rcpts, &m->receipt, &v);
 	if (st == RATELIMIT_OVER)
 		return session_over_limit(ctx, c, &v, false) == SMFIS_CONTINUE ? 0 : -1;
 	if (st == RATELIMIT_STORE_FAILED)

@@ -10,6 +10,13 @@
  * Lookup walks the assign lines in order (first match wins). Exact and
  * glob values are compared directly; file: maps (policy_map.c) are hash
  * tables built at load, so a 100,000-account map costs one hash probe.
+ *
+ * The envelope sender of inbound mail proves nothing (anyone can write
+ * any MAIL FROM), so assign sender and assign domain lines, of every
+ * kind, look at outbound mail only: a stranger cannot forge his way out
+ * of the inbound class nor into a local account's class. An inbound
+ * class may still take its account from the sender; ratelimit keeps
+ * inbound buckets apart from the outbound ones of the same name.
  */
 #include "config.h"
 
@@ -645,10 +652,10 @@ static const struct policy_class *assign_match(const struct policy_assign *a, co
 		subject = f->sasl;
 		break;
 	case KEY_SENDER:
-		subject = f->sender;
+		subject = f->direction == DIRECTION_OUTBOUND ? f->sender : NULL;
 		break;
 	case KEY_DOMAIN:
-		subject = f->sender ? address_domain(f->sender) : NULL;
+		subject = f->direction == DIRECTION_OUTBOUND && f->sender ? address_domain(f->sender) : NULL;
 		break;
 	}
 	if (subject == NULL || *subject == '\0')

@@ -15,7 +15,9 @@
  *	checks; assign rules map the facts of a transaction (direction, SASL
  *	login, envelope sender, its domain, client address) to a class.
  *	The first matching assign line wins; no match means no class: not
- *	rate-limited and not bulk.
+ *	rate-limited and not bulk. assign sender and assign domain lines
+ *	match outbound mail only: the envelope sender of inbound mail is
+ *	whatever the client wrote.
  *
  *	Values of assign lines are exact (case-insensitive), glob (* ? [..]),
  *	CIDR for ip, or file:PATH with "value class" lines kept in a hash
@@ -127,7 +129,11 @@ const struct policy_class *policy_class_at(const struct policy *p, size_t i);
  * account line that the message has, as its bare value: the SASL login
  * as given, the envelope sender or its domain in lower case, or the
  * client address. This is the name ops type in "bulkmilterctl usage" and
- * read in replies. Returns -1 when the message has none of the sources.
+ * read in replies. It does not say the direction: the rate limits keep
+ * the buckets of an inbound account apart from those of the outbound
+ * account of the same name (ratelimit.h), so a forged sender spends no
+ * local account's quota. Returns -1 when the message has none of the
+ * sources.
  */
 int policy_account(const struct policy_class *c, const struct policy_facts *facts,
 	char *buf, size_t len);

@@ -36,6 +36,7 @@ _Static_assert(POLICY_BULK_MAX <= STORE_WINDOWS_MAX, "a window per bulk rule");
 
 struct ratelimit_charge {
 	const struct policy_class *cls;
+	enum policy_direction dir;
 	char *account;
 	bool message;			/* message event (else recipients) */
 	unsigned long cost;		/* tokens taken from each bucket of the kind */
@@ -92,9 +93,21 @@ static bool rl_grow(void **p, size_t elem, size_t cap)
 	return true;
 }
 
+/*
+ * What a key puts before the account's hash tag: nothing for outbound
+ * mail (the names buckets always had), "in" for inbound mail. Every
+ * outbound key opens with the tag, so no account name, whatever it
+ * holds, makes an inbound key equal an outbound one, and both keep the
+ * account's hash tag (its slot).
+ */
+static const char *rl_side(enum policy_direction dir)
+{
+	return dir == DIRECTION_INBOUND ? "in" : "";
+}
+
 /* The buckets of one kind of a class, once per distinct rate. */
-static void rl_set_rates(struct rl_set *s, const char *account, const struct policy_class *c,
-	bool message, unsigned long cost)
+static void rl_set_rates(struct rl_set *s, enum policy_direction dir, const char *account,
+	const struct policy_class *c, bool message, unsigned long cost)
 {
 	const struct policy_rate *rates = message ? c->messages : c->recipients;
 	size_t count = message ? c->messages_count : c->recipients_count;
@@ -117,8 +130,8 @@ static void rl_set_rates(struct rl_set *s, const char *account, const struct pol
 			s->bcap = cap;
 		}
 		char *key;
-		if (asprintf(&key, "{%s}:%s:%c:%lu/%lu", account, c->name, message ? 'm' : 'r',
-			     rates[i].count, rates[i].period_ms) < 0) {
+		if (asprintf(&key, "%s{%s}:%s:%c:%lu/%lu", rl_side(dir), account, c->name,
+			     message ? 'm' : 'r', rates[i].count, rates[i].period_ms) < 0) {
 			s->failed = true;
 			return;
 		}
@@ -135,8 +148,8 @@ static void rl_set_rates(struct rl_set *s, const char *account, const struct pol
  * maps each volume rule of the class to its window (index from the
  * class's first window).
  */
-static void rl_set_windows(struct rl_set *s, const char *account, const struct policy_class *c,
-	long long at_ms)
+static void rl_set_windows(struct rl_set *s, enum policy_direction dir, const char *account,
+	const struct policy_class *c, long long at_ms)
 {
 	size_t first = s->nw;
 
@@ -160,7 +173,7 @@ static void rl_set_windows(struct rl_set *s, const char *account, const struct p
 			s->wcap = cap;
 		}
 		char *key;
-		if (asprintf(&key, "{%s}:%s:v:%lu", account, c->name, period) < 0) {
+		if (asprintf(&key, "%s{%s}:%s:v:%lu", rl_side(dir), account, c->name, period) < 0) {
 			s->failed = true;
 			return;
 		}
@@ -195,10 +208,10 @@ static enum ratelimit_status rl_failed(struct ratelimit_verdict *v, const char *
 
 /* The entry a recipients charge of this class and account adds to, or NULL. */
 static struct ratelimit_charge *rl_receipt_find(struct ratelimit_receipt *r,
-	const struct policy_class *c, const char *account)
+	const struct policy_class *c, enum policy_direction dir, const char *account)
 {
 	for (size_t i = 0; i < r->n; i++)
-		if (!r->charges[i].message && r->charges[i].cls == c
+		if (!r->charges[i].message && r->charges[i].cls == c && r->charges[i].dir == dir
 		    && strcmp(r->charges[i].account, account) == 0)
 			return &r->charges[i];
 	return NULL;
@@ -217,22 +230,22 @@ static bool rl_receipt_reserve(struct ratelimit_receipt *r)
 }
 
 static enum ratelimit_status rl_check(struct store *st, const struct policy_class *c,
-	const char *account, bool message, unsigned long cost, struct ratelimit_receipt *r,
-	struct ratelimit_verdict *v)
+	enum policy_direction dir, const char *account, bool message, unsigned long cost,
+	struct ratelimit_receipt *r, struct ratelimit_verdict *v)
 {
 	if (!rl_account_ok(account))
 		return rl_failed(v, "no account, or an account too long to be a key");
 
-	struct ratelimit_charge *merge = message ? NULL : rl_receipt_find(r, c, account);
+	struct ratelimit_charge *merge = message ? NULL : rl_receipt_find(r, c, dir, account);
 	char *copy = NULL;
 	if (merge == NULL && (!rl_receipt_reserve(r) || (copy = strdup(account)) == NULL))
 		return rl_failed(v, "out of memory");
 
 	struct rl_set s;
 	rl_set_init(&s);
-	rl_set_rates(&s, account, c, message, cost);
+	rl_set_rates(&s, dir, account, c, message, cost);
 	if (message)
-		rl_set_windows(&s, account, c, 0);
+		rl_set_windows(&s, dir, account, c, 0);
 	if (s.failed) {
 		rl_set_free(&s);
 		free(copy);
@@ -261,29 +274,30 @@ static enum ratelimit_status rl_check(struct store *st, const struct policy_clas
 	if (merge != NULL) {
 		merge->cost += cost;
 	} else {
-		r->charges[r->n++] = (struct ratelimit_charge){ c, copy, message, cost, res.now_ms };
+		r->charges[r->n++] = (struct ratelimit_charge){ c, dir, copy, message, cost, res.now_ms };
 	}
 	r->events++;
 	return RATELIMIT_OK;
 }
 
 enum ratelimit_status ratelimit_check_message(struct store *st, const struct policy_class *c,
-	const char *account, struct ratelimit_receipt *r, struct ratelimit_verdict *v)
+	enum policy_direction dir, const char *account, struct ratelimit_receipt *r,
+	struct ratelimit_verdict *v)
 {
 	rl_verdict_init(v, true);
 	if (c->messages_count == 0 && !c->has_volume)
 		return RATELIMIT_OK;
-	return rl_check(st, c, account, true, 1, r, v);
+	return rl_check(st, c, dir, account, true, 1, r, v);
 }
 
 enum ratelimit_status ratelimit_check_recipients(struct store *st, const struct policy_class *c,
-	const char *account, unsigned long count, struct ratelimit_receipt *r,
-	struct ratelimit_verdict *v)
+	enum policy_direction dir, const char *account, unsigned long count,
+	struct ratelimit_receipt *r, struct ratelimit_verdict *v)
 {
 	rl_verdict_init(v, false);
 	if (c->recipients_count == 0 || count == 0)
 		return RATELIMIT_OK;
-	return rl_check(st, c, account, false, count, r, v);
+	return rl_check(st, c, dir, account, false, count, r, v);
 }
 
 void ratelimit_receipt_clear(struct ratelimit_receipt *r)
@@ -301,7 +315,7 @@ void ratelimit_refund(struct store *st, struct ratelimit_receipt *r)
 		return;
 	}
 
-	/* One atomic batch per account: its keys share one hash tag. */
+	/* One atomic batch per account and direction: its keys share one hash tag. */
 	struct rl_set *sets = calloc(r->n, sizeof(*sets));
 	struct store_batch *batches = calloc(r->n, sizeof(*batches));
 	bool *done = calloc(r->n, sizeof(*done));
@@ -315,12 +329,13 @@ void ratelimit_refund(struct store *st, struct ratelimit_receipt *r)
 		rl_set_init(s);
 		for (size_t j = i; j < r->n; j++) {
 			const struct ratelimit_charge *ch = &r->charges[j];
-			if (done[j] || strcmp(ch->account, r->charges[i].account) != 0)
+			if (done[j] || ch->dir != r->charges[i].dir
+			    || strcmp(ch->account, r->charges[i].account) != 0)
 				continue;
 			done[j] = true;
-			rl_set_rates(s, ch->account, ch->cls, ch->message, ch->cost);
+			rl_set_rates(s, ch->dir, ch->account, ch->cls, ch->message, ch->cost);
 			if (ch->message)
-				rl_set_windows(s, ch->account, ch->cls, ch->at_ms);
+				rl_set_windows(s, ch->dir, ch->account, ch->cls, ch->at_ms);
 		}
 		failed |= s->failed;
 		batches[nbatch - 1] = (struct store_batch){ s->b, s->nb, s->w, s->nw, 0 };
@@ -340,8 +355,9 @@ void ratelimit_refund(struct store *st, struct ratelimit_receipt *r)
 	ratelimit_receipt_clear(r);
 }
 
-int ratelimit_usage(struct store *st, const struct policy *p, const char *account,
-	struct ratelimit_usage *out, size_t max, size_t *n, char *err, size_t errlen)
+int ratelimit_usage(struct store *st, const struct policy *p, enum policy_direction dir,
+	const char *account, struct ratelimit_usage *out, size_t max, size_t *n, char *err,
+	size_t errlen)
 {
 	struct rl_set s;
 	int rc = -1;
@@ -354,8 +370,8 @@ int ratelimit_usage(struct store *st, const struct policy *p, const char *accoun
 	rl_set_init(&s);
 	for (size_t i = 0; i < policy_class_count(p); i++) {
 		const struct policy_class *c = policy_class_at(p, i);
-		rl_set_rates(&s, account, c, true, 0);
-		rl_set_rates(&s, account, c, false, 0);
+		rl_set_rates(&s, dir, account, c, true, 0);
+		rl_set_rates(&s, dir, account, c, false, 0);
 	}
 	struct store_level *lv = calloc(s.nb ? s.nb : 1, sizeof(*lv));
 	if (s.failed || lv == NULL) {
@@ -384,8 +400,8 @@ out:
 	return rc;
 }
 
-int ratelimit_reset(struct store *st, const struct policy *p, const char *account,
-	char *err, size_t errlen)
+int ratelimit_reset(struct store *st, const struct policy *p, enum policy_direction dir,
+	const char *account, char *err, size_t errlen)
 {
 	if (!rl_account_ok(account)) {
 		snprintf(err, errlen, "no account, or an account too long to be a key");
@@ -402,9 +418,9 @@ int ratelimit_reset(struct store *st, const struct policy *p, const char *accoun
 	for (size_t i = 0; i < nclass; i++) {
 		const struct policy_class *c = policy_class_at(p, i);
 		rl_set_init(&sets[i]);
-		rl_set_rates(&sets[i], account, c, true, 0);
-		rl_set_rates(&sets[i], account, c, false, 0);
-		rl_set_windows(&sets[i], account, c, 0);
+		rl_set_rates(&sets[i], dir, account, c, true, 0);
+		rl_set_rates(&sets[i], dir, account, c, false, 0);
+		rl_set_windows(&sets[i], dir, account, c, 0);
 		if (sets[i].failed)
 			goto nomem;
 		total += sets[i].nb + sets[i].nw;

@@ -3,19 +3,22 @@
  *	ratelimit - token buckets per account, checked and charged in Redis
  * SYNOPSIS
  *	enum ratelimit_status ratelimit_check_message(struct store *st,
- *		const struct policy_class *c, const char *account,
- *		struct ratelimit_receipt *r, struct ratelimit_verdict *v);
- *	enum ratelimit_status ratelimit_check_recipients(struct store *st,
- *		const struct policy_class *c, const char *account,
- *		unsigned long count, struct ratelimit_receipt *r,
+ *		const struct policy_class *c, enum policy_direction dir,
+ *		const char *account, struct ratelimit_receipt *r,
  *		struct ratelimit_verdict *v);
+ *	enum ratelimit_status ratelimit_check_recipients(struct store *st,
+ *		const struct policy_class *c, enum policy_direction dir,
+ *		const char *account, unsigned long count,
+ *		struct ratelimit_receipt *r, struct ratelimit_verdict *v);
  *	void ratelimit_refund(struct store *st, struct ratelimit_receipt *r);
  *	void ratelimit_receipt_clear(struct ratelimit_receipt *r);
  *	int ratelimit_usage(struct store *st, const struct policy *p,
- *		const char *account, struct ratelimit_usage *out, size_t max,
- *		size_t *n, char *err, size_t errlen);
+ *		enum policy_direction dir, const char *account,
+ *		struct ratelimit_usage *out, size_t max, size_t *n,
+ *		char *err, size_t errlen);
  *	int ratelimit_reset(struct store *st, const struct policy *p,
- *		const char *account, char *err, size_t errlen);
+ *		enum policy_direction dir, const char *account,
+ *		char *err, size_t errlen);
  * DESCRIPTION
  *	Every rate COUNT/PERIOD of a class is a token bucket per account: it
  *	holds COUNT tokens and refills evenly over PERIOD, on the Redis
@@ -25,6 +28,12 @@
  *	and the rate, so a plan change or an edited rate starts with a full
  *	bucket. A bucket that is full again expires: idle accounts cost no
  *	memory.
+ *
+ *	An account is a direction and a name: the buckets of inbound mail
+ *	("PREFIXin{ACCOUNT}:...") are apart from those of the outbound
+ *	account of the same name, so a stranger who forges a local sender
+ *	can never spend that account's quota. Outbound keys are named as
+ *	they were before inbound ones were marked.
  *
  *	One event (a message at MAIL FROM, one recipient at RCPT TO, or n
  *	recipients at end of message for local submission) is one atomic
@@ -105,10 +114,11 @@ struct ratelimit_verdict {
 };
 
 enum ratelimit_status ratelimit_check_message(struct store *st, const struct policy_class *c,
-	const char *account, struct ratelimit_receipt *r, struct ratelimit_verdict *v);
-enum ratelimit_status ratelimit_check_recipients(struct store *st, const struct policy_class *c,
-	const char *account, unsigned long count, struct ratelimit_receipt *r,
+	enum policy_direction dir, const char *account, struct ratelimit_receipt *r,
 	struct ratelimit_verdict *v);
+enum ratelimit_status ratelimit_check_recipients(struct store *st, const struct policy_class *c,
+	enum policy_direction dir, const char *account, unsigned long count,
+	struct ratelimit_receipt *r, struct ratelimit_verdict *v);
 /* Returns every token the receipt holds; the receipt is empty after. */
 void ratelimit_refund(struct store *st, struct ratelimit_receipt *r);
 /* Forgets the receipt without refunding (the message was accepted). */
@@ -123,9 +133,10 @@ struct ratelimit_usage {
 	long full_in_ms;		/* 0 = full */
 };
 /* -1 with err also when more than max buckets are in use. */
-int ratelimit_usage(struct store *st, const struct policy *p, const char *account,
-	struct ratelimit_usage *out, size_t max, size_t *n, char *err, size_t errlen);
-int ratelimit_reset(struct store *st, const struct policy *p, const char *account,
-	char *err, size_t errlen);
+int ratelimit_usage(struct store *st, const struct policy *p, enum policy_direction dir,
+	const char *account, struct ratelimit_usage *out, size_t max, size_t *n, char *err,
+	size_t errlen);
+int ratelimit_reset(struct store *st, const struct policy *p, enum policy_direction dir,
+	const char *account, char *err, size_t errlen);
 
 #endif

@@ -149,6 +149,83 @@ static void accounts_take_the_first_source_present(void **state)
 	policy_free(p);
 }
 
+/*
+ * The envelope sender of inbound mail proves nothing: assign sender and
+ * assign domain lines, exact, glob or file: map, match outbound mail
+ * only, so a forged MAIL FROM neither reaches a local class nor escapes
+ * the inbound one.
+ */
+static void sender_and_domain_assigns_match_outbound_mail_only(void **state)
+{
+	(void)state;
+	const char *senders = unit_file("ceo@board.example vip\n");
+	const char *domains = unit_file("shop.example vip\n");
+	char text[1024];
+	snprintf(text, sizeof(text),
+		 "class vip { }\nclass staff { }\nclass inbound { }\n"
+		 "assign sender  boss@corp.example   staff\n"
+		 "assign sender  *@ops.example.net   staff\n"
+		 "assign domain  corp.example        staff\n"
+		 "assign domain  *.corp.example      staff\n"
+		 "assign sender  file:%s\n"
+		 "assign domain  file:%s\n"
+		 "assign inbound inbound\n", senders, domains);
+	struct policy *p = load_ok(text);
+	static const struct { const char *sender, *outbound; } cases[] = {
+		{ "boss@corp.example", "staff" },	/* exact sender */
+		{ "x@ops.example.net", "staff" },	/* glob sender */
+		{ "anyone@Corp.Example", "staff" },	/* exact domain */
+		{ "y@mail.corp.example", "staff" },	/* glob domain */
+		{ "ceo@board.example", "vip" },		/* sender map */
+		{ "z@shop.example", "vip" },		/* domain map */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_string_equal(class_of(p, DIRECTION_OUTBOUND, "", cases[i].sender, "127.0.0.1"),
+				    cases[i].outbound);
+		assert_string_equal(class_of(p, DIRECTION_OUTBOUND, "alice", cases[i].sender, NULL),
+				    cases[i].outbound);
+		assert_string_equal(class_of(p, DIRECTION_INBOUND, "", cases[i].sender, "198.51.100.7"),
+				    "inbound");
+		assert_string_equal(class_of(p, DIRECTION_INBOUND, "", cases[i].sender, NULL), "inbound");
+	}
+	policy_free(p);
+
+	/* without an inbound line, forged inbound mail gets no class at all */
+	snprintf(text, sizeof(text), "class staff { }\nclass vip { }\nassign sender *@ops.example.net staff\n"
+		 "assign domain file:%s\n", domains);
+	p = load_ok(text);
+	assert_string_equal(class_of(p, DIRECTION_INBOUND, "", "x@ops.example.net", "198.51.100.7"), "(none)");
+	assert_string_equal(class_of(p, DIRECTION_INBOUND, "", "z@shop.example", "198.51.100.7"), "(none)");
+	policy_free(p);
+}
+
+/* What "bulkmilterctl explain --sender x@ops.example.net --ip 198.51.100.7" shows. */
+static void shipped_hosting_policy_keeps_a_forged_ops_sender_inbound(void **state)
+{
+	(void)state;
+	struct diag d = { 0 };
+	struct policy *p = policy_load(TEST_SRCDIR "/policy/hosting.policy", &d);
+	diag_print(&d, stderr);
+	assert_non_null(p);
+	const struct policy_assign *why = NULL;
+	char line[256];
+	struct netaddr a;
+	assert_int_equal(netaddr_parse("198.51.100.7", &a), 0);
+	struct policy_facts f = { .direction = DIRECTION_INBOUND, .sasl = "", .sender = "x@ops.example.net",
+				  .client = &a };
+	const struct policy_class *c = policy_lookup(p, &f, &why);
+	assert_non_null(c);
+	assert_string_equal(c->name, "inbound");
+	policy_assign_describe(why, line, sizeof(line));
+	assert_non_null(strstr(line, "assign inbound inbound"));
+	/* the provider's own hosts still get their class */
+	assert_string_equal(class_of(p, DIRECTION_OUTBOUND, "", "x@ops.example.net", "127.0.0.1"), "internal");
+	/* a stranger in the web servers' network is rate-limited as such, by the
+	 * domain it claims; ratelimit keeps that bucket apart from the outbound one */
+	assert_string_equal(class_of(p, DIRECTION_INBOUND, "", "x@cust.example", "192.0.2.9"), "webserver");
+	policy_free(p);
+}
+
 static void over_limit_actions_and_texts(void **state)
 {
 	(void)state;
@@ -329,6 +406,8 @@ int main(void)
 		cmocka_unit_test(first_match_wins),
 		cmocka_unit_test(globs_cidrs_and_ipv6),
 		cmocka_unit_test(accounts_take_the_first_source_present),
+		cmocka_unit_test(sender_and_domain_assigns_match_outbound_mail_only),
+		cmocka_unit_test(shipped_hosting_policy_keeps_a_forged_ops_sender_inbound),
 		cmocka_unit_test(over_limit_actions_and_texts),
 		cmocka_unit_test(rates),
 		cmocka_unit_test(errors_name_file_and_line),

@@ -67,13 +67,13 @@ static double used(const char *key, unsigned long count, unsigned long period_ms
 static enum ratelimit_status msg(const struct policy_class *c, const char *account,
 				 struct ratelimit_receipt *r, struct ratelimit_verdict *v)
 {
-	return ratelimit_check_message(st, c, account, r, v);
+	return ratelimit_check_message(st, c, DIRECTION_OUTBOUND, account, r, v);
 }
 
 static enum ratelimit_status rcpt(const struct policy_class *c, const char *account, unsigned long n,
 				  struct ratelimit_receipt *r, struct ratelimit_verdict *v)
 {
-	return ratelimit_check_recipients(st, c, account, n, r, v);
+	return ratelimit_check_recipients(st, c, DIRECTION_OUTBOUND, account, n, r, v);
 }
 
 static void messages_are_admitted_until_the_bucket_is_empty(void **state)
@@ -403,7 +403,8 @@ static void *race(void *arg)
 	struct ratelimit_verdict v;
 	pthread_barrier_wait(x->start);
 	for (int i = 0; i < 10; i++) {
-		enum ratelimit_status s = ratelimit_check_recipients(st, x->c, "race", 1, &r, &v);
+		enum ratelimit_status s = ratelimit_check_recipients(st, x->c, DIRECTION_OUTBOUND, "race", 1,
+								     &r, &v);
 		if (s == RATELIMIT_OK)
 			atomic_fetch_add(x->admitted, 1);
 		else if (s == RATELIMIT_STORE_FAILED)

@@ -65,17 +65,23 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-static void charge(const char *cls, const char *account, int messages, unsigned long rcpts)
+static void charge_as(enum policy_direction dir, const char *cls, const char *account, int messages,
+		      unsigned long rcpts)
 {
 	const struct policy_class *c = policy_class_find(pol, cls);
 	struct ratelimit_receipt r = { 0 };
 	struct ratelimit_verdict v;
 	assert_non_null(c);
 	for (int i = 0; i < messages; i++)
-		assert_int_equal(ratelimit_check_message(st, c, account, &r, &v), RATELIMIT_OK);
+		assert_int_equal(ratelimit_check_message(st, c, dir, account, &r, &v), RATELIMIT_OK);
 	if (rcpts)
-		assert_int_equal(ratelimit_check_recipients(st, c, account, rcpts, &r, &v), RATELIMIT_OK);
+		assert_int_equal(ratelimit_check_recipients(st, c, dir, account, rcpts, &r, &v), RATELIMIT_OK);
 	ratelimit_receipt_clear(&r);
+}
+
+static void charge(const char *cls, const char *account, int messages, unsigned long rcpts)
+{
+	charge_as(DIRECTION_OUTBOUND, cls, account, messages, rcpts);
 }
 
 static long long raw_exists(const char *key)
@@ -109,7 +115,7 @@ static void usage_lists_buckets_in_use_for_every_class(void **state)
 
 	charge("std", "alice", 2, 3);
 	charge("other", "alice", 1, 0);
-	assert_int_equal(ratelimit_usage(st, pol, "alice", u, 16, &n, err, sizeof(err)), 0);
+	assert_int_equal(ratelimit_usage(st, pol, DIRECTION_OUTBOUND, "alice", u, 16, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 4);
 	assert_usage(&u[0], "std", "messages", "5/1m", 2, 23000, 24000);
 	assert_usage(&u[1], "std", "messages", "50/1h", 2, 143000, 144000);
@@ -117,10 +123,10 @@ static void usage_lists_buckets_in_use_for_every_class(void **state)
 	assert_usage(&u[3], "other", "messages", "2/1h", 1, 1799000, 1800000);
 
 	/* an account with nothing in use has no buckets, and that is fine */
-	assert_int_equal(ratelimit_usage(st, pol, "nobody", u, 16, &n, err, sizeof(err)), 0);
+	assert_int_equal(ratelimit_usage(st, pol, DIRECTION_OUTBOUND, "nobody", u, 16, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 0);
 	/* more buckets than the caller has room for is an error, not a cut list */
-	assert_int_equal(ratelimit_usage(st, pol, "alice", u, 2, &n, err, sizeof(err)), -1);
+	assert_int_equal(ratelimit_usage(st, pol, DIRECTION_OUTBOUND, "alice", u, 2, &n, err, sizeof(err)), -1);
 	assert_string_equal(err, "more than 2 buckets in use");
 }
 
@@ -135,8 +141,8 @@ static void reset_deletes_every_key_of_the_account_only(void **state)
 	charge("other", "carol", 1, 0);
 	charge("std", "dave", 1, 0);
 	assert_int_equal(raw_exists("bm:{carol}:std:v:60000"), 1);
-	assert_int_equal(ratelimit_reset(st, pol, "carol", err, sizeof(err)), 0);
-	assert_int_equal(ratelimit_usage(st, pol, "carol", u, 16, &n, err, sizeof(err)), 0);
+	assert_int_equal(ratelimit_reset(st, pol, DIRECTION_OUTBOUND, "carol", err, sizeof(err)), 0);
+	assert_int_equal(ratelimit_usage(st, pol, DIRECTION_OUTBOUND, "carol", u, 16, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 0);
 	assert_int_equal(raw_exists("bm:{carol}:std:v:60000"), 0);
 	assert_int_equal(raw_exists("bm:{carol}:other:m:2/3600000"), 0);
@@ -144,14 +150,66 @@ static void reset_deletes_every_key_of_the_account_only(void **state)
 	const struct policy_class *c = policy_class_find(pol, "std");
 	struct ratelimit_receipt r = { 0 };
 	struct ratelimit_verdict v;
-	assert_int_equal(ratelimit_check_message(st, c, "carol", &r, &v), RATELIMIT_OK);
+	assert_int_equal(ratelimit_check_message(st, c, DIRECTION_OUTBOUND, "carol", &r, &v), RATELIMIT_OK);
 	assert_int_equal(v.volume[0], 0);
 	ratelimit_receipt_clear(&r);
 	/* another account keeps its buckets */
-	assert_int_equal(ratelimit_usage(st, pol, "dave", u, 16, &n, err, sizeof(err)), 0);
+	assert_int_equal(ratelimit_usage(st, pol, DIRECTION_OUTBOUND, "dave", u, 16, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 2);
 	/* resetting an account with nothing in use is fine too */
-	assert_int_equal(ratelimit_reset(st, pol, "nobody", err, sizeof(err)), 0);
+	assert_int_equal(ratelimit_reset(st, pol, DIRECTION_OUTBOUND, "nobody", err, sizeof(err)), 0);
+}
+
+/*
+ * A stranger whose MAIL FROM names a local account charges the inbound
+ * account of that name, never the outbound one: each side has its own
+ * keys (outbound ones named as before inbound ones were marked, both
+ * under the account's hash tag), refunds go back to the side charged,
+ * and usage and reset reach one side only.
+ */
+static void inbound_and_outbound_accounts_of_one_name_are_apart(void **state)
+{
+	(void)state;
+	const struct policy_class *c = policy_class_find(pol, "std");
+	struct ratelimit_usage u[16];
+	struct ratelimit_receipt r = { 0 };
+	struct ratelimit_verdict v;
+	size_t n;
+	char err[256];
+
+	charge_as(DIRECTION_INBOUND, "std", "erin", 5, 2);
+	assert_int_equal(raw_exists("bm:in{erin}:std:m:5/60000"), 1);
+	assert_int_equal(raw_exists("bm:in{erin}:std:r:10/3600000"), 1);
+	assert_int_equal(raw_exists("bm:in{erin}:std:v:60000"), 1);
+	assert_int_equal(raw_exists("bm:{erin}:std:m:5/60000"), 0);
+	assert_int_equal(raw_exists("bm:{erin}:std:r:10/3600000"), 0);
+	assert_int_equal(raw_exists("bm:{erin}:std:v:60000"), 0);
+	assert_int_equal(ratelimit_check_message(st, c, DIRECTION_INBOUND, "erin", &r, &v), RATELIMIT_OVER);
+	assert_int_equal(ratelimit_usage(st, pol, DIRECTION_OUTBOUND, "erin", u, 16, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+
+	/* the outbound account still has its whole quota, and its volume */
+	assert_int_equal(ratelimit_check_message(st, c, DIRECTION_OUTBOUND, "erin", &r, &v), RATELIMIT_OK);
+	assert_int_equal(v.volume[0], 0);
+	ratelimit_refund(st, &r);
+	assert_int_equal(ratelimit_usage(st, pol, DIRECTION_OUTBOUND, "erin", u, 16, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+	charge("std", "erin", 4, 0);
+	assert_int_equal(ratelimit_usage(st, pol, DIRECTION_OUTBOUND, "erin", u, 16, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_usage(&u[1], "std", "messages", "50/1h", 4, 287000, 288000);
+	assert_int_equal(ratelimit_usage(st, pol, DIRECTION_INBOUND, "erin", u, 16, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 3);
+	assert_usage(&u[1], "std", "messages", "50/1h", 5, 359000, 360000);
+	assert_usage(&u[2], "std", "recipients", "10/1h", 2, 719000, 720000);
+
+	/* reset reaches the side it is asked for */
+	assert_int_equal(ratelimit_reset(st, pol, DIRECTION_INBOUND, "erin", err, sizeof(err)), 0);
+	assert_int_equal(raw_exists("bm:in{erin}:std:m:5/60000"), 0);
+	assert_int_equal(raw_exists("bm:in{erin}:std:v:60000"), 0);
+	assert_int_equal(raw_exists("bm:{erin}:std:m:5/60000"), 1);
+	assert_int_equal(ratelimit_reset(st, pol, DIRECTION_OUTBOUND, "erin", err, sizeof(err)), 0);
+	assert_int_equal(raw_exists("bm:{erin}:std:m:5/60000"), 0);
 }
 
 static void usage_and_reset_report_a_dead_store(void **state)
@@ -166,9 +224,9 @@ static void usage_and_reset_report_a_dead_store(void **state)
 	s.redis_url = (char *)"unix:/nonexistent/bm-redis.sock";
 	struct store *dead = store_open(&s, &d);
 	assert_non_null(dead);
-	assert_int_equal(ratelimit_usage(dead, pol, "alice", u, 4, &n, err, sizeof(err)), -1);
+	assert_int_equal(ratelimit_usage(dead, pol, DIRECTION_OUTBOUND, "alice", u, 4, &n, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "/nonexistent/bm-redis.sock: connect"));
-	assert_int_equal(ratelimit_reset(dead, pol, "alice", err, sizeof(err)), -1);
+	assert_int_equal(ratelimit_reset(dead, pol, DIRECTION_OUTBOUND, "alice", err, sizeof(err)), -1);
 	assert_string_equal(err, "redis unavailable (backoff)");
 	store_close(dead);
 }
@@ -178,6 +236,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(usage_lists_buckets_in_use_for_every_class),
 		cmocka_unit_test(reset_deletes_every_key_of_the_account_only),
+		cmocka_unit_test(inbound_and_outbound_accounts_of_one_name_are_apart),
 		cmocka_unit_test(usage_and_reset_report_a_dead_store),
 	};
 	signal(SIGPIPE, SIG_IGN);

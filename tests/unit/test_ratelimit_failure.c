@@ -47,7 +47,7 @@ static enum ratelimit_status check(struct store *st, const struct policy_class *
 				   struct ratelimit_verdict *v)
 {
 	struct ratelimit_receipt r = { 0 };
-	enum ratelimit_status s = ratelimit_check_recipients(st, c, "acct", 1, &r, v);
+	enum ratelimit_status s = ratelimit_check_recipients(st, c, DIRECTION_OUTBOUND, "acct", 1, &r, v);
 	ratelimit_receipt_clear(&r);
 	return s;
 }
