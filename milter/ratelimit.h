@@ -42,7 +42,9 @@
  *	v->rate the first full rate in class order, v->kind "messages" or
  *	"recipients" and v->retry_ms the wait until the event would fit;
  *	-1 when it never can, count larger than a bucket). Under any number
- *	of concurrent checks a bucket never admits more than it holds.
+ *	of concurrent checks a bucket never admits more than it holds, and
+ *	a check or refund that the store retries (a lost connection) is
+ *	charged or refunded once (store.h).
  *	A class with no rates of the event's kind (and, for messages, no
  *	volume rule) costs no round trip and returns RATELIMIT_OK.
  *

@@ -51,6 +51,13 @@
  *	batch is atomic on its own; all batches travel in one round trip.
  *	Each batch's now_ms receives the store clock it ran at.
  *
+ *	A charge or a refund takes effect once, however often the backend
+ *	sends it: a backend that retries (Redis: once, on a connection that
+ *	died, perhaps after the script ran) gives every call an id unique
+ *	across the fleet, the store keeps the ids it applied for a short
+ *	while beside the account's keys (same hash tag), and a replay gets
+ *	the first reply and changes nothing. This costs no round trip.
+ *
  *	store_peek reads buckets without charging: used tokens (fractions
  *	included) and the time until the bucket is full again; *now_ms
  *	(may be NULL) receives the store clock it read them at. store_forget

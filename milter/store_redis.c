@@ -21,6 +21,13 @@
  *   reset) is retried once on a fresh one: that is Redis having closed
  *   an idle connection (restart, client timeout) before our command.
  *   A timeout is never retried, as Redis may still run the command.
+ * - The connection may also have died after Redis ran the script (the
+ *   reply was lost), so the retry may be a replay: every charge and
+ *   refund carries an id no other call has (a random per-store nonce and
+ *   a counter) in its "once" key, under the hash tag of its first key,
+ *   and the script answers a replay from that key without touching a
+ *   bucket (store_redis_script.c). The id travels inside the one
+ *   EVALSHA: no round trip more.
  * - After a failure, one call at a time probes Redis when the back-off
  *   ends; the others keep failing fast until the probe answers.
  * - The process must ignore SIGPIPE (libmilter's smfi_main does): a
@@ -30,11 +37,14 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
@@ -53,6 +63,12 @@
 #define REDIS_PREFIX_MAX 128
 /* How much of a Redis error reply goes into a reason. */
 #define REDIS_ERROR_SHOWN 100
+/*
+ * How long a once key outlives its call: a call's retry reaches Redis
+ * within about four RedisTimeouts of its first attempt (reply, connect,
+ * AUTH/SCRIPT LOAD, EVALSHA), plus this margin for a loaded server.
+ */
+#define REDIS_ONCE_MARGIN_MS 10000
 
 struct redis_store {
 	struct store_redis_url url;	/* holds the password: wiped on close */
@@ -60,6 +76,9 @@ struct redis_store {
 	char prefix[REDIS_PREFIX_MAX + 1];
 	struct timeval timeout;
 	char sha[2 * SHA_DIGEST_LENGTH + 1];
+	char nonce[17];			/* 64 random bits, hex: this store's ids */
+	_Atomic unsigned long long seq;	/* calls that carried an id */
+	long once_ttl_ms;		/* life of a once key */
 
 	pthread_mutex_t lock;		/* guards everything below */
 	redisContext *idle[REDIS_POOL_IDLE_MAX];
@@ -378,24 +397,54 @@ static int redis_units(const struct store_bucket *b, bool charge, struct redis_u
 	return 0;
 }
 
-/* EVALSHA of the script for one op. */
-static int redis_cmd_script(struct redis_cmd *c, const struct redis_store *rs, const char *op,
+/*
+ * The once key of a call (see the top of the file): the first key up to
+ * the end of its hash tag (the whole key when it has none), then
+ * ":once:ID", so Redis Cluster puts it in the slot of the call's keys.
+ */
+static void redis_cmd_once(struct redis_cmd *c, struct redis_store *rs, const char *first)
+{
+	char *full, id[64];
+	size_t plen = strlen(rs->prefix), cut;
+
+	if ((full = malloc(plen + strlen(first) + 1)) == NULL) {
+		c->nomem = true;
+		return;
+	}
+	strcpy(full, rs->prefix);
+	strcat(full, first);
+	cut = strlen(full);
+	const char *open = strchr(full, '{'), *close = open ? strchr(open + 1, '}') : NULL;
+	if (close != NULL && close > open + 1)
+		cut = (size_t)(close + 1 - full);
+	int n = snprintf(id, sizeof(id), ":once:%s.%llx", rs->nonce,
+			 atomic_fetch_add(&rs->seq, 1));
+	redis_cmd_put(c, full, cut, id, (size_t)n);
+	free(full);
+}
+
+/* EVALSHA of the script for one op; charge and refund carry a once key. */
+static int redis_cmd_script(struct redis_cmd *c, struct redis_store *rs, const char *op,
 	const struct store_bucket *b, size_t nb, const struct store_window *w, size_t nw,
 	long long offset, char *err, size_t errlen)
 {
 	size_t plen = strlen(rs->prefix);
+	bool once = strcmp(op, "peek") != 0 && nb + nw > 0;
 
-	redis_cmd_init(c, (int)(6 + 5 * nb + 3 * nw + 1));
+	redis_cmd_init(c, (int)(9 + 5 * nb + 3 * nw));
 	redis_cmd_str(c, "EVALSHA");
 	redis_cmd_str(c, rs->sha);
-	redis_cmd_num(c, nb + nw);
+	redis_cmd_num(c, nb + nw + once);
 	for (size_t i = 0; i < nb; i++)
 		redis_cmd_put(c, rs->prefix, plen, b[i].key, strlen(b[i].key));
 	for (size_t i = 0; i < nw; i++)
 		redis_cmd_put(c, rs->prefix, plen, w[i].key, strlen(w[i].key));
+	if (once)
+		redis_cmd_once(c, rs, nb > 0 ? b[0].key : w[0].key);
 	redis_cmd_str(c, op);
 	redis_cmd_num(c, nb);
 	redis_cmd_num(c, nw);
+	redis_cmd_num(c, once ? (unsigned long long)rs->once_ttl_ms : 0);
 	for (size_t i = 0; i < nb; i++) {
 		struct redis_units u;
 		if (redis_units(&b[i], strcmp(op, "charge") == 0, &u, err, errlen) < 0) {
@@ -701,6 +750,26 @@ static void redis_close(void *impl)
 	free(rs);
 }
 
+/*
+ * 64 bits that no other store of the fleet draws: from getrandom, or,
+ * where the kernel cannot give them yet (early boot), from the clocks
+ * and the pid, which still differ from host to host and run to run.
+ */
+static void redis_nonce(char *buf, size_t size)
+{
+	unsigned long long v;
+
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v)) {
+		struct timespec rt, mono;
+		clock_gettime(CLOCK_REALTIME, &rt);
+		clock_gettime(CLOCK_MONOTONIC, &mono);
+		v = ((unsigned long long)rt.tv_sec * 1000000000ULL + (unsigned long long)rt.tv_nsec)
+			^ ((unsigned long long)getpid() << 40)
+			^ ((unsigned long long)mono.tv_nsec << 20);
+	}
+	snprintf(buf, size, "%016llx", v);
+}
+
 static void *redis_open(const struct settings *s, struct diag *errs)
 {
 	const char *file = s->path ? s->path : "bulkmilter.conf";
@@ -743,6 +812,9 @@ static void *redis_open(const struct settings *s, struct diag *errs)
 	long ms = s->redis_timeout_ms > 0 ? s->redis_timeout_ms : REDIS_DEFAULT_TIMEOUT_MS;
 	rs->timeout.tv_sec = ms / 1000;
 	rs->timeout.tv_usec = (ms % 1000) * 1000;
+	rs->once_ttl_ms = 4 * ms + REDIS_ONCE_MARGIN_MS;
+	redis_nonce(rs->nonce, sizeof(rs->nonce));
+	atomic_init(&rs->seq, 0);
 
 	unsigned char md[SHA_DIGEST_LENGTH];
 	SHA1((const unsigned char *)store_redis_script, store_redis_script_len, md);

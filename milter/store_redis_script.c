@@ -8,11 +8,21 @@
  * All keys are passed in KEYS[] (never built here), so Redis Cluster can
  * route the call by the account's hash tag.
  *
- * Call: KEYS = the buckets, then the volume windows.
- *	ARGV = op ("charge", "refund", "peek"), nb, nw,
+ * Call: KEYS = the buckets, then the volume windows, then (charge and
+ *	       refund) the call's "once" key.
+ *	ARGV = op ("charge", "refund", "peek"), nb, nw, once_ttl_ms (0: no
+ *	       once key),
  *	       per bucket: count, tu (units per token), refill (units per ms), cost,
  *	       per window: period_ms, at_ms (refund: the clock of the charge),
  *	       optional: clock offset in ms (tests only; production sends none).
+ *
+ * Once key: names the call by an id no other call has (store_redis.c),
+ * under the account's hash tag. A charge that was admitted and every
+ * refund store their reply in it for once_ttl_ms; a call that finds it
+ * is a replay (a retry after the connection died with the first attempt
+ * run) and gets the stored reply, changing nothing. So a retry never
+ * charges or refunds twice. A refused charge changed nothing and stores
+ * nothing: its replay is a fresh check.
  *
  * Bucket: a hash {u = units used, t = ms when u was true}. A token is tu
  * units and refill units come back per ms (store_redis.c reduces
@@ -38,19 +48,35 @@
 #include "store_redis.h"
 
 const char store_redis_script[] =
-	"local op, nb, nw = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-	"local wa = 4 + 4 * nb\n"
+	"local op, nb, nw, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+	"local wa = 5 + 4 * nb\n"
+	"local once = ttl > 0 and KEYS[nb + nw + 1] or nil\n"
+	"if once then\n"
+	"  local seen = redis.call('GET', once)\n"
+	"  if seen then\n"
+	"    local res = {}\n"
+	"    for x in string.gmatch(seen, '%S+') do res[#res + 1] = tonumber(x) end\n"
+	"    if op == 'refund' then return res[1] end\n"
+	"    return res\n"
+	"  end\n"
+	"end\n"
 	"local tm = redis.call('TIME')\n"
 	"local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)"
 	" + (tonumber(ARGV[wa + 2 * nw]) or 0)\n"
 	"local function int(x) return string.format('%.0f', x) end\n"
+	"local function remember(res)\n"
+	"  if not once then return end\n"
+	"  local s = {}\n"
+	"  for i = 1, #res do s[i] = int(res[i]) end\n"
+	"  redis.call('SET', once, table.concat(s, ' '), 'PX', ttl)\n"
+	"end\n"
 	"local function ceildiv(a, b)\n"
 	"  local q = math.floor(a / b)\n"
 	"  if q * b < a then q = q + 1 end\n"
 	"  return q\n"
 	"end\n"
 	"local function bucket(i)\n"
-	"  local a = 4 + 4 * (i - 1)\n"
+	"  local a = 5 + 4 * (i - 1)\n"
 	"  return tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])\n"
 	"end\n"
 	"local function level(key, refill)\n"
@@ -106,6 +132,7 @@ const char store_redis_script[] =
 	"      local _, _, refill = bucket(i)\n"
 	"      save(KEYS[i], us[i], ats[i], refill)\n"
 	"    end\n"
+	"    remember(res)\n"
 	"  end\n"
 	"  return res\n"
 	"elseif op == 'refund' then\n"
@@ -121,6 +148,7 @@ const char store_redis_script[] =
 	"    if c and c > 1 then redis.call('HINCRBY', key, f, -1)\n"
 	"    elseif c then redis.call('HDEL', key, f) end\n"
 	"  end\n"
+	"  remember({now})\n"
 	"  return now\n"
 	"elseif op == 'peek' then\n"
 	"  local res = {}\n"
