@@ -355,7 +355,13 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
 	if (!removed && m->direction == DIRECTION_OUTBOUND && c->snap->keys && m->sign_state == SIGNER_SIGN) {
 		if (m->signer == NULL)
 			m->signer = signer_begin(c->snap->keys, s, session_queue_id(ctx, m));
-		if (m->signer == NULL || signer_header(m->signer, name, value) != 0) {
+		/*
+		 * Past the signer's header limits signer_header says
+		 * SIGNER_SKIP and keeps nothing more: not an error (the facts
+		 * above still come from every header); signer_eoh gives the
+		 * why, and the message goes out unsigned.
+		 */
+		if (m->signer == NULL || signer_header(m->signer, name, value) == SIGNER_ERROR) {
 			m->sign_state = SIGNER_ERROR;
 			session_copy(m->sign_why, sizeof(m->sign_why), "cannot hold headers for signing");
 		}

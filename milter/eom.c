@@ -7,6 +7,11 @@
  * Our headers are added after the signature was computed and none of
  * them is in the signed list, so they never break it; the signature goes
  * in last, at the top. A failure of any edit answers tempfail.
+ *
+ * A message the signer will not sign (too many or too large headers, no
+ * single From, no SigningTable entry) goes out unsigned with its
+ * sign_reason logged; only a signing failure of ours answers 451 4.3.0,
+ * because a retry of the same message could never get past the former.
  */
 #include "config.h"
 
@@ -202,10 +207,13 @@ static sfsistat eom_apply(SMFICTX *ctx, struct conn *c, struct eom_outcome *o)
 	}
 	if (m->sign_state == SIGNER_SIGN) {
 		char why[160];
-		if (signer_eom(m->signer, &o->sigs, why, sizeof(why)) != 0) {
+		int st = signer_eom(m->signer, &o->sigs, why, sizeof(why));
+		if (st == SIGNER_ERROR) {
 			log_error("%s: signing failed: %s", session_qid(m), why);
 			return session_reply(ctx, "451", "4.3.0", "Temporary signing failure, try again later");
 		}
+		if (st == SIGNER_SKIP)	/* not signing is never a reason to defer */
+			session_copy(m->sign_why, sizeof(m->sign_why), why);
 		o->signed_ok = o->sigs.count > 0;
 	}
 	if (m->direction == DIRECTION_OUTBOUND)

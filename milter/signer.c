@@ -100,6 +100,7 @@ static void signer_drop_headers(struct signer *sg)
 	sg->headers_len = sg->headers_cap = sg->nheaders = sg->ends_cap = 0;
 }
 
+/* Past a limit: the held headers go (memory stays bounded), the why stays. */
 static int signer_over_limit(struct signer *sg, const char *fmt, int limit)
 {
 	snprintf(sg->why, sizeof(sg->why), fmt, limit);
@@ -119,10 +120,10 @@ int signer_header(struct signer *sg, const char *name, const char *value)
 		if (value[i] == '\n' && (i == 0 || value[i - 1] != '\r'))
 			bare_lf++;
 	if (sg->nheaders >= SIGNER_HEADERS_MAX)
-		return signer_over_limit(sg, "more than %d headers", SIGNER_HEADERS_MAX);
+		return signer_over_limit(sg, "more than %d header fields", SIGNER_HEADERS_MAX);
 	size_t need = nlen + 1 + vlen + bare_lf;
 	if (need > SIGNER_HEADER_BYTES_MAX - sg->headers_len)
-		return signer_over_limit(sg, "headers larger than %d bytes", SIGNER_HEADER_BYTES_MAX);
+		return signer_over_limit(sg, "headers larger than %d KB", SIGNER_HEADER_BYTES_MAX / 1024);
 
 	if (sg->headers_len + need > sg->headers_cap) {
 		size_t cap = sg->headers_cap ? sg->headers_cap : 4096;

@@ -23,9 +23,12 @@
  *	SMFIP_HDR_LEADSPC: the value keeps its leading space and folds as
  *	bare LF. It is held, as "Name:" + value with folds turned into CRLF
  *	(exact bytes: c=simple depends on them), until signer_eoh. Beyond
- *	SIGNER_HEADERS_MAX headers or SIGNER_HEADER_BYTES_MAX bytes the
- *	message will not be signed: it returns SIGNER_SKIP from then on
- *	(signer_eoh gives the why). Otherwise 0; SIGNER_ERROR out of memory.
+ *	SIGNER_HEADERS_MAX header fields or SIGNER_HEADER_BYTES_MAX bytes
+ *	the message will not be signed: what was held is dropped, nothing
+ *	more is kept, and it returns SIGNER_SKIP from then on (signer_eoh
+ *	gives the why: "more than 1000 header fields", "headers larger
+ *	than 256 KB"). A skip is not an error: the caller goes on and the
+ *	message goes out unsigned. Otherwise 0; SIGNER_ERROR out of memory.
  *
  *	signer_eoh takes the From address (NULL when the message has no
  *	From or more than one: the caller logs which) and picks the keys
@@ -64,7 +67,9 @@ enum { SIGNER_SIGN = 0, SIGNER_SKIP = 1, SIGNER_ERROR = -1 };
 /* Headers held per message until the From is known. Real mail has a few
  * dozen headers and a few KB of them (Postfix's header_size_limit caps
  * one header at 100 KB); beyond these we skip signing rather than hold
- * an unbounded amount per connection. */
+ * an unbounded amount per connection. The bytes are "Name:" + value as
+ * held, folds as CRLF. Such mail is accepted unsigned, never deferred:
+ * a retry would bring the same headers. */
 #define SIGNER_HEADERS_MAX 1000
 #define SIGNER_HEADER_BYTES_MAX (256 * 1024)
 

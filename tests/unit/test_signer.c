@@ -425,7 +425,7 @@ static void header_limits_hold_exactly_at_the_limit(void **state)
 		"alice@example.com", "x\r\n", 3, 64, NULL, why, sizeof(why)), SIGNER_SIGN);
 	assert_int_equal(sign_message(both_keys, &s, NULL, h, SIGNER_HEADERS_MAX + 1,
 		"alice@example.com", "x\r\n", 3, 64, NULL, why, sizeof(why)), SIGNER_SKIP);
-	assert_string_equal(why, "more than 1000 headers");
+	assert_string_equal(why, "more than 1000 header fields");
 	free(h);
 
 	/* bytes: "Name:" + value, folds counted as CRLF; From is 5 + 18 */
@@ -448,11 +448,34 @@ static void header_limits_hold_exactly_at_the_limit(void **state)
 	hb[5].value = "";
 	assert_int_equal(sign_message(both_keys, &s, NULL, hb, 6, "alice@example.com", "x\r\n", 3,
 		64, NULL, why, sizeof(why)), SIGNER_SKIP);
-	assert_string_equal(why, "headers larger than 262144 bytes");
+	assert_string_equal(why, "headers larger than 256 KB");
 	for (int i = 0; i < 4; i++)
 		free(big[i]);
 	assert_int_equal(verify("", dpath("count.eml")), 0);
 	assert_int_equal(verify("", dpath("bytes.eml")), 0);
+}
+
+/* What callbacks.c relies on to accept such mail unsigned: a skip, never an error. */
+static void past_a_header_limit_every_step_says_skip_with_the_why(void **state)
+{
+	(void)state;
+	struct settings s = settings_for(false, true);
+	struct signer_result res;
+	char why[256];
+	struct signer *sg = signer_begin(both_keys, &s, "QUEUEID1");
+	assert_non_null(sg);
+	for (int i = 0; i < SIGNER_HEADERS_MAX; i++)
+		assert_int_equal(signer_header(sg, "X-Count", " n"), 0);
+	assert_int_equal(signer_header(sg, "X-Count", " n"), SIGNER_SKIP);
+	assert_int_equal(signer_header(sg, "From", " alice@example.com"), SIGNER_SKIP);
+	assert_int_equal(signer_eoh(sg, "alice@example.com", why, sizeof(why)), SIGNER_SKIP);
+	assert_string_equal(why, "more than 1000 header fields");
+	assert_int_equal(signer_body(sg, (const unsigned char *)"x\r\n", 3), SIGNER_SKIP);
+	why[0] = '\0';
+	assert_int_equal(signer_eom(sg, &res, why, sizeof(why)), SIGNER_SKIP);
+	assert_string_equal(why, "more than 1000 header fields");
+	assert_int_equal(res.count, 0);
+	signer_free(sg);
 }
 
 static void keys_are_never_parsed_per_message(void **state)
@@ -612,6 +635,7 @@ int main(void)
 		cmocka_unit_test(list_unsubscribe_and_post_are_signed),
 		cmocka_unit_test(messages_not_signed_say_why),
 		cmocka_unit_test(header_limits_hold_exactly_at_the_limit),
+		cmocka_unit_test(past_a_header_limit_every_step_says_skip_with_the_why),
 		cmocka_unit_test(keys_are_never_parsed_per_message),
 		cmocka_unit_test(signers_on_many_threads_share_one_keytable),
 		cmocka_unit_test(hundred_thousand_domains_load_fast_and_sign_the_last),
