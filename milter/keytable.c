@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "dkimlib.h"
 #include "keytable.h"
@@ -221,18 +222,22 @@ static void keytable_key_free(void *p)
 	privkey_free(p);
 }
 
+/* The KEY field names a key file; anything else is the key itself. */
+static bool keytable_is_path(const char *data)
+{
+	return data[0] == '/' || strncmp(data, "./", 2) == 0 || strncmp(data, "../", 3) == 0;
+}
+
 /* A key file (once per path) or inline key data (once per text). */
 static const struct privkey *keytable_key(struct keytable *kt, const char *data,
 	char *why, size_t len)
 {
-	bool is_path = data[0] == '/' || strncmp(data, "./", 2) == 0 ||
-		strncmp(data, "../", 3) == 0;
 	struct privkey *k = strmap_get(kt->keys, data);
 
 	if (k != NULL)
 		return k;
-	k = is_path ? privkey_load_file(data, kt->require_safe, why, len)
-		    : privkey_load_text(data, why, len);
+	k = keytable_is_path(data) ? privkey_load_file(data, kt->require_safe, why, len)
+				   : privkey_load_text(data, why, len);
 	if (k != NULL && strmap_put(kt->keys, data, k) < 0) {
 		privkey_free(k);
 		snprintf(why, len, "out of memory");
@@ -241,14 +246,34 @@ static const struct privkey *keytable_key(struct keytable *kt, const char *data,
 	return k;
 }
 
+/*
+ * RequireSafeKeys for keys written in the KeyTable itself: the mode of
+ * the open file (fstat: what we check is what we read). Fills unsafe
+ * with the why when such a key must be refused, else leaves it empty.
+ */
+static void keytable_check_mode(const struct keytable *kt, struct keytable_line *ln,
+	char *unsafe, size_t len)
+{
+	struct stat st;
+
+	unsafe[0] = '\0';
+	if (!kt->require_safe)
+		return;
+	if (fstat(fileno(ln->fp), &st) != 0)
+		snprintf(unsafe, len, "%s: %s", ln->path, strerror(errno));
+	else
+		privkey_mode_unsafe(ln->path, st.st_mode, unsafe, len);
+}
+
 static void keytable_read_keys(struct keytable *kt, struct diag *errs)
 {
 	struct keytable_line ln;
-	char why[512];
+	char why[512], unsafe[PATH_MAX + 96];
 	int r;
 
 	if (keytable_open(kt->key_path, &ln, errs) == NULL)
 		return;
+	keytable_check_mode(kt, &ln, unsafe, sizeof(unsafe));
 	while ((r = keytable_next_line(&ln, errs)) != 0) {
 		if (r < 0)
 			continue;
@@ -287,6 +312,9 @@ static void keytable_read_keys(struct keytable *kt, struct diag *errs)
 		if (data[0] == '/' && strchr(data, '%') != NULL) {
 			if ((e->path_template = strdup(data)) == NULL)
 				diag_add(errs, ln.path, ln.number, "out of memory");
+		} else if (!keytable_is_path(data) && unsafe[0] != '\0') {
+			diag_add(errs, ln.path, ln.number, "key %s: private key inline in %s",
+				ln.key, unsafe);
 		} else if ((e->key = keytable_key(kt, data, why, sizeof(why))) == NULL) {
 			diag_add(errs, ln.path, ln.number, "%s", why);
 		}

@@ -19,7 +19,11 @@
  *	written, relative to the working directory, as in OpenDKIM), and a
  *	'%' in it is the From domain: such a file is read on first use for
  *	that domain and cached until the next load. Any other KEY is the key
- *	itself (base64 DER). Names are matched ignoring ASCII case (OpenDKIM
+ *	itself (base64 DER); RequireSafeKeys then applies to the KeyTable
+ *	file: at every load, a KeyTable holding a key inline that group or
+ *	others may read or write is an error at each such line ("key NAME:
+ *	private key inline in PATH: mode 0644 is readable by group or others
+ *	(RequireSafeKeys)"). Names are matched ignoring ASCII case (OpenDKIM
  *	matches them exactly; names are mostly domains, and a '%' name comes
  *	from a From header in any case); of two lines with one name the
  *	first counts (logged). Key files are read,

@@ -2,10 +2,11 @@
  * privkey - DKIM private keys: read and checked once, shared by every
  * message, lent to libopendkim without a parse per message.
  *
- * Does: read a key file (or inline KeyTable data), apply RequireSafeKeys,
- * parse it with OpenSSL, take the algorithm from the key type, and keep a
- * canonical PKCS#8 PEM text of it. Does not: know about tables, domains
- * or messages.
+ * Does: read a key file (or inline KeyTable data), apply RequireSafeKeys
+ * to key files (keytable applies the same privkey_mode_unsafe to a
+ * KeyTable holding keys inline), parse it with OpenSSL, take the
+ * algorithm from the key type, and keep a canonical PKCS#8 PEM text of
+ * it. Does not: know about tables, domains or messages.
  *
  * Why we lend keys. libopendkim has no call that takes a parsed key: each
  * dkim_sign() handle gets the key as text and parses it again in
@@ -161,6 +162,15 @@ struct privkey *privkey_load_text(const char *text, char *why, size_t len)
 	return pkey ? privkey_make(pkey, why, len) : NULL;
 }
 
+bool privkey_mode_unsafe(const char *path, mode_t mode, char *why, size_t len)
+{
+	if (!(mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH)))
+		return false;
+	snprintf(why, len, "%s: mode %04o is %s by group or others (RequireSafeKeys)",
+		path, (unsigned)(mode & 07777), (mode & (S_IRGRP | S_IROTH)) ? "readable" : "writable");
+	return true;
+}
+
 struct privkey *privkey_load_file(const char *path, bool require_safe, char *why, size_t len)
 {
 	struct stat st;
@@ -178,10 +188,7 @@ struct privkey *privkey_load_file(const char *path, bool require_safe, char *why
 		close(fd);
 		return NULL;
 	}
-	if (require_safe && (st.st_mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH))) {
-		snprintf(why, len, "%s: mode %04o is %s by group or others (RequireSafeKeys)",
-			path, (unsigned)(st.st_mode & 07777),
-			(st.st_mode & (S_IRGRP | S_IROTH)) ? "readable" : "writable");
+	if (require_safe && privkey_mode_unsafe(path, st.st_mode, why, len)) {
 		close(fd);
 		return NULL;
 	}

@@ -5,6 +5,7 @@
  *	struct privkey *privkey_load_file(const char *path, bool require_safe,
  *		char *why, size_t len);
  *	struct privkey *privkey_load_text(const char *text, char *why, size_t len);
+ *	bool privkey_mode_unsafe(const char *path, mode_t mode, char *why, size_t len);
  *	DKIM_STAT privkey_attach(const struct privkey *k, DKIM *dkim,
  *		struct privkey_loan *loan);
  *	void privkey_settle(struct privkey_loan *loan);
@@ -18,7 +19,13 @@
  *	With require_safe, a file readable or writable by group or others is
  *	refused and why says "PATH: mode 0644 is readable by group or others
  *	(RequireSafeKeys)". privkey_load_text takes key data written inline
- *	in a KeyTable line (base64 DER). Both return NULL with why on error.
+ *	in a KeyTable line (base64 DER); RequireSafeKeys is then the
+ *	caller's to apply to the KeyTable. Both return NULL with why on
+ *	error.
+ *
+ *	privkey_mode_unsafe is that rule: true, with why as above, when
+ *	mode (of the open file, from fstat) lets group or others read or
+ *	write a file holding a private key.
  *
  *	privkey_attach makes the signing handle dkim (made by dkim_sign()
  *	with k->text as its key) use the already parsed k->pkey instead of
@@ -70,6 +77,7 @@ struct privkey_loan {
 
 struct privkey *privkey_load_file(const char *path, bool require_safe, char *why, size_t len);
 struct privkey *privkey_load_text(const char *text, char *why, size_t len);
+bool privkey_mode_unsafe(const char *path, mode_t mode, char *why, size_t len);
 DKIM_STAT privkey_attach(const struct privkey *k, DKIM *dkim, struct privkey_loan *loan);
 void privkey_settle(struct privkey_loan *loan);
 void privkey_stats(unsigned long *lent, unsigned long *parsed);

@@ -13,6 +13,13 @@
 # - A SIGHUP that finds an unsafe key is refused (logged with path and
 #   mode) and the running keys stay; once the mode is fixed, the next
 #   SIGHUP takes the new key.
+# - A key written inline in the KeyTable (base64 DER, as OpenDKIM allows)
+#   obeys RequireSafeKeys through the KeyTable's own mode: with the
+#   KeyTable 0644, "bulkmilter -n" exits 1 naming the line, the file and
+#   its mode; 0600 is "config OK", and so is 0644 with RequireSafeKeys
+#   no. The running milter signs with an inline key from a 0600 KeyTable;
+#   a SIGHUP after the KeyTable became 0644 is refused (logged the same
+#   way) and the running key stays.
 
 # shellcheck source=../lib/harness.sh
 . "$(dirname "$0")/../lib/harness.sh"
@@ -62,6 +69,28 @@ chmod 0600 "$key"
 h_conf "KeyTable $H_TMP/KeyTable" "SigningTable refile:$H_TMP/SigningTable"
 h_milter_run -n -c "$conf"
 h_assert_eq "0 config OK" "$? $H_OUT" "mode 0600: config OK"
+
+# ---- a key inline in the KeyTable: the KeyTable's own mode
+inline=$H_TMP/InlineKeyTable
+# inline_table KEYFILE: the KeyTable line for selector k with KEYFILE inline
+inline_table() {
+	printf 'k._domainkey.example.com example.com:k:%s\n' \
+		"$(openssl pkey -in "$1" -outform DER | base64 -w0)" >"$inline"
+}
+inline_unsafe="$inline:1: key k._domainkey.example.com: private key inline in $inline: mode 0644 is readable by group or others (RequireSafeKeys)"
+inline_table "$key"
+chmod 0644 "$inline"
+h_conf "KeyTable $inline" "SigningTable refile:$H_TMP/SigningTable"
+h_milter_run -n -c "$conf"
+h_assert_eq "1 $inline_unsafe" "$? $H_OUT" "inline key, KeyTable 0644: bulkmilter -n exits 1 with that error"
+chmod 0600 "$inline"
+h_milter_run -n -c "$conf"
+h_assert_eq "0 config OK" "$? $H_OUT" "inline key, KeyTable 0600: config OK"
+chmod 0644 "$inline"
+h_conf "KeyTable $inline" "SigningTable refile:$H_TMP/SigningTable" "RequireSafeKeys no"
+h_milter_run -n -c "$conf"
+h_assert_eq "0 config OK" "$? $H_OUT" "inline key, KeyTable 0644 with RequireSafeKeys no: config OK"
+h_conf "KeyTable $H_TMP/KeyTable" "SigningTable refile:$H_TMP/SigningTable"
 
 # ---- rollover by SIGHUP
 h_milter_start
@@ -120,3 +149,20 @@ h_ok "mode fixed, SIGHUP: reloaded" dkim_reload
 send third
 verifies "third key, with the third TXT" "$H_TMP/key3/k.txt"
 fails "third key, with the second TXT" "$H_TMP/key2/k.txt"
+
+# ---- an inline key on SIGHUP: taken from a 0600 KeyTable, refused from 0644
+inline_table "$H_TMP/key2/k.private"
+chmod 0600 "$inline"
+h_conf "KeyTable $inline" "SigningTable refile:$H_TMP/SigningTable"
+h_ok "inline key, KeyTable 0600, SIGHUP: reloaded" dkim_reload
+send inline
+verifies "inline key (the second), with the second TXT" "$H_TMP/key2/k.txt"
+inline_table "$H_TMP/key3/k.private"
+chmod 0644 "$inline"
+h_log_mark "$H_MILTER_LOG"
+h_milter_hup
+h_ok "inline key, KeyTable 0644, SIGHUP: reload refused" h_wait_log "$H_MILTER_LOG" 'reload refused' 10
+h_ok "inline key, KeyTable 0644, SIGHUP: the log says $inline_unsafe" \
+	grep -qF -- "$inline_unsafe" "$H_MILTER_LOG"
+send inline-refused
+verifies "after the refused reload: the running inline key (second TXT)" "$H_TMP/key2/k.txt"

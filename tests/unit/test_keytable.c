@@ -348,6 +348,75 @@ static void require_safe_keys_refuses_a_group_readable_key(void **state)
 	keytable_free(kt);
 }
 
+/* The error keytable_load gives for each inline key of a KeyTable of mode. */
+static const char *inline_unsafe(const char *kt_path, int line, const char *name, const char *mode,
+	const char *how)
+{
+	static char msg[2 * PATH_MAX];
+	snprintf(msg, sizeof(msg), "%s:%d: key %s: private key inline in %s: mode %s is %s by group or "
+		"others (RequireSafeKeys)", kt_path, line, name, kt_path, mode, how);
+	return msg;
+}
+
+static void inline_keys_obey_require_safe_keys_through_the_keytable_mode(void **state)
+{
+	(void)state;
+	char inline_key[4096];
+	FILE *fp = fopen(kpath("rsa.b64"), "r");
+	assert_non_null(fp);
+	assert_non_null(fgets(inline_key, sizeof(inline_key), fp));
+	fclose(fp);
+	inline_key[strcspn(inline_key, "\n")] = '\0';
+	const char *kt_path = kfile("KeyTable",
+		"file example.com:file:@/rsa.private\n"
+		"inline example.com:inline:%s\n"
+		"again example.com:again:%s\n", inline_key, inline_key);
+	const char *st_path = kfile("SigningTable", "example.com inline\n");
+	struct settings s = settings_with(kt_path, st_path);
+	struct diag d = { 0 };
+
+	/* readable or writable by group or others: each inline line refused */
+	const struct { mode_t mode; const char *text, *how; } unsafe[] = {
+		{ 0644, "0644", "readable" }, { 0640, "0640", "readable" },
+		{ 0604, "0604", "readable" }, { 0620, "0620", "writable" },
+	};
+	for (size_t i = 0; i < sizeof(unsafe) / sizeof(unsafe[0]); i++) {
+		assert_int_equal(chmod(kt_path, unsafe[i].mode), 0);
+		assert_null(keytable_load(&s, &d));
+		assert_int_equal(diag_errors(&d), 2);
+		assert_string_equal(d.lines[0], inline_unsafe(kt_path, 2, "inline", unsafe[i].text,
+			unsafe[i].how));
+		assert_string_equal(d.lines[1], inline_unsafe(kt_path, 3, "again", unsafe[i].text,
+			unsafe[i].how));
+		diag_free(&d);
+	}
+
+	/* only its owner reads it: loads, and the inline key signs */
+	assert_int_equal(chmod(kt_path, 0600), 0);
+	struct keytable *kt = load_ok(kt_path, st_path);
+	assert_string_equal(first_selector(kt, "a@example.com"), "inline");
+	keytable_free(kt);
+
+	/* checked at every load: the same file made unsafe again is refused */
+	assert_int_equal(chmod(kt_path, 0644), 0);
+	assert_null(keytable_load(&s, &d));
+	assert_int_equal(diag_errors(&d), 2);
+	diag_free(&d);
+
+	/* RequireSafeKeys no: the mode does not matter */
+	s.require_safe_keys = false;
+	kt = keytable_load(&s, &d);
+	assert_non_null(kt);
+	assert_int_equal(diag_errors(&d), 0);
+	keytable_free(kt);
+
+	/* a 0644 KeyTable naming key files only is fine (the files are checked) */
+	kt_path = kfile("KeyTable", "file example.com:file:@/rsa.private\n");
+	assert_int_equal(chmod(kt_path, 0644), 0);
+	kt = load_ok(kt_path, kfile("SigningTable", "example.com file\n"));
+	keytable_free(kt);
+}
+
 static void missing_bad_small_and_foreign_keys_are_errors_at_their_lines(void **state)
 {
 	(void)state;
@@ -362,6 +431,7 @@ static void missing_bad_small_and_foreign_keys_are_errors_at_their_lines(void **
 		"badsel example.com:x/y:@/rsa.private\n"
 		"baddom exa mple.com:s:@/rsa.private\n"
 		"inline example.com:f:MIIBadBase64\n");
+	chmod(kt_path, 0600);	/* it holds a key inline (RequireSafeKeys) */
 	const char *st_path = kfile("SigningTable", "example.com gone\nexample.org nokey\nlonely\n");
 	struct diag d = { 0 };
 	struct settings s = settings_with(kt_path, st_path);
@@ -403,6 +473,7 @@ static void algorithm_comes_from_the_key_file(void **state)
 		"pkcs1 example.com:pkcs1:@/rsa1.pem\n"
 		"b64 example.com:b64:@/rsa.b64\n"
 		"inline example.com:inline:%s\n", inline_key);
+	chmod(kt_path, 0600);	/* it holds a key inline (RequireSafeKeys) */
 	char spec[PATH_MAX + 8];
 	snprintf(spec, sizeof(spec), "refile:%s", kfile("SigningTable",
 		"*@example.com rsa\n*@example.com ed\n*@example.com pkcs1\n"
@@ -500,6 +571,7 @@ int main(void)
 		cmocka_unit_test(percent_in_key_path_reads_that_domains_key_once),
 		cmocka_unit_test(opendkim_files_load_unchanged),
 		cmocka_unit_test(require_safe_keys_refuses_a_group_readable_key),
+		cmocka_unit_test(inline_keys_obey_require_safe_keys_through_the_keytable_mode),
 		cmocka_unit_test(missing_bad_small_and_foreign_keys_are_errors_at_their_lines),
 		cmocka_unit_test(algorithm_comes_from_the_key_file),
 		cmocka_unit_test(entries_naming_one_key_file_share_the_parsed_key),
