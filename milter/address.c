@@ -18,7 +18,8 @@
 /*
  * Checks a bare address "local@domain" and copies it unchanged. The local
  * part may be a quoted string, which may hold anything printable ("a b",
- * "x@y"); the domain may be a name or an address literal in brackets.
+ * "x@y"); unquoted, it holds no '@'. The domain may be a name or an
+ * address literal in brackets.
  */
 static int address_store(const char *start, size_t n, char *buf, size_t len)
 {
@@ -47,6 +48,9 @@ static int address_store(const char *start, size_t n, char *buf, size_t len)
 			unsigned char c = (unsigned char)*p;
 			if (c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == ',' || c == '(' ||
 			    c == ')' || c == '"')
+				return -1;
+			/* "a@b@c": which domain is meant depends on who reads it */
+			if (c == '@' && at != NULL)
 				return -1;
 			if (c == '@')
 				at = p;

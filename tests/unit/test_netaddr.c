@@ -109,6 +109,24 @@ static void envelope_addresses(void **state)
 	assert_null(address_domain("trailing@"));
 }
 
+/*
+ * Two '@' outside quotes: parsers disagree on the domain ("a@b@c" is b to
+ * some, c to others), so neither a From value nor an envelope takes it.
+ * Found by tests/fuzz/fuzz_address.
+ */
+static void address_with_two_at_signs_is_refused(void **state)
+{
+	(void)state;
+	char b[ADDRESS_MAX];
+	assert_int_equal(address_from_header(" victim@bank.example@evil.example", b, sizeof(b)), -1);
+	assert_int_equal(address_from_header(" Bank <victim@bank.example@evil.example>", b, sizeof(b)), -1);
+	assert_int_equal(address_from_header(" @@x", b, sizeof(b)), -1);
+	assert_int_equal(address_from_envelope("<victim@bank.example@evil.example>", b, sizeof(b)), -1);
+	/* quoted, the '@' is part of the local part: one domain */
+	assert_int_equal(address_from_header(" <\"victim@bank.example\"@evil.example>", b, sizeof(b)), 0);
+	assert_string_equal(address_domain(b), "evil.example");
+}
+
 static void bulk_rules(void **state)
 {
 	(void)state;
@@ -187,6 +205,7 @@ int main(void)
 		cmocka_unit_test(format_roundtrip),
 		cmocka_unit_test(header_addresses),
 		cmocka_unit_test(envelope_addresses),
+		cmocka_unit_test(address_with_two_at_signs_is_refused),
 		cmocka_unit_test(bulk_rules),
 		cmocka_unit_test(compliance_checks),
 	};
