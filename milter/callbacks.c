@@ -295,15 +295,42 @@ static const char *skip_space(const char *v)
 	return v;
 }
 
-/* True when an Authentication-Results value starts with our authserv-id. */
+/* Skips a comment at p ('('), nested and with quoted-pairs; NULL when open. */
+static const char *skip_comment(const char *p)
+{
+	for (int depth = 0; *p; p++) {
+		if (*p == '\\' && p[1])
+			p++;
+		else if (*p == '(')
+			depth++;
+		else if (*p == ')' && --depth == 0)
+			return p + 1;
+	}
+	return NULL;
+}
+
+/*
+ * True when an Authentication-Results value claims our authserv-id as
+ * RFC 8601 2.2 reads it, and so whoever reads the header after us: after
+ * comments (which nest), a token or a quoted-string, in any case.
+ */
 static bool ar_is_ours(const char *value, const char *authserv_id)
 {
 	const char *p = skip_space(value);
-	while (*p == '(') {		/* a leading comment */
-		const char *close = strchr(p, ')');
-		if (close == NULL)
+	while (*p == '(') {		/* leading comments */
+		if ((p = skip_comment(p)) == NULL)
 			return false;
-		p = skip_space(close + 1);
+		p = skip_space(p);
+	}
+	if (*p == '"') {
+		const char *id = authserv_id;
+		for (p++; *p != '"'; p++, id++) {
+			if (*p == '\\' && p[1])
+				p++;
+			if (*p == '\0' || tolower((unsigned char)*p) != tolower((unsigned char)*id))
+				return false;
+		}
+		return *id == '\0';
 	}
 	size_t n = strcspn(p, " \t\r\n;(");
 	return n == strlen(authserv_id) && strncasecmp(p, authserv_id, n) == 0;

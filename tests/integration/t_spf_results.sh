@@ -121,9 +121,12 @@ result "IPv6 client, ip6: permits it" 2001:db8::25 alice@v6.example pass
 h_assert_eq 2001:db8::25 "$(h_milter_field "$SPF_QID" client)" "IPv6: milter log client=2001:db8::25"
 result "IPv6 client, ip4-only record" 2001:db8::25 alice@pass.example fail
 
-# Forged results: ours (any case, after a comment) go, others stay.
+# Forged results: ours (any case, after comments, nested or not, or as a
+# quoted-string, RFC 8601 2.2) go, others stay.
 spf_send --xclient 192.0.2.10 --from alice@fail.example --tag forged \
 	--header "Authentication-Results: mx.test.example; spf=pass smtp.mailfrom=fail.example" \
+	--header "Authentication-Results: (a (nested) comment) mx.test.example; spf=pass smtp.mailfrom=fail.example" \
+	--header "Authentication-Results: \"mx.test.example\"; spf=pass smtp.mailfrom=fail.example" \
 	--header "Authentication-Results: other.example; spf=pass smtp.mailfrom=fail.example" \
 	--header "Authentication-Results: MX.Test.Example; dkim=pass header.d=fail.example" \
 	--header "Authentication-Results: (forged) mx.test.example; spf=pass smtp.mailfrom=fail.example" \
