@@ -625,6 +625,23 @@ static SPF_dns_rr_t *dns_query(struct dns_resolver *r, const char *name, ns_type
 	return out;
 }
 
+SPF_dns_rr_t *dns_reply_parse(struct dns_resolver *r, const char *name, ns_type type,
+	const unsigned char *msg, size_t len, long *ttl)
+{
+	char norm[DNS_NAME_MAX + 1];
+	unsigned char q[DNS_QUERY_MAX];
+	size_t qlen;
+
+	*ttl = -1;
+	if (dns_normalize(name, norm) < 0 || len < 2 || len > DNS_MESSAGE_MAX)
+		return SPF_dns_rr_new_init(&r->layer, name, type, 0, TRY_AGAIN);
+	qlen = dns_build_query(q, ns_get16(msg), norm, type);
+	if (dns_classify(msg, len, q, qlen - DNS_OPT_SIZE) != DNS_PACKET_ANSWER)
+		return SPF_dns_rr_new_init(&r->layer, norm, type, 0, TRY_AGAIN);
+	memcpy(r->answer, msg, len);
+	return dns_parse_answer(r, len, norm, type, ttl);
+}
+
 /* dns_lookup for a normalized name: the budget, the cache, the server. */
 static SPF_dns_rr_t *dns_lookup_normalized(struct dns_resolver *r, const char *norm,
 	ns_type type)

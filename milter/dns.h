@@ -18,6 +18,8 @@
  *	void dns_stats_get(const struct dns_resolver *r, struct dns_stats *out);
  *	void dns_resolver_observe(struct dns_resolver *r, dns_observer *fn,
  *		void *arg);
+ *	SPF_dns_rr_t *dns_reply_parse(struct dns_resolver *r, const char *name,
+ *		ns_type type, const unsigned char *msg, size_t len, long *ttl);
  * DESCRIPTION
  *	dns_server_parse turns the Resolver setting into the address of one
  *	DNS server: "system" is the first nameserver of /etc/resolv.conf
@@ -67,6 +69,12 @@
  *	are not shown: they never change. fn NULL stops it. This is how the
  *	SPF helper learns how long an evaluation's result stays true.
  *
+ *	dns_reply_parse is for tests and fuzzing: what a query for (name,
+ *	type) makes of msg, a server's reply carrying the query's ID (msg's
+ *	own): TRY_AGAIN when msg is not an answer to that question or is
+ *	malformed, else the answer as dns_lookup gives it. *ttl is how long
+ *	it would be cached (-1: not at all). Nothing is sent or cached.
+ *
  *	Not thread-safe: one resolver per (single-threaded) SPF helper.
  */
 #ifndef BM_DNS_H
@@ -115,5 +123,7 @@ void dns_budget_start(struct dns_resolver *r, long budget_ms, unsigned max_looku
 unsigned dns_budget_exceeded(const struct dns_resolver *r);
 void dns_stats_get(const struct dns_resolver *r, struct dns_stats *out);
 void dns_resolver_observe(struct dns_resolver *r, dns_observer *fn, void *arg);
+SPF_dns_rr_t *dns_reply_parse(struct dns_resolver *r, const char *name, ns_type type,
+	const unsigned char *msg, size_t len, long *ttl);
 
 #endif
