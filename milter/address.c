@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "address.h"
@@ -19,7 +20,7 @@
  * Checks a bare address "local@domain" and copies it unchanged. The local
  * part may be a quoted string, which may hold anything printable ("a b",
  * "x@y"); unquoted, it holds no '@'. The domain may be a name or an
- * address literal in brackets.
+ * address literal in brackets; ':' only in the literal.
  */
 static int address_store(const char *start, size_t n, char *buf, size_t len)
 {
@@ -58,10 +59,15 @@ static int address_store(const char *start, size_t n, char *buf, size_t len)
 	}
 	if (at == NULL || at == start || at == end - 1)
 		return -1;
+	/* ':' and brackets only in an address literal, "[IPv6:2001:db8::1]" */
+	bool literal = at[1] == '[' && end[-1] == ']';
 	for (const char *p = at + 1; p < end; p++) {
 		unsigned char c = (unsigned char)*p;
 		if (c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == ',' || c == '(' ||
-		    c == ')' || c == '"' || c == '@')
+		    c == ')' || c == '"' || c == '@' || c == ';' || c == '\\')
+			return -1;
+		if (((c == ':' || c == '[' || c == ']') && !literal) || (c == '[' && p != at + 1) ||
+		    (c == ']' && p != end - 1))
 			return -1;
 	}
 	memcpy(buf, start, n);

@@ -127,6 +127,25 @@ static void address_with_two_at_signs_is_refused(void **state)
 	assert_string_equal(address_domain(b), "evil.example");
 }
 
+/*
+ * A domain is a name or an address literal: "a@example.com:evil" is no
+ * address (a From value with it would otherwise read back as a group).
+ * Found by tests/fuzz/fuzz_address.
+ */
+static void domain_outside_a_literal_has_no_colon(void **state)
+{
+	(void)state;
+	char b[ADDRESS_MAX];
+	assert_int_equal(address_from_header(" <a@example.com:evil>", b, sizeof(b)), -1);
+	assert_int_equal(address_from_header(" <a@exa;mple.com>", b, sizeof(b)), -1);
+	assert_int_equal(address_from_envelope("<a@example.com:25>", b, sizeof(b)), -1);
+	assert_int_equal(address_from_envelope("<a@[192.0.2.1>", b, sizeof(b)), -1);
+	assert_int_equal(address_from_envelope("<a@x[1]>", b, sizeof(b)), -1);
+	assert_int_equal(address_from_header(" <a@[IPv6:2001:db8::1]>", b, sizeof(b)), 0);
+	assert_string_equal(b, "a@[IPv6:2001:db8::1]");
+	assert_int_equal(address_from_envelope("<a@[192.0.2.1]>", b, sizeof(b)), 0);
+}
+
 static void bulk_rules(void **state)
 {
 	(void)state;
@@ -206,6 +225,7 @@ int main(void)
 		cmocka_unit_test(header_addresses),
 		cmocka_unit_test(envelope_addresses),
 		cmocka_unit_test(address_with_two_at_signs_is_refused),
+		cmocka_unit_test(domain_outside_a_literal_has_no_colon),
 		cmocka_unit_test(bulk_rules),
 		cmocka_unit_test(compliance_checks),
 	};
