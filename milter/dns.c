@@ -563,8 +563,10 @@ static SPF_dns_rr_t *dns_parse_answer(struct dns_resolver *r, size_t len, const 
 		return out;
 	}
 	for (int i = 0; i < ns_msg_count(handle, ns_s_an); i++) {
-		if (ns_parserr(&handle, ns_s_an, i, &rr) < 0)
+		if (ns_parserr(&handle, ns_s_an, i, &rr) < 0) {
+			out->num_rr = 0;	/* TRY_AGAIN carries no records */
 			return out;
+		}
 		if (ns_rr_type(rr) != type && ns_rr_type(rr) != ns_t_cname)
 			continue;
 		if ((long)ns_rr_ttl(rr) < min_ttl)

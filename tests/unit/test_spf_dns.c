@@ -598,6 +598,48 @@ static void cache_expires_and_evicts_least_recently_used(void **state)
 	dns_cache_free(c);
 }
 
+/*
+ * A reply whose first answer parses and whose second does not is a
+ * failure with no records: TRY_AGAIN never carries a record. Found by
+ * tests/fuzz/fuzz_dns (its input is in the fuzz corpus).
+ */
+static void reply_broken_after_a_record_has_no_records(void **state)
+{
+	(void)state;
+	static const unsigned char head[] = {
+		0x4a, 0x2f, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0,		/* 2 answers */
+		7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0, 0, 16, 0, 1,
+		0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 1, 44, 0, 12,		/* TXT, TTL 300 */
+		11, 'v', '=', 's', 'p', 'f', '1', ' ', '-', 'a', 'l', 'l',
+	};
+	/* a second answer whose name points past the end of the message */
+	static const unsigned char broken[] = { 0xc0, 0xff, 0, 16, 0, 1, 0, 0, 0, 60, 0, 0 };
+	unsigned char msg[sizeof(head) + sizeof(broken)];
+	struct dns_resolver *r = resolver_at(1, 100);
+	SPF_dns_rr_t *rr;
+	long ttl;
+
+	memcpy(msg, head, sizeof(head));
+	memcpy(msg + sizeof(head), broken, sizeof(broken));
+	rr = dns_reply_parse(r, "example.com", ns_t_txt, msg, sizeof(msg), &ttl);
+	assert_non_null(rr);
+	assert_int_equal(rr->herrno, TRY_AGAIN);
+	assert_int_equal(rr->num_rr, 0);
+	assert_int_equal(ttl, -1);
+	SPF_dns_rr_free(rr);
+
+	/* the same reply saying one answer is a success with its record */
+	msg[7] = 1;
+	rr = dns_reply_parse(r, "example.com", ns_t_txt, msg, sizeof(head), &ttl);
+	assert_non_null(rr);
+	assert_int_equal(rr->herrno, NETDB_SUCCESS);
+	assert_int_equal(rr->num_rr, 1);
+	assert_string_equal(rr->rr[0]->txt, "v=spf1 -all");
+	assert_int_equal(ttl, 300);
+	SPF_dns_rr_free(rr);
+	dns_resolver_free(r);
+}
+
 static int start_server(void **state)
 {
 	(void)state;
@@ -633,6 +675,7 @@ int main(void)
 		cmocka_unit_test(negative_answers_cached_for_soa_minimum_only),
 		cmocka_unit_test(cache_expires_and_evicts_least_recently_used),
 		cmocka_unit_test(observer_sees_each_answer_with_the_ttl_left),
+		cmocka_unit_test(reply_broken_after_a_record_has_no_records),
 	};
 	return cmocka_run_group_tests(tests, start_server, stop_server);
 }
