@@ -470,9 +470,12 @@ enum spf_identity spf_identity_domain(const char *helo, const char *mail_from,
 	spf_set_detail(domain, len, "");
 	if (spf_strip_path(mail_from, path, sizeof(path)) < 0)
 		return SPF_IDENTITY_NONE;
-	if (path[0] == '\0')
-		return helo != NULL && spf_domain_ok(helo, domain, len) ? SPF_IDENTITY_HELO
-									: SPF_IDENTITY_NONE;
+	if (path[0] == '\0') {
+		if (helo != NULL && spf_domain_ok(helo, domain, len))
+			return SPF_IDENTITY_HELO;
+		spf_set_detail(domain, len, "");	/* "localhost" normalized, but no identity */
+		return SPF_IDENTITY_NONE;
+	}
 	at = strrchr(path, '@');
 	if (spf_domain_ok(at != NULL ? at + 1 : path, domain, len))
 		return SPF_IDENTITY_MAILFROM;

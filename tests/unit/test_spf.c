@@ -268,6 +268,10 @@ static void identity_domain_is_what_gets_checked(void **state)
 	assert_int_equal(spf_identity_domain("helo.test", "", d, sizeof(d)), SPF_IDENTITY_HELO);
 	assert_int_equal(spf_identity_domain("[192.0.2.1]", "", d, sizeof(d)), SPF_IDENTITY_NONE);
 	assert_string_equal(d, "");
+	/* a one-label HELO name normalizes but is no identity: nothing is left in d
+	 * (fuzz_envelope found "J") */
+	assert_int_equal(spf_identity_domain("localhost", "<>", d, sizeof(d)), SPF_IDENTITY_NONE);
+	assert_string_equal(d, "");
 	assert_int_equal(spf_identity_domain("helo.test", "user@[192.0.2.1]", d, sizeof(d)),
 			 SPF_IDENTITY_NONE);
 	assert_int_equal(spf_identity_domain("helo.test", "example.com", d, sizeof(d)),
