@@ -486,45 +486,18 @@ static int helper_refuse(int fd, const char *why)
 	return 1;
 }
 
-int spf_helper_main(int argc, char **argv)
+int spf_helper_run(int fd, const char *resolver, long timeout_ms)
 {
-	struct helper h = { .fd = -1 };
-	char err[256], *end;
-	sigset_t none;
-	long fd, timeout_ms, level;
+	struct helper h = { .fd = fd };
+	char err[256];
 	int rc;
-
-	if (argc != SPF_HELPER_ARGC || strcmp(argv[1], SPF_HELPER_ARG) != 0) {
-		fprintf(stderr, "usage: %s " SPF_HELPER_ARG " FD RESOLVER TIMEOUT_MS USER LEVEL\n",
-			argv[0]);
-		return 1;
-	}
-	fd = strtol(argv[2], &end, 10);
-	if (*end != '\0' || fd < 0 || fd > 65535 || fcntl((int)fd, F_GETFD) < 0) {
-		fprintf(stderr, "%s: bad socket %s\n", argv[0], argv[2]);
-		return 1;
-	}
-	timeout_ms = strtol(argv[4], &end, 10);
-	level = strtol(argv[6], NULL, 10);
-	h.fd = helper_shed_descriptors((int)fd);
-	if (h.fd < 0)
-		return 1;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	helper_open_log((int)level);
-	if (*end != '\0' || timeout_ms <= 0)
-		return helper_refuse(h.fd, "bad DNS timeout");
-	if (helper_drop_privileges(argv[5], err, sizeof(err)) < 0)
-		return helper_refuse(h.fd, err);
-	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 
 	SPF_error_handler = helper_spf_error;
 	SPF_warning_handler = helper_spf_note;
 	SPF_info_handler = helper_spf_note;
 	SPF_debug_handler = NULL;
 	h.budget_ms = SPF_BUDGET_TIMEOUTS * timeout_ms;
-	h.dns = dns_resolver_new(argv[3], timeout_ms, err, sizeof(err));
+	h.dns = dns_resolver_new(resolver, timeout_ms, err, sizeof(err));
 	if (h.dns == NULL)
 		return helper_refuse(h.fd, err);
 	dns_resolver_observe(h.dns, helper_observe, &h.evaluation);
@@ -540,6 +513,41 @@ int spf_helper_main(int argc, char **argv)
 	}
 	SPF_server_free(h.spf);
 	dns_resolver_free(h.dns);
-	close(h.fd);
+	return rc;
+}
+
+int spf_helper_main(int argc, char **argv)
+{
+	char err[256], *end;
+	sigset_t none;
+	long fd, timeout_ms, level;
+	int sock, rc;
+
+	if (argc != SPF_HELPER_ARGC || strcmp(argv[1], SPF_HELPER_ARG) != 0) {
+		fprintf(stderr, "usage: %s " SPF_HELPER_ARG " FD RESOLVER TIMEOUT_MS USER LEVEL\n",
+			argv[0]);
+		return 1;
+	}
+	fd = strtol(argv[2], &end, 10);
+	if (*end != '\0' || fd < 0 || fd > 65535 || fcntl((int)fd, F_GETFD) < 0) {
+		fprintf(stderr, "%s: bad socket %s\n", argv[0], argv[2]);
+		return 1;
+	}
+	timeout_ms = strtol(argv[4], &end, 10);
+	level = strtol(argv[6], NULL, 10);
+	sock = helper_shed_descriptors((int)fd);
+	if (sock < 0)
+		return 1;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	helper_open_log((int)level);
+	if (*end != '\0' || timeout_ms <= 0)
+		return helper_refuse(sock, "bad DNS timeout");
+	if (helper_drop_privileges(argv[5], err, sizeof(err)) < 0)
+		return helper_refuse(sock, err);
+	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	rc = spf_helper_run(sock, argv[3], timeout_ms);
+	close(sock);
 	return rc;
 }

@@ -70,4 +70,13 @@
 #define SPF_WIRE_TTL_MAX 2147483647L
 #define SPF_WIRE_TTL_DIGITS 10
 
+/*
+ * The helper's work once started (spf_helper_main: arguments checked,
+ * privileges dropped): 'R', then answers to requests on fd until the
+ * milter closes its end (0), or 1 on an error or a malformed request;
+ * 'E' and 1 when it cannot start. fd stays open. Also the entry point
+ * of the SPF wire fuzz target (tests/fuzz).
+ */
+int spf_helper_run(int fd, const char *resolver, long timeout_ms);
+
 #endif

@@ -5,8 +5,9 @@
  * Input: a whole map file, written to a scratch file; the classes it may
  * name are starter, business and webserver. Properties: every word of
  * the input can be looked up, as a key and as an address, and what is
- * found is one of those classes; the value of a valid "value class"
- * line is found (as an address or block too, when it is one).
+ * found is one of those classes; in a map without errors, the value of
+ * each "value class" line is found (as an address or block too, when it
+ * is one).
  */
 #include "config.h"
 
@@ -38,7 +39,8 @@ static void fuzz_found(const struct policy_class *c)
 }
 
 /* A line "value class" the map must have taken: its value is found. */
-static void fuzz_valid_line(const struct policy_map *text, const struct policy_map *ips, char *line)
+static void fuzz_valid_line(const struct policy_map *text, const struct policy_map *ips,
+	char *line)
 {
 	char *save = NULL, *value, *name;
 	struct cidr block;
@@ -48,8 +50,10 @@ static void fuzz_valid_line(const struct policy_map *text, const struct policy_m
 	    (name = strtok_r(NULL, " \t\r", &save)) == NULL ||
 	    strtok_r(NULL, " \t\r", &save) != NULL || fuzz_resolve(NULL, name) == NULL)
 		return;
-	fuzz_check(policy_map_lookup(text, value) != NULL, "the value of a valid map line is not found");
-	if (cidr_parse(value, &block) == 0)
+	if (text != NULL)
+		fuzz_check(policy_map_lookup(text, value) != NULL,
+			   "the value of a valid map line is not found");
+	if (ips != NULL && cidr_parse(value, &block) == 0)
 		fuzz_check(policy_map_lookup_ip(ips, &block.net) != NULL,
 			   "the block of a valid map line is not found");
 }
@@ -58,14 +62,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *path;
 	struct policy_map *text, *ips;
-	struct diag errs = { 0 };
+	struct diag errs = { 0 }, ip_errs = { 0 };
 	char err[512], *words, *save = NULL, *lines[64];
 	size_t n;
 
 	fuzz_init();
 	path = fuzz_write("map", data, size);
 	text = policy_map_load(path, false, fuzz_resolve, NULL, &errs, err, sizeof(err));
-	ips = policy_map_load(path, true, fuzz_resolve, NULL, &errs, err, sizeof(err));
+	ips = policy_map_load(path, true, fuzz_resolve, NULL, &ip_errs, err, sizeof(err));
 	fuzz_check(text != NULL && ips != NULL, "a readable map did not load");
 	words = fuzz_string(data, size);
 	for (char *w = strtok_r(words, " \t\r\n", &save); w != NULL; w = strtok_r(NULL, " \t\r\n", &save)) {
@@ -80,12 +84,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(words);
 	words = fuzz_string(data, size);
 	n = fuzz_lines(words, lines, sizeof(lines) / sizeof(lines[0]));
+	/* a map with errors is refused (policy_load fails): nothing to find */
 	for (size_t i = 0; i < n; i++)
 		if (i + 1 < sizeof(lines) / sizeof(lines[0]))	/* the last may hold the rest */
-			fuzz_valid_line(text, ips, lines[i]);
+			fuzz_valid_line(diag_errors(&errs) == 0 ? text : NULL,
+					diag_errors(&ip_errs) == 0 ? ips : NULL, lines[i]);
 	free(words);
 	policy_map_free(text);
 	policy_map_free(ips);
 	diag_free(&errs);
+	diag_free(&ip_errs);
 	return 0;
 }

@@ -1,0 +1,96 @@
+/*
+ * fuzz_spf_wire - the SPF helper's side of the wire (spf_wire.h): a
+ * request packet as the milter sends it, served by the helper itself
+ * (spf_helper_run: request parsing, libspf2's parsing of the client
+ * address, HELO name and MAIL FROM, the DMARC lookup, the answer).
+ *
+ * Input: one packet, a kind byte then NUL-terminated fields ('S' seq ip
+ * helo mail_from, 'D' seq domain), at most SPF_WIRE_MAX bytes. The helper
+ * runs in this process on one end of a SOCK_SEQPACKET pair; its DNS
+ * server is a closed loopback port, so every lookup fails at once
+ * (temperror) and no input waits on the network. Properties: the helper
+ * says 'R' first; a request of the right shape gets exactly one answer,
+ * a malformed one none and status 1; an answer is 'A', echoes the seq,
+ * has an outcome of enum spf_outcome, a detail of printable ASCII
+ * without '%' (it goes into SMTP replies), and for a check a ttl of at
+ * most SPF_WIRE_TTL_DIGITS digits and sender_specific "0" or "1".
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fuzz.h"
+#include "spf.h"
+#include "spf_wire.h"
+
+/* The fields of a packet after its kind byte; how many (at most max). */
+static int fuzz_fields(const char *pkt, size_t n, const char *fields[], int max)
+{
+	int count = 0;
+
+	for (size_t at = 1; at < n && count < max; at += strlen(pkt + at) + 1)
+		fields[count++] = pkt + at;
+	return count;
+}
+
+static void fuzz_check_answer(const char *pkt, size_t n, const char *req, size_t req_len)
+{
+	const char *f[6], *want[2];
+	int nf, expect = req[0] == SPF_WIRE_CHECK ? 5 : 3;
+	char *end;
+	long outcome;
+
+	fuzz_check(n >= 1 && pkt[0] == SPF_WIRE_ANSWER && pkt[n - 1] == '\0', "an answer that is not 'A'");
+	nf = fuzz_fields(pkt, n, f, 6);
+	fuzz_check(nf == expect, "an answer with the wrong number of fields");
+	fuzz_fields(req, req_len, want, 1);
+	fuzz_check(strcmp(f[0], want[0]) == 0, "an answer that does not echo the request's seq");
+	outcome = strtol(f[1], &end, 10);
+	fuzz_check(f[1][0] != '\0' && *end == '\0' && outcome >= SPF_OUTCOME_NONE &&
+		   outcome <= SPF_OUTCOME_PERMERROR, "an outcome that is not an enum spf_outcome");
+	fuzz_check(strlen(f[2]) < SPF_DETAIL_MAX, "a detail longer than SPF_DETAIL_MAX");
+	for (const char *p = f[2]; *p; p++)
+		fuzz_check(*p >= 0x20 && *p <= 0x7e && *p != '%', "a detail unfit for an SMTP reply");
+	if (expect == 5) {
+		size_t digits = strspn(f[3], "0123456789");
+		fuzz_check(digits > 0 && digits == strlen(f[3]) && digits <= SPF_WIRE_TTL_DIGITS,
+			   "a ttl that is not 1 to 10 digits");
+		fuzz_check(strcmp(f[4], "0") == 0 || strcmp(f[4], "1") == 0,
+			   "sender_specific neither 0 nor 1");
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	int sv[2], rc, answers = 0;
+	char buf[SPF_WIRE_MAX + 1], req[SPF_WIRE_MAX + 1];
+	const char *f[4];
+	bool well_formed;
+	ssize_t n;
+
+	fuzz_init();
+	if (size == 0 || size > SPF_WIRE_MAX)
+		return -1;		/* the milter sends neither */
+	memcpy(req, data, size);
+	req[size] = '\0';
+	well_formed = (req[0] == SPF_WIRE_CHECK && fuzz_fields(req, size, f, 4) == 4) ||
+		      (req[0] == SPF_WIRE_DMARC && fuzz_fields(req, size, f, 2) == 2);
+	fuzz_check(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+	fuzz_check(send(sv[0], data, size, MSG_NOSIGNAL) == (ssize_t)size, "cannot send the request");
+	shutdown(sv[0], SHUT_WR);
+	rc = spf_helper_run(sv[1], "127.0.0.1:1", 50);
+	close(sv[1]);
+	n = recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT);
+	fuzz_check(n == 1 && buf[0] == SPF_WIRE_READY, "the helper did not say it is ready");
+	while ((n = recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+		answers++;
+		fuzz_check_answer(buf, (size_t)n, req, size);
+	}
+	close(sv[0]);
+	fuzz_check(rc == (well_formed ? 0 : 1), "the helper's status does not say whether the request was good");
+	fuzz_check(answers == (well_formed ? 1 : 0), "not one answer to a good request, or one to a bad");
+	return 0;
+}
