@@ -1,32 +1,22 @@
 /*
- * spf - the milter's side of SPF: a pool of helper processes.
+ * spf - the milter's side of SPF: questions for a pool of helper processes.
  *
- * What it does: starts SPF_POOL_SIZE helpers (spf_helper.c), routes each
- * question to one of them by its organizational domain, and turns every
- * way a helper can fail (crash, hang, garbage, refusal to start) into a
- * temperror within a fixed time. What it does not: evaluate SPF or touch
- * DNS; this process never calls libspf2.
+ * What it does: turns spf_check, spf_check_egress and spf_dmarc_record
+ * into requests (spf_wire.h) for the helpers of spf_dispatch.c, each
+ * with its routing key, and keeps the egress cache. What it does not:
+ * evaluate SPF or touch DNS; this process never calls libspf2.
  *
  * Decisions:
  * - Helpers are separate processes because libspf2 abort()s on internal
  *   errors and carries an unpatched CVE reachable from DNS data. They are
- *   started by fork and an immediate exec of /proc/self/exe: after fork
- *   in a threaded process only async-signal-safe calls are allowed, so
- *   the child does nothing but clear close-on-exec on its socket and
- *   exec (argv is prepared before the fork). /proc/self/exe still runs
- *   the right program after a package upgrade replaced the file.
- * - One mutex per helper: a helper evaluates one request at a time, and
- *   a caller holds the helper for its whole request. The wait for the
- *   mutex counts against the same deadline as the request, so a hung
- *   helper delays its queue by at most one deadline, and the one caller
- *   whose request overran kills it.
- * - A dead helper is noticed when its socket hangs up and is started
- *   again by the next request that needs it; a request not yet sent when
- *   the helper turned out dead is sent to the new one, so only a request
- *   in flight ever pays for a crash. Children are reaped by pid right
- *   away (SIGKILL first, so a half-dead helper cannot block us).
- * - Routing by organizational domain sends every message of a burst to
- *   the same helper, whose DNS cache then answers all but the first.
+ *   started by fork and an immediate exec of /proc/self/exe, which still
+ *   runs the right program after a package upgrade replaced the file
+ *   (spf_dispatch.c).
+ * - The routing key is the organizational domain: the dispatcher sends
+ *   a burst from one domain to the same helper, whose DNS cache then
+ *   answers all but the first, and lets one domain hold only one
+ *   helper at a time, so a slow zone cannot take the pool (see
+ *   spf_dispatch.c for how requests wait, and for how long).
  * - Outbound mail asks the same question for every message: does our
  *   egress address pass for this MAIL FROM domain? spf_check_egress keeps
  *   those answers here, so a message costs no round trip at all, for as
@@ -37,21 +27,13 @@
  */
 #include "config.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "align.h"
 #include "dns.h"
@@ -59,29 +41,13 @@
 #include "log.h"
 #include "lru.h"
 #include "spf.h"
+#include "spf_dispatch.h"
 #include "spf_wire.h"
 
-#define SPF_HELPER_EXE "/proc/self/exe"
-#define SPF_HELPER_ARGV0 "bulkmilter-spf"
-/* A helper that is not ready by then is broken (it only parses argv). */
-#define SPF_START_WAIT_MS 2000
-/* After a helper failed to start, requests for it fail fast this long. */
-#define SPF_RESTART_BACKOFF_MS 1000
-/* A stopping helper gets this long to exit on its own before SIGKILL. */
-#define SPF_STOP_GRACE_MS 200
 /* dns_timeout_ms when the settings have none (SPEC: 2 s). */
 #define SPF_DEFAULT_TIMEOUT_MS 2000
 /* RFC 5321 4.5.3.1: a local part of 64 and a domain of 255 octets. */
 #define SPF_MAIL_FROM_MAX 320
-
-struct spf_helper {
-	pthread_mutex_t lock;		/* held for a whole request */
-	unsigned index;			/* for log lines */
-	pid_t pid;			/* 0 when not running */
-	int fd;				/* our end of the socket pair */
-	unsigned seq;			/* of the last request */
-	long long retry_after_ms;	/* after a failed start */
-};
 
 /*
  * The egress cache: outcomes of spf_check_egress by (egress address,
@@ -113,22 +79,9 @@ struct spf_egress_cache {
 };
 
 struct spf_pool {
-	char *resolver;
-	char *user;
-	long timeout_ms;		/* per DNS query */
-	long wait_ms;			/* per request, all included */
-	atomic_ulong requests;		/* sent to helpers */
-	struct spf_helper helpers[SPF_POOL_SIZE];
+	struct spf_dispatch *dispatch;	/* the helpers */
 	struct spf_egress_cache egress;
 };
-
-/* What an answer to a check says beyond the outcome (spf_wire.h). */
-struct spf_reuse {
-	long ttl;			/* seconds the outcome holds; 0 = do not reuse */
-	bool sender_specific;
-};
-
-enum spf_receive { SPF_RECEIVE_TIMEOUT = -2, SPF_RECEIVE_ERROR = -1, SPF_RECEIVE_EOF = 0 };
 
 static const char *const spf_outcome_names[] = {
 	[SPF_OUTCOME_NONE] = "none", [SPF_OUTCOME_NEUTRAL] = "neutral",
@@ -142,293 +95,6 @@ const char *spf_outcome_name(enum spf_outcome o)
 	if ((unsigned)o >= sizeof(spf_outcome_names) / sizeof(spf_outcome_names[0]))
 		return "temperror";
 	return spf_outcome_names[o];
-}
-
-static long long spf_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void spf_set_detail(char *detail, size_t len, const char *text)
-{
-	if (detail != NULL && len > 0)
-		snprintf(detail, len, "%s", text);
-}
-
-/*
- * Waits for one packet until the deadline: its length, or
- * SPF_RECEIVE_EOF / _ERROR / _TIMEOUT.
- */
-static ssize_t spf_receive(int fd, char *buf, size_t size, long long deadline_ms)
-{
-	for (;;) {
-		long long left = deadline_ms - spf_now_ms();
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-
-		if (left <= 0)
-			return SPF_RECEIVE_TIMEOUT;
-		n = poll(&p, 1, (int)left);
-		if (n < 0 && errno != EINTR)
-			return SPF_RECEIVE_ERROR;
-		if (n <= 0)
-			continue;
-		n = recv(fd, buf, size, MSG_DONTWAIT);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		return n < 0 ? SPF_RECEIVE_ERROR : n;
-	}
-}
-
-/* "exited with status 1", "killed by signal 9": for log lines. */
-static void spf_describe_status(int status, char *buf, size_t len)
-{
-	if (WIFSIGNALED(status))
-		snprintf(buf, len, "killed by signal %d", WTERMSIG(status));
-	else if (WIFEXITED(status))
-		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
-	else
-		snprintf(buf, len, "status %d", status);
-}
-
-/*
- * Ends a helper and reaps it; with grace, it may first exit on its own
- * (it does when its socket closes). Writes how it ended to how.
- */
-static void spf_helper_end(struct spf_helper *h, bool grace, char *how, size_t len)
-{
-	int status = 0;
-	pid_t r = 0;
-
-	close(h->fd);
-	h->fd = -1;
-	if (grace) {
-		long long until = spf_now_ms() + SPF_STOP_GRACE_MS;
-		while ((r = waitpid(h->pid, &status, WNOHANG)) == 0 && spf_now_ms() < until)
-			usleep(5000);
-	}
-	if (r == 0 && kill(h->pid, SIGKILL) < 0) {
-		/* Not ours to kill (another user?): never block on it. */
-		snprintf(how, len, "cannot be killed: %s", strerror(errno));
-		r = waitpid(h->pid, &status, WNOHANG);
-	} else if (r == 0) {
-		while ((r = waitpid(h->pid, &status, 0)) < 0 && errno == EINTR)
-			;
-		if (r < 0)
-			snprintf(how, len, "not reaped: %s", strerror(errno));
-	} else if (r < 0) {
-		snprintf(how, len, "not reaped: %s", strerror(errno));
-	}
-	if (r == h->pid)
-		spf_describe_status(status, how, len);
-	h->pid = 0;
-}
-
-/* Starts helper h (its lock held, not running); 0 when it said ready. */
-static int spf_helper_start(struct spf_pool *pool, struct spf_helper *h, long long deadline_ms)
-{
-	char arg0[] = SPF_HELPER_ARGV0, arg1[] = SPF_HELPER_ARG;
-	char fdarg[16], timeoutarg[24], levelarg[16], buf[SPF_WIRE_MAX + 1], how[64];
-	char *argv[SPF_HELPER_ARGC + 1] = { arg0, arg1, fdarg, pool->resolver, timeoutarg,
-					    pool->user, levelarg, NULL };
-	long long ready_by = spf_now_ms() + SPF_START_WAIT_MS;
-	int sv[2];
-	ssize_t n;
-	pid_t pid;
-
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		log_error("SPF helper %u: socketpair: %s", h->index, strerror(errno));
-		goto failed;
-	}
-	snprintf(fdarg, sizeof(fdarg), "%d", sv[1]);
-	snprintf(timeoutarg, sizeof(timeoutarg), "%ld", pool->timeout_ms);
-	snprintf(levelarg, sizeof(levelarg), "%d", log_current_level);
-	pid = fork();
-	if (pid == 0) {
-		/* Only async-signal-safe calls from here to exec. */
-		if (fcntl(sv[1], F_SETFD, 0) == 0)
-			execv(SPF_HELPER_EXE, argv);
-		_exit(127);
-	}
-	close(sv[1]);
-	if (pid < 0) {
-		log_error("SPF helper %u: fork: %s", h->index, strerror(errno));
-		close(sv[0]);
-		goto failed;
-	}
-	h->pid = pid;
-	h->fd = sv[0];
-	n = spf_receive(h->fd, buf, SPF_WIRE_MAX, deadline_ms < ready_by ? deadline_ms : ready_by);
-	if (n >= 1 && buf[0] == SPF_WIRE_READY) {
-		log_debug("SPF helper %u started (pid %d)", h->index, (int)pid);
-		return 0;
-	}
-	if (n >= 1 && buf[0] == SPF_WIRE_FAILED) {
-		buf[n] = '\0';
-		log_error("SPF helper %u (pid %d) cannot start: %s", h->index, (int)pid, buf + 1);
-	}
-	spf_helper_end(h, false, how, sizeof(how));
-	log_warning("SPF helper %u (pid %d) did not start: %s", h->index, (int)pid, how);
-failed:
-	h->retry_after_ms = spf_now_ms() + SPF_RESTART_BACKOFF_MS;
-	return -1;
-}
-
-/* True when an idle helper's socket shows neither hang-up nor stray data. */
-static bool spf_helper_idle_ok(const struct spf_helper *h)
-{
-	struct pollfd p = { .fd = h->fd, .events = POLLIN };
-
-	return poll(&p, 1, 0) == 0;
-}
-
-/* The routing key to a helper index. */
-static unsigned spf_route(const char *key)
-{
-	return fnv1a32(FNV1A32_OFFSET, key, strlen(key)) % SPF_POOL_SIZE;
-}
-
-/* kind, seq, then each field, each NUL-terminated; its length or -1. */
-static int spf_pack(char *pkt, size_t size, char kind, unsigned seq,
-	const char *const fields[], int nfields)
-{
-	int n = snprintf(pkt, size, "%c%u", kind, seq);
-
-	if (n < 0 || (size_t)n >= size)
-		return -1;
-	n++;
-	for (int i = 0; i < nfields; i++) {
-		size_t l = strlen(fields[i]);
-		if ((size_t)n + l + 1 > size)
-			return -1;
-		memcpy(pkt + n, fields[i], l + 1);
-		n += (int)l + 1;
-	}
-	return n;
-}
-
-/* A ttl field: 1 to SPF_WIRE_TTL_DIGITS digits, at most SPF_WIRE_TTL_MAX; 0 or -1. */
-static int spf_parse_ttl(const char *text, long *ttl)
-{
-	size_t len = strlen(text);
-	long long value = 0;
-
-	if (len == 0 || len > SPF_WIRE_TTL_DIGITS)
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		if (text[i] < '0' || text[i] > '9')
-			return -1;
-		value = value * 10 + (text[i] - '0');
-	}
-	if (value > SPF_WIRE_TTL_MAX)
-		return -1;
-	*ttl = (long)value;
-	return 0;
-}
-
-/*
- * Checks an 'A' packet for seq and takes its outcome and detail, and with
- * reuse (an answer to an 'S') its ttl and sender_specific too; 0, or -1
- * when any field is missing, extra or malformed.
- */
-static int spf_unpack(char *buf, ssize_t n, unsigned seq, enum spf_outcome *outcome,
-	char *detail, size_t len, struct spf_reuse *reuse)
-{
-	char expect[16], *fields[5], *p = buf + 1, *end = buf + n;
-	int nfields = reuse != NULL ? 5 : 3;
-	char *stop;
-	long code, ttl = 0;
-
-	if (n < 1 || buf[0] != SPF_WIRE_ANSWER || buf[n - 1] != '\0')
-		return -1;
-	for (int i = 0; i < nfields; i++) {
-		if (p >= end)
-			return -1;
-		fields[i] = p;
-		p += strlen(p) + 1;
-	}
-	if (p != end)
-		return -1;
-	snprintf(expect, sizeof(expect), "%u", seq);
-	code = strtol(fields[1], &stop, 10);
-	if (strcmp(fields[0], expect) != 0 || *stop != '\0' || fields[1][0] == '\0' ||
-	    code < SPF_OUTCOME_NONE || code > SPF_OUTCOME_PERMERROR)
-		return -1;
-	if (reuse != NULL && (spf_parse_ttl(fields[3], &ttl) < 0 ||
-			      (strcmp(fields[4], "0") != 0 && strcmp(fields[4], "1") != 0)))
-		return -1;
-	*outcome = (enum spf_outcome)code;
-	spf_set_detail(detail, len, fields[2]);
-	if (reuse != NULL) {
-		reuse->ttl = ttl;
-		reuse->sender_specific = fields[4][0] == '1';
-	}
-	return 0;
-}
-
-/*
- * One request to the helper that owns key; every failure is a
- * temperror with a reason in detail. reuse, for an 'S', gets what the
- * helper said about reusing the outcome (not to be reused on failure).
- */
-static enum spf_outcome spf_ask(struct spf_pool *pool, const char *key, char kind,
-	const char *const fields[], int nfields, char *detail, size_t len,
-	struct spf_reuse *reuse)
-{
-	long long deadline = spf_now_ms() + pool->wait_ms;
-	struct spf_helper *h = &pool->helpers[spf_route(key)];
-	struct timespec until = { .tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000 };
-	enum spf_outcome outcome = SPF_OUTCOME_TEMPERROR;
-	char pkt[SPF_WIRE_MAX], buf[SPF_WIRE_MAX + 1], how[64];
-	int pktlen;
-	ssize_t n;
-
-	if (reuse != NULL)
-		*reuse = (struct spf_reuse){ .ttl = 0, .sender_specific = true };
-	if (pthread_mutex_clocklock(&h->lock, CLOCK_MONOTONIC, &until) != 0) {
-		spf_set_detail(detail, len, "SPF helper busy");
-		return SPF_OUTCOME_TEMPERROR;
-	}
-	spf_set_detail(detail, len, "SPF helper unavailable");
-	/* A second attempt only when the first found the helper dead before sending. */
-	for (int attempt = 0; attempt < 2; attempt++) {
-		if (h->pid == 0 && (spf_now_ms() < h->retry_after_ms ||
-				    spf_helper_start(pool, h, deadline) < 0))
-			break;
-		pktlen = spf_pack(pkt, sizeof(pkt), kind, ++h->seq, fields, nfields);
-		if (pktlen < 0) {
-			spf_set_detail(detail, len, "SPF request too long");
-			break;
-		}
-		if (!spf_helper_idle_ok(h) || send(h->fd, pkt, (size_t)pktlen, MSG_NOSIGNAL) < 0) {
-			int pid = (int)h->pid;
-			spf_helper_end(h, false, how, sizeof(how));
-			log_warning("SPF helper %u (pid %d) ended while idle: %s; starting it again",
-				    h->index, pid, how);
-			continue;
-		}
-		atomic_fetch_add_explicit(&pool->requests, 1, memory_order_relaxed);
-		n = spf_receive(h->fd, buf, SPF_WIRE_MAX, deadline);
-		if (n > 0 && spf_unpack(buf, n, h->seq, &outcome, detail, len, reuse) == 0)
-			break;
-		int pid = (int)h->pid;
-		spf_helper_end(h, false, how, sizeof(how));
-		if (n == SPF_RECEIVE_TIMEOUT) {
-			log_warning("SPF helper %u (pid %d) gave no answer within %ld ms; stopped it",
-				    h->index, pid, pool->wait_ms);
-			spf_set_detail(detail, len, "SPF evaluation timed out");
-		} else {
-			log_warning("SPF helper %u (pid %d) failed during a request: %s",
-				    h->index, pid, n > 0 ? "bad answer" : how);
-			spf_set_detail(detail, len, "SPF helper failed");
-		}
-		break;
-	}
-	pthread_mutex_unlock(&h->lock);
-	return outcome;
 }
 
 /* The routing key: the organizational domain, else the name itself. */
@@ -513,7 +179,8 @@ static enum spf_outcome spf_evaluate(struct spf_pool *pool, const struct netaddr
 	fields[1] = helo != NULL && strlen(helo) <= ALIGN_NAME_MAX ? helo : "";
 	fields[2] = path;
 	spf_route_key(domain, key, sizeof(key));
-	return spf_ask(pool, key, SPF_WIRE_CHECK, fields, 3, detail, len, reuse);
+	return spf_dispatch_ask(pool->dispatch, key, SPF_WIRE_CHECK, fields, 3, detail, len,
+				reuse);
 }
 
 enum spf_outcome spf_check(struct spf_pool *pool, const struct netaddr *client,
@@ -661,7 +328,7 @@ void spf_pool_stats(struct spf_pool *pool, unsigned long *requests,
 	*egress_cache_hits = 0;
 	if (pool == NULL)
 		return;
-	*requests = atomic_load_explicit(&pool->requests, memory_order_relaxed);
+	*requests = spf_dispatch_requests(pool->dispatch);
 	pthread_mutex_lock(&pool->egress.lock);
 	*egress_cache_hits = pool->egress.hits;
 	pthread_mutex_unlock(&pool->egress.lock);
@@ -679,7 +346,8 @@ int spf_dmarc_record(struct spf_pool *pool, const char *domain, bool *published)
 	if (domain == NULL || align_normalize(domain, name, sizeof(name)) < 0)
 		return 0;
 	spf_route_key(name, key, sizeof(key));
-	o = spf_ask(pool, key, SPF_WIRE_DMARC, fields, 1, detail, sizeof(detail), NULL);
+	o = spf_dispatch_ask(pool->dispatch, key, SPF_WIRE_DMARC, fields, 1, detail,
+			     sizeof(detail), NULL);
 	if (o == SPF_OUTCOME_TEMPERROR) {
 		log_debug("DMARC record of %s: %s", name, detail);
 		return -1;
@@ -693,7 +361,6 @@ struct spf_pool *spf_pool_start(const struct settings *s, char *err, size_t len)
 	struct spf_pool *pool = calloc(1, sizeof(*pool));
 	struct sockaddr_storage server;
 	socklen_t server_len;
-	unsigned started = 0;
 
 	if (pool == NULL) {
 		spf_set_detail(err, len, "out of memory");
@@ -704,59 +371,27 @@ struct spf_pool *spf_pool_start(const struct settings *s, char *err, size_t len)
 		free(pool);
 		return NULL;
 	}
-	pool->resolver = strdup(s->resolver != NULL ? s->resolver : "system");
-	pool->user = strdup(s->user_id != NULL ? s->user_id : "");
-	pool->timeout_ms = s->dns_timeout_ms > 0 ? s->dns_timeout_ms : SPF_DEFAULT_TIMEOUT_MS;
-	pool->wait_ms = SPF_BUDGET_TIMEOUTS * pool->timeout_ms + SPF_REPLY_MARGIN_MS;
-	if (pool->resolver == NULL || pool->user == NULL) {
-		spf_set_detail(err, len, "out of memory");
-		free(pool->resolver);
-		free(pool->user);
+	pool->dispatch = spf_dispatch_start(s->resolver != NULL ? s->resolver : "system",
+					    s->user_id != NULL ? s->user_id : "",
+					    s->dns_timeout_ms > 0 ? s->dns_timeout_ms
+								  : SPF_DEFAULT_TIMEOUT_MS,
+					    err, len);
+	if (pool->dispatch == NULL) {
 		free(pool);
 		return NULL;
 	}
-	atomic_init(&pool->requests, 0);
 	pthread_mutex_init(&pool->egress.lock, NULL);
 	pool->egress.sweep_after_ms = LLONG_MAX;
-	for (unsigned i = 0; i < SPF_POOL_SIZE; i++) {
-		struct spf_helper *h = &pool->helpers[i];
-		pthread_mutex_init(&h->lock, NULL);
-		h->index = i;
-		h->fd = -1;
-		if (spf_helper_start(pool, h, spf_now_ms() + SPF_START_WAIT_MS) == 0)
-			started++;
-	}
-	if (started == 0) {
-		spf_set_detail(err, len, "no SPF helper process started (see the log)");
-		spf_pool_stop(pool);
-		return NULL;
-	}
 	return pool;
 }
 
 void spf_pool_stop(struct spf_pool *pool)
 {
-	char how[64];
-
 	if (pool == NULL)
 		return;
-	for (unsigned i = 0; i < SPF_POOL_SIZE; i++) {
-		struct spf_helper *h = &pool->helpers[i];
-		pthread_mutex_lock(&h->lock);
-		if (h->pid != 0) {
-			int pid = (int)h->pid;
-			spf_helper_end(h, true, how, sizeof(how));
-			if (strcmp(how, "exited with status 0") != 0)
-				log_warning("SPF helper %u (pid %d) did not stop cleanly: %s",
-					    i, pid, how);
-		}
-		pthread_mutex_unlock(&h->lock);
-		pthread_mutex_destroy(&h->lock);
-	}
+	spf_dispatch_stop(pool->dispatch);
 	while (pool->egress.recency.oldest != NULL)
 		spf_egress_drop(&pool->egress, SPF_EGRESS_ENTRY(pool->egress.recency.oldest));
 	pthread_mutex_destroy(&pool->egress.lock);
-	free(pool->resolver);
-	free(pool->user);
 	free(pool);
 }

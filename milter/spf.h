@@ -29,10 +29,12 @@
  *	(it copies them; s may be freed afterwards) and returns NULL with
  *	a reason in err when the Resolver is invalid or no helper starts.
  *	Start the pool in the process that will call spf_check, i.e. after
- *	any fork into the background: helpers are its children and are
- *	reaped by pid (do not reap with waitpid(-1), nor set SIGCHLD to
- *	SIG_IGN). It may start before or after the daemon drops to UserID;
- *	either way helpers run as that user, so the daemon can kill them.
+ *	any fork into the background: each pool runs a thread of its own
+ *	(the dispatcher, which blocks every signal), and helpers are its
+ *	children, reaped by pid (do not reap with waitpid(-1), nor set
+ *	SIGCHLD to SIG_IGN). It may start before or after the daemon drops
+ *	to UserID; either way helpers run as that user, so the daemon can
+ *	kill them.
  *	spf_pool_stop ends the helpers and frees the pool; no spf_check may
  *	be running on it. With pool NULL, spf_check answers temperror and
  *	spf_dmarc_record -1.
@@ -45,9 +47,10 @@
  *	permerror covers record syntax errors, more than 10 DNS terms
  *	in one record (more than SPF_LOOKUPS_MAX lookups in all) and more
  *	than SPF_VOID_LOOKUPS_MAX void lookups (RFC 7208 4.6.4); temperror
- *	covers DNS failures, a helper that died or overran its time, and a
- *	pool too busy to answer in time. none is also the answer when there
- *	is no client address or no valid domain to check (RFC 7208 4.3).
+ *	covers DNS failures, a helper that died or overran its time, and
+ *	no helper free for the domain in time. none is also the answer
+ *	when there is no client address or no valid domain to check (RFC
+ *	7208 4.3).
  *
  *	spf_check_egress is spf_check for one of our own egress addresses
  *	(outbound mail), without the detail, and remembers its outcomes: an
@@ -73,11 +76,19 @@
  *	that starts with "v=DMARC1" (RFC 7489 6.6.3). It returns 0, or -1
  *	on a DNS failure. An invalid domain is "not published".
  *
- *	These calls are thread-safe and return within
- *	SPF_BUDGET_TIMEOUTS * dns_timeout_ms + SPF_REPLY_MARGIN_MS. Requests
- *	for one organizational domain always go to the same helper, so they
- *	share its DNS cache. A helper that dies costs at most the request in
- *	flight (temperror) and is started again on the next request.
+ *	These calls are thread-safe. Let W be SPF_BUDGET_TIMEOUTS *
+ *	dns_timeout_ms + SPF_REPLY_MARGIN_MS: a request waits at most W for
+ *	a helper to be free, and then at most W for its answer, counted
+ *	from when the helper got it, so the calls return within 2 * W. One
+ *	organizational domain has at most one request in the helpers at a
+ *	time, on the helper it hashes to when that is idle (so a burst
+ *	shares its DNS cache), else on another idle one: a slow or hostile
+ *	zone delays its own requests, and holds one helper, never the pool.
+ *	A caller that gives up leaves the helper at work (the late answer
+ *	is dropped); a helper silent for SPF_HUNG_WAITS * W is killed. A
+ *	helper that dies costs at most the request in flight (temperror)
+ *	and is started again, with time of its own to start, as soon as a
+ *	request waits.
  *
  *	spf_identity_domain writes the domain spf_check evaluates (lower
  *	case), for Authentication-Results: SPF_IDENTITY_MAILFROM
@@ -87,7 +98,8 @@
  *	spf_helper_main is the helper process's entry point; it returns only
  *	when the milter closes its socket (0) or the helper cannot start (1).
  * DIAGNOSTICS
- *	A helper that dies, overruns or fails to start is logged at warning
+ *	A helper that dies or fails to start, whose answer came too late
+ *	for its caller, or that hung and was killed is logged at warning
  *	level with its pid; the helpers log libspf2's own complaints.
  *	[owner: SPF module]
  */
@@ -109,6 +121,8 @@
 #define SPF_BUDGET_TIMEOUTS 2
 /* What the milter waits beyond a helper's own time budget. */
 #define SPF_REPLY_MARGIN_MS 500
+/* A helper silent this many waits (W) after a request is hung: killed. */
+#define SPF_HUNG_WAITS 2
 /*
  * Egress outcomes remembered per pool: our egress addresses times the
  * MAIL FROM domains we send for, a few hundred bytes each (about 1 MB).

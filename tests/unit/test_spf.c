@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -361,6 +362,11 @@ static void killed_helper_costs_only_the_request_in_flight(void **state)
 	pthread_join(t, NULL);
 	assert_int_equal(c.outcome, SPF_OUTCOME_TEMPERROR);
 	assert_true(c.elapsed_ms < MAIN_TIMEOUT_MS);	/* noticed the death, not a timeout */
+	/*
+	 * The other three die too; a request sent to one in the moment
+	 * before its socket hangs up would be in flight when it dies.
+	 */
+	usleep(50000);
 
 	/* The next checks are evaluated normally by fresh helpers. */
 	assert_int_equal(check("192.0.2.10", "h.example", "user@pass.test"), SPF_OUTCOME_PASS);
@@ -380,7 +386,25 @@ static void killed_helper_costs_only_the_request_in_flight(void **state)
 			 SPF_OUTCOME_SOFTFAIL);
 }
 
-static void hung_helper_is_replaced_within_the_wait_bound(void **state)
+static void signal_all(const pid_t *pids, int n, int sig)
+{
+	/* A helper may be gone by SIGCONT: assert_same_helpers tells. */
+	for (int i = 0; i < n; i++)
+		assert_true(kill(pids[i], sig) == 0 || sig == SIGCONT);
+}
+
+/* The same helper processes run as before: none killed, none new. */
+static void assert_same_helpers(const pid_t *before, int n)
+{
+	pid_t after[HELPERS_MAX];
+	int m = helper_pids(after, HELPERS_MAX);
+
+	assert_int_equal(m, n);
+	for (int i = 0; i < m; i++)
+		assert_true(contains(before, n, after[i]));
+}
+
+static void timed_out_caller_leaves_its_helper_at_work(void **state)
 {
 	struct spf_pool *p = pool_at(server.port, 300);
 	pid_t pids[HELPERS_MAX];
@@ -393,20 +417,171 @@ static void hung_helper_is_replaced_within_the_wait_bound(void **state)
 			 SPF_OUTCOME_PASS);
 	n = helper_pids(pids, HELPERS_MAX);
 	assert_true(n >= SPF_POOL_SIZE);	/* the main pool's helpers are ours too */
-	for (int i = 0; i < n; i++)
-		kill(pids[i], SIGSTOP);
+	signal_all(pids, n, SIGSTOP);
 	t0 = spf_test_now_ms();
 	assert_int_equal(check_in(p, "192.0.2.10", "h", "user@pass.test", detail, sizeof(detail)),
 			 SPF_OUTCOME_TEMPERROR);
 	elapsed = spf_test_now_ms() - t0;
 	assert_string_equal(detail, "SPF evaluation timed out");
-	/* SPF_BUDGET_TIMEOUTS * 300 + SPF_REPLY_MARGIN_MS = 1100 ms */
+	/* W = SPF_BUDGET_TIMEOUTS * 300 + SPF_REPLY_MARGIN_MS = 1100 ms */
 	assert_true(elapsed >= 1000);
 	assert_true(elapsed < 1100 + 500);
-	for (int i = 0; i < n; i++)
-		kill(pids[i], SIGCONT);
+	signal_all(pids, n, SIGCONT);
+	/* The helper answers late (dropped) and serves the next request. */
 	assert_int_equal(check_in(p, "192.0.2.10", "h", "user@pass.test", detail, sizeof(detail)),
 			 SPF_OUTCOME_PASS);
+	assert_int_equal(check_in(p, "192.0.2.10", "h", "user@fail.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_FAIL);
+	assert_same_helpers(pids, n);
+	spf_pool_stop(p);
+}
+
+static void hung_helper_is_killed_after_two_waits(void **state)
+{
+	struct spf_pool *p = pool_at(server.port, 300);
+	pid_t pids[HELPERS_MAX], after[HELPERS_MAX];
+	char detail[256];
+	int n, m, kept = 0;
+	(void)state;
+
+	assert_int_equal(check_in(p, "192.0.2.10", "h", "user@pass.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_PASS);
+	n = helper_pids(pids, HELPERS_MAX);
+	signal_all(pids, n, SIGSTOP);
+	assert_int_equal(check_in(p, "192.0.2.10", "h", "user@pass.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_TEMPERROR);
+	/* SPF_HUNG_WAITS * 1100 ms after it got the request, it is killed. */
+	usleep((SPF_HUNG_WAITS - 1) * 1100000 + 400000);
+	m = helper_pids(after, HELPERS_MAX);
+	for (int i = 0; i < m; i++)
+		kept += contains(pids, n, after[i]);
+	assert_int_equal(m, n - 1);
+	assert_int_equal(kept, n - 1);
+	signal_all(after, m, SIGCONT);
+	assert_int_equal(check_in(p, "192.0.2.10", "h", "user@pass.test", detail, sizeof(detail)),
+			 SPF_OUTCOME_PASS);
+	spf_pool_stop(p);
+}
+
+struct timed_check {
+	struct spf_pool *pool;
+	const char *from;
+	enum spf_outcome outcome;
+	char detail[256];
+	long long elapsed_ms;
+};
+
+static void *timed_check_thread(void *arg)
+{
+	struct timed_check *c = arg;
+	long long t0 = spf_test_now_ms();
+
+	c->outcome = check_in(c->pool, "192.0.2.10", "h.example", c->from, c->detail,
+			      sizeof(c->detail));
+	c->elapsed_ms = spf_test_now_ms() - t0;
+	return NULL;
+}
+
+static void queued_request_gets_its_full_time_once_sent(void **state)
+{
+	/* W = SPF_BUDGET_TIMEOUTS * 1000 + SPF_REPLY_MARGIN_MS = 2500 ms */
+	struct spf_pool *p = pool_at(server.port, MAIN_TIMEOUT_MS);
+	struct timed_check busy[SPF_POOL_SIZE] = {
+		{ .pool = p, .from = "a@pass.test" }, { .pool = p, .from = "b@fail.test" },
+		{ .pool = p, .from = "c@softfail.test" }, { .pool = p, .from = "d@neutral.test" },
+	};
+	static const enum spf_outcome want[SPF_POOL_SIZE] = {
+		SPF_OUTCOME_PASS, SPF_OUTCOME_FAIL, SPF_OUTCOME_SOFTFAIL, SPF_OUTCOME_NEUTRAL,
+	};
+	struct timed_check queued = { .pool = p, .from = "e@x.slow.test" };
+	pthread_t t[SPF_POOL_SIZE + 1];
+	pid_t pids[HELPERS_MAX];
+	int n;
+	(void)state;
+
+	n = helper_pids(pids, HELPERS_MAX);
+	/* Four domains take p's four helpers, which are stopped... */
+	signal_all(pids, n, SIGSTOP);
+	for (int i = 0; i < SPF_POOL_SIZE; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, timed_check_thread, &busy[i]), 0);
+	usleep(200000);
+	/* ...so a fifth waits 1.9 s of its 2.5 for a helper. */
+	assert_int_equal(pthread_create(&t[SPF_POOL_SIZE], NULL, timed_check_thread, &queued), 0);
+	usleep(1900000);
+	signal_all(pids, n, SIGCONT);
+	for (int i = 0; i <= SPF_POOL_SIZE; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < SPF_POOL_SIZE; i++)
+		assert_int_equal(busy[i].outcome, want[i]);
+	/*
+	 * Once sent, it has 2.5 s of its own: the helper's answer (the slow
+	 * zone's DNS timeout of 1 s) arrives, 2.9 s after the call.
+	 */
+	assert_int_equal(queued.outcome, SPF_OUTCOME_TEMPERROR);
+	if (strncmp(queued.detail, "DNS failure for x.slow.test: ", 29) != 0)
+		fprintf(stderr, "queued: %s after %lld ms\n", queued.detail, queued.elapsed_ms);
+	assert_memory_equal(queued.detail, "DNS failure for x.slow.test: ", 29);
+	assert_true(queued.elapsed_ms > 2500);
+	assert_same_helpers(pids, n);
+	spf_pool_stop(p);
+}
+
+struct hammer {
+	struct spf_pool *pool;
+	atomic_bool stop;
+	int rounds;
+};
+
+static void *hammer_thread(void *arg)
+{
+	struct hammer *h = arg;
+
+	while (!atomic_load(&h->stop)) {
+		check_in(h->pool, "192.0.2.10", "h.example", "user@x.slow.test", NULL, 0);
+		h->rounds++;
+	}
+	return NULL;
+}
+
+static void slow_zone_does_not_hold_a_domain_routed_to_its_helper(void **state)
+{
+	struct spf_pool *p = pool_at(server.port, MAIN_TIMEOUT_MS);
+	struct hammer hammers[4];
+	pthread_t t[4];
+	pid_t pids[HELPERS_MAX];
+	int n;
+	(void)state;
+
+	n = helper_pids(pids, HELPERS_MAX);
+	/* slow.test and pass.test hash to the same helper (FNV-1a: both 2). */
+	for (int i = 0; i < 4; i++) {
+		hammers[i].pool = p;
+		hammers[i].rounds = 0;
+		atomic_init(&hammers[i].stop, false);
+		assert_int_equal(pthread_create(&t[i], NULL, hammer_thread, &hammers[i]), 0);
+	}
+	usleep(300000);
+	for (int i = 0; i < 12; i++) {
+		char detail[256];
+		long long t0 = spf_test_now_ms(), elapsed;
+		enum spf_outcome o = check_in(p, "198.51.100.7", "h", "ceo@pass.test", detail,
+					      sizeof(detail));
+		elapsed = spf_test_now_ms() - t0;
+		if (o != SPF_OUTCOME_FAIL || elapsed >= MAIN_TIMEOUT_MS)
+			fprintf(stderr, "check %d: %s (%s) in %lld ms\n", i, spf_outcome_name(o),
+				detail, elapsed);
+		assert_int_equal(o, SPF_OUTCOME_FAIL);
+		/* It never waits for the slow zone's DNS timeout. */
+		assert_true(elapsed < MAIN_TIMEOUT_MS);
+		usleep(100000);
+	}
+	for (int i = 0; i < 4; i++)
+		atomic_store(&hammers[i].stop, true);
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_true(hammers[i].rounds >= 1);
+	}
+	assert_same_helpers(pids, n);
 	spf_pool_stop(p);
 }
 
@@ -521,7 +696,7 @@ static void helpers_run_unprivileged(void **state)
 		assert_int_equal(uid, 65534);	/* nobody */
 		assert_int_not_equal(gid, 0);
 	}
-	/* An unknown UserID: no helper starts, and the pool says so. */
+	/* An unknown SpfUserID: no helper starts, and the pool says so. */
 	memset(&s, 0, sizeof(s));
 	s.resolver = "127.0.0.1";
 	s.dns_timeout_ms = 500;
@@ -836,7 +1011,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test(concurrent_checks_get_their_own_answers),
 		cmocka_unit_test(helpers_run_unprivileged),
 		cmocka_unit_test(killed_helper_costs_only_the_request_in_flight),
-		cmocka_unit_test(hung_helper_is_replaced_within_the_wait_bound),
+		cmocka_unit_test(timed_out_caller_leaves_its_helper_at_work),
+		cmocka_unit_test(hung_helper_is_killed_after_two_waits),
+		cmocka_unit_test(queued_request_gets_its_full_time_once_sent),
+		cmocka_unit_test(slow_zone_does_not_hold_a_domain_routed_to_its_helper),
 		cmocka_unit_test(unreachable_dns_answers_within_timeout),
 		cmocka_unit_test(stopped_dns_server_gives_temperror),
 		cmocka_unit_test(egress_outcome_is_reused_for_the_same_domain),
