@@ -40,9 +40,10 @@
 #include <unistd.h>
 
 #include "callbacks.h"
-#include "conn_threads.h"
 #include "log.h"
 #include "metrics.h"
+#include "shim.h"
+#include "shim_libmilter.h"
 #include "snapshot.h"
 #include "spf.h"
 
@@ -363,7 +364,12 @@ int main(int argc, char **argv)
 	if (listen_socket == NULL)
 		return 1;
 	umask(s->umask);
-	conn_threads_init(callbacks_desc.xxfi_close, MILTER_TIMEOUT_SECONDS);
+	shim_libmilter_init(callbacks_desc.xxfi_close, MILTER_TIMEOUT_SECONDS);
+	char shims[SHIM_LINE_MAX];
+	if (shim_check(shims, sizeof(shims)) == SHIM_ALL)
+		log_info("%s", shims);
+	else
+		log_warning("%s", shims);
 	if (smfi_setconn(s->socket) != MI_SUCCESS || smfi_register(callbacks_desc) != MI_SUCCESS ||
 	    smfi_settimeout(MILTER_TIMEOUT_SECONDS) != MI_SUCCESS || smfi_setbacklog(128) != MI_SUCCESS ||
 	    smfi_opensocket(1) != MI_SUCCESS) {

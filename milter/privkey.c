@@ -14,28 +14,23 @@
  * parse builds a decoder context each time, which measured 350-475 us on
  * this machine: more than one RSA-2048 signature (250 us), ten Ed25519
  * signatures, and it made libopendkim sign at 27% (RSA) and 9% (Ed25519)
- * of OpenSSL's rate. So this file defines PEM_read_bio_PrivateKey itself.
- * The dynamic linker binds libopendkim's call to the definition in the
- * executable first (ordinary symbol interposition, as malloc replacements
- * work). While privkey_attach() runs, on its own thread only, a call
- * whose memory BIO holds exactly the text of the key being attached gets
- * that key's parsed EVP_PKEY with one more reference, which
- * privkey_settle() balances where libopendkim does not. Lending is on
- * for the libopendkim (2.11) whose handling of that reference was
- * checked. Every other call, and every call outside
- * privkey_attach(), goes to OpenSSL's own PEM_read_bio_PrivateKey_ex(),
- * which is what OpenSSL's PEM_read_bio_PrivateKey() does. The text
- * compare makes a wrong key impossible; if the interposition were ever
- * lost (a different link), libopendkim parses the PEM text itself and
- * signing stays correct, only slower (privkey_stats shows it, and the
- * unit tests fail on it). An EVP_PKEY may be used by many threads at
- * once for signing; OpenSSL locks what it caches inside it.
+ * of OpenSSL's rate. So shim_openssl.c defines PEM_read_bio_PrivateKey
+ * itself, and privkey_attach() offers it the parsed key for the one
+ * dkim_privkey_load() it makes: libopendkim gets the key's EVP_PKEY with
+ * one more reference, which privkey_settle() balances where libopendkim
+ * does not. Lending is on while shim_openssl_lending() says so: the
+ * libopendkim (2.11) whose handling of that reference was checked, and
+ * a start-up check that libopendkim's call reaches our definition. If
+ * the interposition were ever lost (a different link), libopendkim
+ * parses the PEM text itself and signing stays correct, only slower
+ * (privkey_stats shows it, and the unit tests fail on it). An EVP_PKEY
+ * may be used by many threads at once for signing; OpenSSL locks what
+ * it caches inside it.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,11 +43,7 @@
 #include <openssl/x509.h>
 
 #include "privkey.h"
-
-/* The loan privkey_attach() is making on this thread, or NULL. */
-static __thread struct privkey_loan *privkey_lending;
-static atomic_ulong privkey_lent_count;
-static atomic_ulong privkey_parsed_count;
+#include "shim_openssl.h"
 
 /* Never prompt for a passphrase: an encrypted key is an error. */
 static int privkey_no_passphrase(char *buf, int size, int rwflag, void *u)
@@ -225,38 +216,17 @@ struct privkey *privkey_load_file(const char *path, bool require_safe, char *why
 	return k;
 }
 
-EVP_PKEY *PEM_read_bio_PrivateKey(BIO *bp, EVP_PKEY **x, pem_password_cb *cb, void *u)
-{
-	struct privkey_loan *loan = privkey_lending;
-	char *data;
-
-	if (loan != NULL && x == NULL && BIO_method_type(bp) == BIO_TYPE_MEM &&
-	    BIO_get_mem_data(bp, &data) == (long)loan->key->text_len &&
-	    memcmp(data, loan->key->text, loan->key->text_len) == 0 &&
-	    EVP_PKEY_up_ref(loan->key->pkey) == 1) {
-		loan->lent = true;
-		atomic_fetch_add_explicit(&privkey_lent_count, 1, memory_order_relaxed);
-		return loan->key->pkey;
-	}
-	atomic_fetch_add_explicit(&privkey_parsed_count, 1, memory_order_relaxed);
-	return PEM_read_bio_PrivateKey_ex(bp, x, cb, u, NULL, NULL);
-}
-
-/* The libopendkim whose dkim_privkey_load and dkim_free were checked. */
-static bool privkey_lending_checked(void)
-{
-	return (dkim_libversion() >> 16) == 0x020b;	/* 2.11.x */
-}
-
 DKIM_STAT privkey_attach(const struct privkey *k, DKIM *dkim, struct privkey_loan *loan)
 {
 	loan->key = k;
 	loan->lent = false;
-	if (!privkey_lending_checked())
+	if (!shim_openssl_lending())
 		return dkim_privkey_load(dkim);
-	privkey_lending = loan;
+	struct shim_openssl_loan offer = { .text = k->text, .text_len = k->text_len, .pkey = k->pkey };
+	shim_openssl_offer(&offer);
 	DKIM_STAT st = dkim_privkey_load(dkim);
-	privkey_lending = NULL;
+	shim_openssl_offer(NULL);
+	loan->lent = offer.taken;
 	return st;
 }
 
@@ -281,8 +251,7 @@ void privkey_settle(struct privkey_loan *loan)
 
 void privkey_stats(unsigned long *lent, unsigned long *parsed)
 {
-	*lent = atomic_load_explicit(&privkey_lent_count, memory_order_relaxed);
-	*parsed = atomic_load_explicit(&privkey_parsed_count, memory_order_relaxed);
+	shim_openssl_stats(lent, parsed);
 }
 
 void privkey_free(struct privkey *k)

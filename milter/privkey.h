@@ -34,14 +34,15 @@
  *	returns dkim_privkey_load()'s status. After dkim_free(dkim),
  *	privkey_settle(loan) releases what libopendkim 2.11 keeps of an
  *	Ed25519 loan (its dkim_free() releases RSA keys only). Lending is
- *	on for libopendkim 2.11 only, whose behaviour this was checked
- *	against; with another version libopendkim parses the key itself
- *	and settling does nothing. A key stays valid, and may be attached
- *	from any number of threads at once, until privkey_free.
+ *	on while shim_openssl_lending() is true (libopendkim 2.11, whose
+ *	behaviour this was checked against, and the start-up check passed);
+ *	otherwise libopendkim parses the key itself and settling does
+ *	nothing. A key stays valid, and may be attached from any number of
+ *	threads at once, until privkey_free.
  *
  *	privkey_stats counts, process-wide, the keys lent to libopendkim and
  *	the private keys libopendkim had to parse itself (tests assert the
- *	latter stays 0 while signing).
+ *	latter stays 0 while signing): shim_openssl_stats.
  */
 #ifndef BM_PRIVKEY_H
 #define BM_PRIVKEY_H

@@ -1,5 +1,5 @@
 /*
- * Unit tests of the milter socket I/O that conn_threads.c gives
+ * Unit tests of the milter socket I/O that shim_libmilter.c gives
  * libmilter's engine: mi_rd_cmd and mi_wr_cmd keep libmilter's contract
  * (whole commands however the MTA splits them, error codes below
  * SMFIC_VALIDCMD, bounded sizes) over unix and TCP sockets.
@@ -15,7 +15,7 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include "conn_threads.h"
+#include "shim_libmilter.h"
 
 char *mi_rd_cmd(int sd, struct timeval *timeout, char *cmd, size_t *rlen, char *name);
 int mi_wr_cmd(int sd, struct timeval *timeout, int cmd, char *buf, size_t len);
@@ -136,7 +136,7 @@ static void oversized_command_is_refused_unread(void **state)
 	int sv[2];
 	pair(sv);
 	char bytes[5];
-	uint32_t n = htonl(CONN_THREADS_DATA_MAX + 2);
+	uint32_t n = htonl(SHIM_LIBMILTER_DATA_MAX + 2);
 	memcpy(bytes, &n, 4);
 	bytes[4] = 'B';
 	assert_int_equal(write(sv[1], bytes, 5), 5);
@@ -223,7 +223,7 @@ static void reply_over_the_limit_or_to_a_closed_mta_fails(void **state)
 	(void)state;
 	int sv[2];
 	pair(sv);
-	static char big[CONN_THREADS_DATA_MAX + 1];
+	static char big[SHIM_LIBMILTER_DATA_MAX + 1];
 	assert_int_equal(mi_wr_cmd(sv[0], &long_wait, 'h', big, sizeof(big)), MI_FAILURE);
 	char c;
 	assert_int_equal(recv(sv[1], &c, 1, MSG_DONTWAIT), -1);	/* nothing was written */
@@ -284,12 +284,12 @@ static void final_reply_to_a_silent_mta_returns_after_the_idle_time(void **state
 	(void)state;
 	int sv[2];
 	pair(sv);
-	conn_threads_init(NULL, 1);
+	shim_libmilter_init(NULL, 1);
 	double t0 = now_ms();
 	assert_int_equal(mi_wr_cmd(sv[0], &long_wait, 'c', NULL, 0), MI_SUCCESS);
 	double waited = now_ms() - t0;
 	assert_true(waited >= 900 && waited < 10000);
-	conn_threads_init(NULL, 600);
+	shim_libmilter_init(NULL, 600);
 	close(sv[0]);
 	close(sv[1]);
 }

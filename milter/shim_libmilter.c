@@ -1,18 +1,23 @@
 /*
- * conn_threads - serve each MTA connection on a thread of its own.
+ * shim_libmilter - serve each MTA connection on a thread of its own, by
+ * replacing four of libmilter's private functions.
  *
- * libmilter's accept loop (mi_listener) calls mi_pool_controller_init()
- * once and mi_start_session(ctx) for every connection it accepts; its
- * engine reads and writes the socket with mi_rd_cmd() and mi_wr_cmd().
- * All four are exported by libmilter.so and called through its PLT, so
- * the definitions below, in the executable, are the ones bound: the
- * same interposition privkey.c relies on. Nothing else of the pool
- * runs: its controller thread, pipe and worker threads are never
- * created. The protocol (state machine, negotiation, macros, replies)
- * stays libmilter's.
+ * What it replaces. libmilter's accept loop (mi_listener) calls
+ * mi_pool_controller_init() once and mi_start_session(ctx) for every
+ * connection it accepts; its engine reads and writes the socket with
+ * mi_rd_cmd() and mi_wr_cmd(). All four are exported by libmilter.so and
+ * called through its PLT, so the definitions below, in the executable,
+ * are the ones bound (ordinary symbol interposition, as in
+ * shim_openssl.c). Nothing else of the pool runs: its controller thread,
+ * pipe and worker threads are never created. The protocol (state
+ * machine, negotiation, macros, replies) stays libmilter's.
  *
- * What we rely on from libmilter (8.14 to 8.18, checked against
- * Debian 12's 8.17.1 build, whose engine is compiled for the pool):
+ * Why: libmilter's pool costs more CPU per message than all of our own
+ * work but the RSA signature (shim_libmilter.h, README "Performance").
+ *
+ * What we assume of libmilter (1.0.x, i.e. sendmail 8.14 to 8.18;
+ * checked against Debian 12's 8.17.1 build, whose engine is compiled
+ * for the pool):
  *  - mi_engine(ctx) reads and answers commands while the socket has
  *    data and returns MI_CONTINUE (1) when it has none; any other value
  *    ends the session, after libmilter has called the abort and close
@@ -21,14 +26,22 @@
  *  - mi_rd_cmd and mi_wr_cmd keep the signatures and the contract
  *    they have had since 8.13 (see each below).
  *  - the socket descriptor is the second member of the context
- *    (struct smfi_str: ctx_id, a pthread_t, then ctx_sd). It is only
- *    used to wait for the next command, and it is checked to be a
- *    socket first; if it is not, the thread polls the engine every
- *    millisecond instead, which is slower but still serves the mail.
+ *    (struct smfi_str: ctx_id, a pthread_t, then ctx_sd; struct
+ *    ctx_head below is that assumption, written once). It is only used
+ *    to wait for the next command, and it is checked to be a socket
+ *    first.
+ *
+ * How it is checked and how it falls back: shim_libmilter_check (the
+ * three proofs are in shim_libmilter.h) runs before smfi_main; if one
+ * fails, every function here calls libmilter's own instead
+ * (shim_libmilter_fall_back), so the daemon runs on libmilter's pool,
+ * slower and otherwise the same. If the interposition is lost without
+ * the check (ours never called), libmilter simply runs its own.
  */
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -39,6 +52,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -49,7 +63,7 @@
 
 #include <libmilter/mfdef.h>
 
-#include "conn_threads.h"
+#include "shim_libmilter.h"
 #include "log.h"
 
 /* libmilter internals (libmilter/libmilter.h, not installed) */
@@ -69,6 +83,36 @@ int mi_wr_cmd(int sd, struct timeval *timeout, int cmd, char *buf, size_t len);
 /* how long the engine is polled when the socket cannot be found */
 #define FALLBACK_POLL_NS (1000 * 1000)
 
+/*
+ * Our one assumption about struct smfi_str (libmilter.h): its first two
+ * members. ctx_socket reads ctx_sd through it; the check proves that
+ * libmilter's own code finds ctx_sd where this says.
+ */
+struct ctx_head {
+	pthread_t id;
+	int sd;
+};
+
+/*
+ * libmilter's own definitions of the four functions, used after a
+ * fall-back. They and both flags are written before smfi_main starts
+ * any thread and only read afterwards.
+ */
+static struct {
+	int (*pool_controller_init)(void);
+	int (*start_session)(SMFICTX *ctx);
+	char *(*rd_cmd)(int sd, struct timeval *timeout, char *cmd, size_t *rlen, char *name);
+	int (*wr_cmd)(int sd, struct timeval *timeout, int cmd, char *buf, size_t len);
+} own;
+static bool use_own;		/* every call goes to libmilter's own */
+static bool ctx_untrusted;	/* never read ctx_sd (see shim_libmilter_fall_back) */
+
+/* The check's probe: mi_wr_cmd records the socket libmilter gave it. */
+static _Thread_local struct {
+	bool on, reached;
+	int sd;
+} probe;
+
 static sfsistat (*idle_close)(SMFICTX *);
 static int idle_ms = 600 * 1000;
 static atomic_bool layout_warned;
@@ -77,25 +121,117 @@ static _Thread_local bool conn_is_tcp;
 /* the MTA sent nothing for idle_ms after our last reply (see mi_wr_cmd) */
 static _Thread_local bool conn_silent;
 
-void conn_threads_init(sfsistat (*on_idle_close)(SMFICTX *), int idle_seconds)
+void shim_libmilter_init(sfsistat (*on_idle_close)(SMFICTX *), int idle_seconds)
 {
 	idle_close = on_idle_close;
 	idle_ms = idle_seconds * 1000;
 }
 
+bool shim_libmilter_fall_back(void)
+{
+	ctx_untrusted = true;
+	own.pool_controller_init = (int (*)(void))dlsym(RTLD_NEXT, "mi_pool_controller_init");
+	own.start_session = (int (*)(SMFICTX *))dlsym(RTLD_NEXT, "mi_start_session");
+	own.rd_cmd = (char *(*)(int, struct timeval *, char *, size_t *, char *))dlsym(RTLD_NEXT, "mi_rd_cmd");
+	own.wr_cmd = (int (*)(int, struct timeval *, int, char *, size_t))dlsym(RTLD_NEXT, "mi_wr_cmd");
+	use_own = own.pool_controller_init && own.start_session && own.rd_cmd && own.wr_cmd;
+	return use_own;
+}
+
+/* The name of the first of the four that libmilter's calls would not reach here, or NULL. */
+static const char *unbound_symbol(void)
+{
+	static const struct {
+		const char *name;
+		void *ours;
+	} ours[] = {
+		{ "mi_pool_controller_init", (void *)mi_pool_controller_init },
+		{ "mi_start_session", (void *)mi_start_session },
+		{ "mi_rd_cmd", (void *)mi_rd_cmd },
+		{ "mi_wr_cmd", (void *)mi_wr_cmd },
+	};
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
+		if (dlsym(RTLD_DEFAULT, ours[i].name) != ours[i].ours)
+			return ours[i].name;
+	return NULL;
+}
+
+/*
+ * Calls libmilter's smfi_progress(), which sends SMFIR_PROGRESS with
+ * mi_wr_cmd(ctx->ctx_sd, ...) and reads nothing else of the context but
+ * ctx_timeout, on a zeroed context whose ctx_sd, as we lay it out, is a
+ * socket of ours. With probe.on our mi_wr_cmd writes nothing and
+ * records the socket it was given. (If libmilter calls its own instead,
+ * it writes 5 bytes into our socket pair, or, with another layout, reads
+ * 0 as both socket and timeout.) Returns NULL or what failed.
+ */
+static const char *probe_progress(void)
+{
+	union {
+		struct ctx_head head;
+		unsigned char bytes[4096];	/* more than any struct smfi_str */
+	} ctx;
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+		return "no socket pair for the probe";
+	memset(&ctx, 0, sizeof(ctx));
+	/* not 0: that is what a read elsewhere in the zeroed context finds */
+	ctx.head.sd = sv[0] != 0 ? sv[0] : sv[1];
+	probe.on = true;
+	probe.reached = false;
+	int rc = smfi_progress((SMFICTX *)(void *)&ctx);
+	probe.on = false;
+	close(sv[0]);
+	close(sv[1]);
+	if (!probe.reached || rc != MI_SUCCESS)
+		return "smfi_progress did not reach our mi_wr_cmd";
+	if (probe.sd != ctx.head.sd)
+		return "struct smfi_str does not keep ctx_sd where we read it";
+	return NULL;
+}
+
+bool shim_libmilter_check(char *what, size_t len)
+{
+	unsigned major = 0, minor = 0, patch = 0;
+	char why[128];
+
+	(void)smfi_version(&major, &minor, &patch);
+	if (major != 1 || minor != 0) {
+		snprintf(why, sizeof(why), "libmilter %u.%u.%u is not the 1.0.x this was written for",
+			 major, minor, patch);
+	} else {
+		const char *unbound = unbound_symbol();
+		const char *failed = unbound ? NULL : probe_progress();
+		if (unbound == NULL && failed == NULL) {
+			snprintf(what, len, "libmilter %u.%u.%u", major, minor, patch);
+			return true;
+		}
+		if (unbound)
+			snprintf(why, sizeof(why), "libmilter's calls to %s do not reach ours", unbound);
+		else
+			snprintf(why, sizeof(why), "%s", failed);
+	}
+	if (shim_libmilter_fall_back())
+		snprintf(what, len, "to libmilter's own worker pool: %s", why);
+	else
+		snprintf(what, len, "to threads that do not read libmilter's context: %s", why);
+	return false;
+}
+
 int mi_pool_controller_init(void)
 {
+	if (use_own)
+		return own.pool_controller_init();
 	log_info("serving each MTA connection on a thread of its own");
 	return MI_SUCCESS;
 }
 
-/* ctx_sd, if it is a socket; -1 otherwise */
+/* ctx_sd, if it is a socket and the layout was not disproved; -1 otherwise */
 static int ctx_socket(SMFICTX *ctx)
 {
-	struct ctx_head {
-		pthread_t id;
-		int sd;
-	};
+	if (ctx_untrusted)
+		return -1;
 	int sd = ((const struct ctx_head *)(const void *)ctx)->sd;
 	struct stat st;
 	if (sd >= 0 && fstat(sd, &st) == 0 && S_ISSOCK(st.st_mode))
@@ -218,6 +354,8 @@ static int read_exactly(int sd, char *buf, size_t len, const struct timeval *tim
  */
 char *mi_rd_cmd(int sd, struct timeval *timeout, char *cmd, size_t *rlen, char *name)
 {
+	if (use_own)
+		return own.rd_cmd(sd, timeout, cmd, rlen, name);
 	unsigned char head[MILTER_LEN_BYTES + 1];
 	*cmd = '\0';
 	*rlen = 0;
@@ -235,9 +373,9 @@ char *mi_rd_cmd(int sd, struct timeval *timeout, char *cmd, size_t *rlen, char *
 	if (wire_len <= 1)
 		return NULL;
 	size_t len = wire_len - 1;
-	if (len > CONN_THREADS_DATA_MAX) {
+	if (len > SHIM_LIBMILTER_DATA_MAX) {
 		log_warning("%s: MTA command of %zu bytes refused (limit %d)", name, len,
-			    CONN_THREADS_DATA_MAX);
+			    SHIM_LIBMILTER_DATA_MAX);
 		*cmd = SMFIC_TOOBIG;
 		return NULL;
 	}
@@ -298,7 +436,14 @@ static void wait_after_reply(int sd)
  */
 int mi_wr_cmd(int sd, struct timeval *timeout, int cmd, char *buf, size_t len)
 {
-	if (len > CONN_THREADS_DATA_MAX || (len > 0 && buf == NULL))
+	if (use_own)
+		return own.wr_cmd(sd, timeout, cmd, buf, len);
+	if (probe.on) {
+		probe.reached = true;
+		probe.sd = sd;
+		return MI_SUCCESS;
+	}
+	if (len > SHIM_LIBMILTER_DATA_MAX || (len > 0 && buf == NULL))
 		return MI_FAILURE;
 	unsigned char head[MILTER_LEN_BYTES + 1];
 	uint32_t wire_len = htonl((uint32_t)len + 1);
@@ -361,7 +506,7 @@ static void serve(SMFICTX *ctx)
 static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;
 static unsigned parked;
-static SMFICTX *handoff[CONN_THREADS_PARKED_MAX];
+static SMFICTX *handoff[SHIM_LIBMILTER_PARKED_MAX];
 static unsigned handoff_count;
 
 /* The next connection for a thread whose session ended, or NULL: exit. */
@@ -369,10 +514,10 @@ static SMFICTX *park(void)
 {
 	SMFICTX *next = NULL;
 	pthread_mutex_lock(&park_lock);
-	if (parked < CONN_THREADS_PARKED_MAX) {
+	if (parked < SHIM_LIBMILTER_PARKED_MAX) {
 		struct timespec deadline;
 		clock_gettime(CLOCK_REALTIME, &deadline);
-		deadline.tv_sec += CONN_THREADS_PARK_SECONDS;
+		deadline.tv_sec += SHIM_LIBMILTER_PARK_SECONDS;
 		parked++;
 		while (handoff_count == 0 &&
 		       pthread_cond_timedwait(&park_cond, &park_lock, &deadline) != ETIMEDOUT)
@@ -394,6 +539,8 @@ static void *connection_thread(void *arg)
 
 int mi_start_session(SMFICTX *ctx)
 {
+	if (use_own)
+		return own.start_session(ctx);
 	pthread_mutex_lock(&park_lock);
 	if (parked > handoff_count) {
 		handoff[handoff_count++] = ctx;
@@ -408,7 +555,7 @@ int mi_start_session(SMFICTX *ctx)
 	if (pthread_attr_init(&attr) != 0)
 		return MI_FAILURE;
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, CONN_THREADS_STACK_BYTES);
+	pthread_attr_setstacksize(&attr, SHIM_LIBMILTER_STACK_BYTES);
 	int rc = pthread_create(&tid, &attr, connection_thread, ctx);
 	pthread_attr_destroy(&attr);
 	return rc == 0 ? MI_SUCCESS : MI_FAILURE;
