@@ -19,8 +19,9 @@
 /*
  * Checks a bare address "local@domain" and copies it unchanged. The local
  * part may be a quoted string, which may hold anything printable ("a b",
- * "x@y"); unquoted, it holds no '@'. The domain may be a name or an
- * address literal in brackets; ':' only in the literal.
+ * "x@y"); unquoted, it holds none of RFC 5322's specials but '.'. The
+ * domain may be a name or an address literal in brackets; ':' only in
+ * the literal.
  */
 static int address_store(const char *start, size_t n, char *buf, size_t len)
 {
@@ -50,6 +51,8 @@ static int address_store(const char *start, size_t n, char *buf, size_t len)
 			if (c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == ',' || c == '(' ||
 			    c == ')' || c == '"')
 				return -1;
+			if (at == NULL && (c == ':' || c == ';' || c == '[' || c == ']' || c == '\\'))
+				return -1;	/* specials of the local part */
 			/* "a@b@c": which domain is meant depends on who reads it */
 			if (c == '@' && at != NULL)
 				return -1;

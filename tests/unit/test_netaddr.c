@@ -146,6 +146,23 @@ static void domain_outside_a_literal_has_no_colon(void **state)
 	assert_int_equal(address_from_envelope("<a@[192.0.2.1]>", b, sizeof(b)), 0);
 }
 
+/*
+ * RFC 5322's specials need quotes in a local part: "<a:b@example.com>"
+ * would read back as a group. Found by tests/fuzz/fuzz_address.
+ */
+static void local_part_specials_need_quotes(void **state)
+{
+	(void)state;
+	char b[ADDRESS_MAX];
+	assert_int_equal(address_from_header(" <x.example:bob@example.com>", b, sizeof(b)), -1);
+	assert_int_equal(address_from_header(" <a;b@example.com>", b, sizeof(b)), -1);
+	assert_int_equal(address_from_envelope("<a[1]@example.com>", b, sizeof(b)), -1);
+	assert_int_equal(address_from_envelope("<a\\b@example.com>", b, sizeof(b)), -1);
+	assert_int_equal(address_from_header(" <\"x.example:bob\"@example.com>", b, sizeof(b)), 0);
+	assert_string_equal(b, "\"x.example:bob\"@example.com");
+	assert_int_equal(address_from_envelope("<first.last+tag@example.com>", b, sizeof(b)), 0);
+}
+
 static void bulk_rules(void **state)
 {
 	(void)state;
@@ -226,6 +243,7 @@ int main(void)
 		cmocka_unit_test(envelope_addresses),
 		cmocka_unit_test(address_with_two_at_signs_is_refused),
 		cmocka_unit_test(domain_outside_a_literal_has_no_colon),
+		cmocka_unit_test(local_part_specials_need_quotes),
 		cmocka_unit_test(bulk_rules),
 		cmocka_unit_test(compliance_checks),
 	};
