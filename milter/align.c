@@ -57,9 +57,37 @@ static bool align_name_shape(const char *name)
 }
 
 /*
+ * Well-formed UTF-8 (RFC 3629): no stray or missing continuation bytes,
+ * overlong forms, surrogates or values past U+10FFFF. libpsl would turn
+ * each bad byte into U+FFFD, so two different names would compare equal.
+ */
+static bool align_utf8(const unsigned char *p)
+{
+	static const unsigned long least[] = { 0, 0x80, 0x800, 0x10000 };
+
+	while (*p != '\0') {
+		unsigned c = *p++;
+		int more = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
+			 : (c & 0xf8) == 0xf0 ? 3 : -1;
+		unsigned long cp = c & (0x3fu >> (more > 0 ? more : 0));
+
+		if (more < 0)
+			return false;
+		for (int i = 0; i < more; i++, p++) {
+			if ((*p & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (*p & 0x3fu);
+		}
+		if (cp < least[more] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+	}
+	return true;
+}
+
+/*
  * Writes the lower-cased name without its trailing dot to a malloc'ed
- * string; NULL when the name is empty, too long, badly formed or not
- * UTF-8.
+ * string; NULL when the name is empty, too long (before or after lower
+ * casing, which may lengthen UTF-8), badly formed or not UTF-8.
  */
 static char *align_normalize_dup(const char *domain)
 {
@@ -76,9 +104,10 @@ static char *align_normalize_dup(const char *domain)
 		return NULL;
 	memcpy(copy, domain, len);
 	copy[len] = '\0';
-	if (psl_str_to_utf8lower(copy, "utf-8", NULL, &lower) != PSL_SUCCESS)
+	if (!align_utf8((const unsigned char *)copy) ||
+	    psl_str_to_utf8lower(copy, "utf-8", NULL, &lower) != PSL_SUCCESS)
 		return NULL;
-	if (!align_name_shape(lower)) {
+	if (strlen(lower) > ALIGN_NAME_MAX || !align_name_shape(lower)) {
 		free(lower);
 		return NULL;
 	}

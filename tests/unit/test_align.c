@@ -78,6 +78,35 @@ static void unknown_tld_uses_the_default_rule(void **state)
 	assert_string_equal(org("dmarc.test"), "dmarc.test");
 }
 
+/*
+ * Bytes that are not UTF-8 make no name (libpsl would make each U+FFFD,
+ * and "x\xff" the same name as "x\xfe"), and neither does a name that
+ * lower casing makes longer than ALIGN_NAME_MAX, whatever the buffer.
+ * Found by tests/fuzz/fuzz_envelope.
+ */
+static void names_that_are_not_utf8_or_grow_too_long_are_refused(void **state)
+{
+	(void)state;
+	char buf[1024], name[300] = "";
+
+	assert_int_equal(align_normalize("\xff.example.com", buf, sizeof(buf)), -1);
+	assert_int_equal(align_normalize("\xc3.example.com", buf, sizeof(buf)), -1);
+	assert_int_equal(align_normalize("\xc0\xae.example.com", buf, sizeof(buf)), -1);	/* overlong '.' */
+	assert_int_equal(align_normalize("\xed\xa0\x80.example.com", buf, sizeof(buf)), -1); /* surrogate */
+	assert_false(align_relaxed("x\xff", "x\xfe"));
+	assert_int_equal(align_normalize("B\xc3\x9c" "CHER.example", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "b\xc3\xbc" "cher.example");
+	/* 5 labels of 20 U+023A (2 bytes, lower case U+2C65: 3 bytes): 212 -> 312 */
+	for (int l = 0; l < 5; l++) {
+		for (int i = 0; i < 20; i++)
+			strcat(name, "\xc8\xba");
+		strcat(name, ".");
+	}
+	strcat(name, "example");
+	assert_int_equal(align_normalize(name, buf, sizeof(buf)), -1);
+	assert_string_equal(org(name), "(none)");
+}
+
 static void normalize_lowercases_and_checks_shape(void **state)
 {
 	char buf[ALIGN_NAME_MAX + 1], small[8];
@@ -115,6 +144,7 @@ int main(void)
 		cmocka_unit_test(public_suffixes_and_junk_have_no_org_domain),
 		cmocka_unit_test(unknown_tld_uses_the_default_rule),
 		cmocka_unit_test(normalize_lowercases_and_checks_shape),
+		cmocka_unit_test(names_that_are_not_utf8_or_grow_too_long_are_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
