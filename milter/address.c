@@ -143,11 +143,14 @@ int address_from_header(const char *value, char *buf, size_t len)
 				return -1;
 			continue;
 		}
-		if (*p == '"') {
-			const char *q = skip_quoted(p);
+		if (*p == '"' || *p == '[') {
+			/* a quoted local part, or a domain literal (its ':' is no group) */
+			const char *q = *p == '"' ? skip_quoted(p) : strchr(p, ']');
 			if (q == NULL)
 				return -1;
-			/* a quoted local part belongs to a bare address */
+			if (*p == '[')
+				q++;
+			/* they belong to a bare address */
 			if (angle == NULL) {
 				size_t n = (size_t)(q - p);
 				if (bare_len + n >= sizeof(bare))

@@ -163,6 +163,24 @@ static void local_part_specials_need_quotes(void **state)
 	assert_int_equal(address_from_envelope("<first.last+tag@example.com>", b, sizeof(b)), 0);
 }
 
+/*
+ * A bare From address may end in an IPv6 literal, whose ':' is no group
+ * (as an angle address it always could). Found by tests/fuzz/fuzz_address.
+ */
+static void from_with_ipv6_literal(void **state)
+{
+	(void)state;
+	char b[ADDRESS_MAX];
+	assert_int_equal(address_from_header(" root@[IPv6:2001:db8::1]", b, sizeof(b)), 0);
+	assert_string_equal(b, "root@[IPv6:2001:db8::1]");
+	assert_int_equal(address_from_header(" root@[IPv6:2001:db8::1] (ops)", b, sizeof(b)), 0);
+	assert_string_equal(b, "root@[IPv6:2001:db8::1]");
+	assert_int_equal(address_from_header(" [Ops] <root@example.com>", b, sizeof(b)), 0);
+	assert_string_equal(b, "root@example.com");
+	assert_int_equal(address_from_header(" root@[IPv6:2001:db8::1", b, sizeof(b)), -1);
+	assert_int_equal(address_from_header(" a@[x], b@[y]", b, sizeof(b)), -1);
+}
+
 static void bulk_rules(void **state)
 {
 	(void)state;
@@ -244,6 +262,7 @@ int main(void)
 		cmocka_unit_test(address_with_two_at_signs_is_refused),
 		cmocka_unit_test(domain_outside_a_literal_has_no_colon),
 		cmocka_unit_test(local_part_specials_need_quotes),
+		cmocka_unit_test(from_with_ipv6_literal),
 		cmocka_unit_test(bulk_rules),
 		cmocka_unit_test(compliance_checks),
 	};
