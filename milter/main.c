@@ -2,9 +2,16 @@
  * bulkmilter - the daemon: command line, start-up, signals.
  *
  * Start-up order: load and check everything (as root, so keys readable
- * only by root can be read), daemonize, open the milter socket, write the
- * pid file, drop to UserID, then start the services that spawn processes
- * (SPF helpers run unprivileged) and hand the socket to libmilter.
+ * only by root can be read), daemonize, fork the SPF helpers' spawner
+ * (spf_spawn.h: it stays root so that helpers run as SpfUserID), open the
+ * milter socket, write the pid file, drop to UserID, then start the SPF
+ * helpers and the metrics thread and hand the socket to libmilter.
+ *
+ * Files as root: the pid file and the socket live in directories UserID
+ * may write to (it removes them at exit), so a name there may have been
+ * made a link to a file of root's. The pid file is created afresh,
+ * O_EXCL|O_NOFOLLOW after removing the old name, and the socket is
+ * opened O_PATH|O_NOFOLLOW and changed only when it is a socket.
  *
  * Signals: libmilter's own signal thread treats SIGHUP as "stop", so
  * smfi_main runs in a thread of its own, which blocks SIGHUP, SIGTERM and
@@ -46,6 +53,7 @@
 #include "shim_libmilter.h"
 #include "snapshot.h"
 #include "spf.h"
+#include "spf_spawn.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/bulkmilter/bulkmilter.conf"
 /* Longest wait for connections in progress after SIGTERM. */
@@ -130,8 +138,37 @@ static int lookup_user(const char *spec, uid_t *uid, gid_t *gid, char *name, siz
 	return 0;
 }
 
+/*
+ * Hands the unix socket to uid:gid (the MTA connects as its group): the
+ * inode found at path, opened without following a link, and only when it
+ * is a socket with one name (not a hard link to some other socket). 0,
+ * or -1: 1 when something else took its place (never to be changed), 0
+ * on another error (errno).
+ */
+static int chown_socket(const char *path, uid_t uid, gid_t gid, int *replaced)
+{
+	struct stat st;
+	int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC), rc = -1;
+
+	*replaced = 0;
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) != 0)
+		goto done;
+	if (!S_ISSOCK(st.st_mode) || st.st_nlink != 1) {
+		*replaced = 1;
+		goto done;
+	}
+	rc = fchownat(fd, "", uid, gid, AT_EMPTY_PATH);
+done:
+	close(fd);
+	return rc;
+}
+
 static int drop_privileges(const struct settings *s, const char *socket_path)
 {
+	int replaced;
+
 	uid_t uid;
 	gid_t gid;
 	char name[256];
@@ -143,8 +180,14 @@ static int drop_privileges(const struct settings *s, const char *socket_path)
 		return -1;
 	}
 	/* the MTA connects as the socket's group: hand the socket over */
-	if (socket_path && chown(socket_path, uid, gid) != 0)
+	if (socket_path && chown_socket(socket_path, uid, gid, &replaced) != 0) {
+		if (replaced) {
+			log_error("Socket %s is no longer the socket bulkmilter made (a link or other file "
+				  "took its name): not changing its owner, not starting", socket_path);
+			return -1;
+		}
 		log_warning("cannot chown %s: %s", socket_path, strerror(errno));
+	}
 	if (getuid() != 0 && geteuid() != 0) {
 		if (geteuid() == uid)
 			return 0;
@@ -156,6 +199,37 @@ static int drop_privileges(const struct settings *s, const char *socket_path)
 		return -1;
 	}
 	log_info("running as %s", s->user_id);
+	return 0;
+}
+
+/*
+ * Writes our pid to path as a new file; 0, or -1 (logged). Whatever had
+ * the name (a stale pid file, or a link someone made) is removed, not
+ * written through, and O_EXCL refuses anything that appears in between.
+ */
+static int write_pid_file(const char *path)
+{
+	char text[32];
+	int n = snprintf(text, sizeof(text), "%ld\n", (long)getpid()), fd;
+
+	if (unlink(path) != 0 && errno != ENOENT) {
+		log_error("cannot remove the old PidFile %s: %s", path, strerror(errno));
+		return -1;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		log_error("cannot create PidFile %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (write(fd, text, (size_t)n) != n) {
+		log_error("cannot write PidFile %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (close(fd) != 0) {
+		log_error("cannot write PidFile %s: %s", path, strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 
@@ -304,6 +378,8 @@ static void reload(const char *config, const char *sock)
 	struct snapshot *old = snapshot_acquire();
 	if (old && strcmp(old->settings->socket, s->settings->socket) != 0)
 		log_warning("Socket changed: takes effect only after a restart");
+	if (old && strcmp(old->settings->spf_user_id, s->settings->spf_user_id) != 0)
+		log_warning("SpfUserID changed: takes effect only after a restart");
 	snapshot_release(old);
 	snapshot_install(s);
 	log_set_level(s->settings->log_level);
@@ -361,8 +437,14 @@ int main(int argc, char **argv)
 
 	/* the first snapshot may be freed by a reload: keep what we need of it */
 	char *listen_socket = strdup(s->socket);
+	char err[256];
 	if (listen_socket == NULL)
 		return 1;
+	/* before any thread, and while still root */
+	if (spf_spawn_init(s->spf_user_id, foreground, err, sizeof(err)) != 0) {
+		log_error("cannot start the SPF helper spawner: %s", err);
+		return 1;
+	}
 	umask(s->umask);
 	shim_libmilter_init(callbacks_desc.xxfi_close, MILTER_TIMEOUT_SECONDS);
 	char shims[SHIM_LINE_MAX];
@@ -378,15 +460,8 @@ int main(int argc, char **argv)
 	}
 	if (unix_socket_path(s->socket) == NULL)
 		set_listen_nodelay();
-	if (s->pid_file) {
-		FILE *fp = fopen(s->pid_file, "w");
-		if (fp == NULL) {
-			log_error("cannot write PidFile %s: %s", s->pid_file, strerror(errno));
-			return 1;
-		}
-		fprintf(fp, "%ld\n", (long)getpid());
-		fclose(fp);
-	}
+	if (s->pid_file && write_pid_file(s->pid_file) != 0)
+		return 1;
 	if (drop_privileges(s, unix_socket_path(s->socket)) != 0)
 		return 1;
 	if (s->user_id) {
@@ -399,7 +474,6 @@ int main(int argc, char **argv)
 		}
 		snapshot_release(probe);
 	}
-	char err[256];
 	if ((snap->spf = spf_pool_start(s, err, sizeof(err))) == NULL) {
 		log_error("cannot start SPF helpers: %s", err);
 		return 1;

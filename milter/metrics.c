@@ -1,27 +1,53 @@
 /*
  * metrics - counters and a minimal HTTP endpoint for Prometheus.
  *
- * The endpoint answers each connection with the whole text and closes it;
- * it reads at most one request buffer and never parses further, so a
- * client cannot make it allocate or block other than one accept at a
- * time (a read timeout bounds a silent client).
+ * The endpoint answers each connection with the whole text and closes it.
+ * It reads at most METRICS_REQUEST_MAX bytes of a request and never
+ * parses it, so a client cannot make it allocate more than one answer.
+ *
+ * Decisions:
+ * - One thread serves every client with poll(), each non-blocking with
+ *   its own deadline, so a silent or slow client holds only its own slot,
+ *   never the others. At most METRICS_CLIENTS_MAX are served at once; a
+ *   new connection beyond that takes the slot of the oldest, so a scrape
+ *   is always answered however many idle connections pile up.
+ * - An accept() that fails for lack of resources (descriptors, memory)
+ *   is tried again after METRICS_ACCEPT_BACKOFF_MS, for ever: the
+ *   endpoint comes back as soon as the process has descriptors again.
+ *   One log line when that starts and one when it ends, not one per try.
+ * - Mail never waits for it: the counters are atomics, and this thread
+ *   takes no lock that a mail thread takes.
  */
 #include "config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
 
 #define METRICS_TEXT_MAX 8192
+/* Room for the status line and headers before the text. */
+#define METRICS_HEAD_MAX 128
+/* Bytes of a request read before answering; a GET needs far fewer. */
+#define METRICS_REQUEST_MAX 1024
+/* Connections served at once; Prometheus needs one. */
+#define METRICS_CLIENTS_MAX 32
+/* A client has this long to send its request and take the answer. */
+#define METRICS_CLIENT_MS 2000
+/* After accept() failed for lack of descriptors or memory. */
+#define METRICS_ACCEPT_BACKOFF_MS 250
 
 static unsigned long metric_values[METRIC_COUNT];
 
@@ -66,31 +92,190 @@ size_t metrics_format(char *buf, size_t len)
 	return used;
 }
 
+/* A connection being served: reading its request, then writing the answer. */
+struct metrics_client {
+	int fd;				/* -1: a free slot */
+	long long deadline_ms;		/* CLOCK_MONOTONIC */
+	size_t got;			/* request bytes read */
+	char *answer;			/* NULL while reading */
+	size_t answer_len, sent;
+	char request[METRICS_REQUEST_MAX];
+};
+
+static long long metrics_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void metrics_drop(struct metrics_client *c)
+{
+	close(c->fd);
+	free(c->answer);
+	c->fd = -1;
+	c->answer = NULL;
+}
+
+/* The request is in when its header ends, the buffer is full, or the client stopped sending. */
+static bool metrics_request_done(const struct metrics_client *c, bool eof)
+{
+	const char *end = c->request + c->got;
+
+	if (eof || c->got == sizeof(c->request))
+		return true;
+	for (const char *p = c->request; p + 1 < end; p++)
+		if ((p[0] == '\n' && p[1] == '\n') ||
+		    (p[0] == '\n' && p[1] == '\r' && p + 2 < end && p[2] == '\n'))
+			return true;
+	return false;
+}
+
+/* The answer: headers and the counters as they are now; false without memory. */
+static bool metrics_prepare(struct metrics_client *c)
+{
+	char body[METRICS_TEXT_MAX];
+	size_t n = metrics_format(body, sizeof(body));
+	int h;
+
+	c->answer = malloc(METRICS_HEAD_MAX + n);
+	if (c->answer == NULL)
+		return false;
+	h = snprintf(c->answer, METRICS_HEAD_MAX,
+		     "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+		     "Content-Length: %zu\r\nConnection: close\r\n\r\n", n);
+	memcpy(c->answer + h, body, n);
+	c->answer_len = (size_t)h + n;
+	c->sent = 0;
+	return true;
+}
+
+/* Reads or writes what the socket takes now; false when the client is done with. */
+static bool metrics_progress(struct metrics_client *c)
+{
+	if (c->answer == NULL) {
+		ssize_t n = recv(c->fd, c->request + c->got, sizeof(c->request) - c->got, MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR;
+		c->got += (size_t)n;
+		if (!metrics_request_done(c, n == 0))
+			return true;
+		if (!metrics_prepare(c))
+			return false;
+	}
+	while (c->sent < c->answer_len) {
+		ssize_t n = send(c->fd, c->answer + c->sent, c->answer_len - c->sent,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR;
+		c->sent += (size_t)n;
+	}
+	return false;
+}
+
+/* A free slot, else the oldest client's, which is dropped. */
+static struct metrics_client *metrics_slot(struct metrics_client *clients)
+{
+	struct metrics_client *oldest = &clients[0];
+
+	for (int i = 0; i < METRICS_CLIENTS_MAX; i++) {
+		if (clients[i].fd < 0)
+			return &clients[i];
+		if (clients[i].deadline_ms < oldest->deadline_ms)
+			oldest = &clients[i];
+	}
+	log_debug("metrics: %d connections open: dropping the oldest", METRICS_CLIENTS_MAX);
+	metrics_drop(oldest);
+	return oldest;
+}
+
+/*
+ * Accepts what is waiting; returns when nothing is, or with
+ * *retry_at_ms set when accept() failed for lack of resources.
+ */
+static void metrics_accept(int lfd, struct metrics_client *clients, bool *failing,
+			   long long *retry_at_ms)
+{
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct metrics_client *c;
+
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+				continue;
+			if (!*failing)
+				log_error("metrics: accept: %s; trying again every %d ms", strerror(errno),
+					  METRICS_ACCEPT_BACKOFF_MS);
+			*failing = true;
+			*retry_at_ms = metrics_now_ms() + METRICS_ACCEPT_BACKOFF_MS;
+			return;
+		}
+		if (*failing)
+			log_info("metrics: accepting connections again");
+		*failing = false;
+		c = metrics_slot(clients);
+		c->fd = fd;
+		c->deadline_ms = metrics_now_ms() + METRICS_CLIENT_MS;
+		c->got = 0;
+	}
+}
+
 static void *metrics_serve(void *arg)
 {
+	struct metrics_client clients[METRICS_CLIENTS_MAX];
+	struct pollfd pfd[METRICS_CLIENTS_MAX + 1];
+	struct metrics_client *polled[METRICS_CLIENTS_MAX + 1];
 	int lfd = (int)(long)arg;
-	for (;;) {
-		int fd = accept(lfd, NULL, NULL);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			log_error("metrics: accept: %s", strerror(errno));
-			return NULL;
-		}
-		struct timeval tv = { 2, 0 };
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		char req[1024], body[METRICS_TEXT_MAX], head[128];
-		ssize_t r = read(fd, req, sizeof(req));
-		(void)r;
-		size_t n = metrics_format(body, sizeof(body));
-		int h = snprintf(head, sizeof(head),
-				 "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-				 "Content-Length: %zu\r\nConnection: close\r\n\r\n", n);
-		if (send(fd, head, (size_t)h, MSG_NOSIGNAL) == h)
-			(void)!send(fd, body, n, MSG_NOSIGNAL);
-		close(fd);
+	long long retry_at_ms = 0;
+	bool failing = false;
+
+	for (int i = 0; i < METRICS_CLIENTS_MAX; i++) {
+		clients[i].fd = -1;
+		clients[i].answer = NULL;
 	}
+	for (;;) {
+		long long now = metrics_now_ms(), wake = now >= retry_at_ms ? -1 : retry_at_ms;
+		int n = 0, timeout, ready;
+
+		if (now >= retry_at_ms) {
+			pfd[n] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+			polled[n++] = NULL;
+		}
+		for (int i = 0; i < METRICS_CLIENTS_MAX; i++) {
+			struct metrics_client *c = &clients[i];
+			if (c->fd < 0)
+				continue;
+			if (now >= c->deadline_ms) {
+				metrics_drop(c);
+				continue;
+			}
+			pfd[n] = (struct pollfd){ .fd = c->fd,
+						  .events = c->answer != NULL ? POLLOUT : POLLIN };
+			polled[n++] = c;
+			if (wake < 0 || c->deadline_ms < wake)
+				wake = c->deadline_ms;
+		}
+		timeout = wake < 0 ? -1 : (int)(wake - now);
+		ready = poll(pfd, (nfds_t)n, timeout);
+		if (ready < 0 && errno != EINTR) {
+			struct timespec pause = { 0, METRICS_ACCEPT_BACKOFF_MS * 1000000L };
+			log_error("metrics: poll: %s", strerror(errno));
+			nanosleep(&pause, NULL);
+			continue;
+		}
+		for (int i = 0; ready > 0 && i < n; i++) {
+			if (pfd[i].revents == 0)
+				continue;
+			if (polled[i] == NULL)
+				metrics_accept(lfd, clients, &failing, &retry_at_ms);
+			else if (polled[i]->fd >= 0 && !metrics_progress(polled[i]))
+				metrics_drop(polled[i]);
+		}
+	}
+	return NULL;
 }
 
 int metrics_listen(const char *host_port, char *err, size_t len)
@@ -115,7 +300,7 @@ int metrics_listen(const char *host_port, char *err, size_t len)
 		snprintf(err, len, "MetricsListen %s: %s", host_port, gai_strerror(rc));
 		return -1;
 	}
-	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 	    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 16) != 0) {
 		snprintf(err, len, "MetricsListen %s: %s", host_port, strerror(errno));

@@ -9,7 +9,13 @@
  *	Counters are process-wide atomics: incrementing one on the hot path
  *	is one locked add, no lock and no allocation. metrics_listen starts a
  *	thread answering every HTTP request on HOST:PORT with the counters
- *	(GET /metrics); it is meant for loopback or a monitoring network.
+ *	(GET /metrics); it is meant for loopback or a monitoring network. It
+ *	returns 0, or -1 with a reason in err. The thread serves for as long
+ *	as the process runs: a slow or silent client holds up nobody else,
+ *	and after accept() fails (no descriptor left) it tries again.
+ * DIAGNOSTICS
+ *	An accept() failure is logged once when it starts, and once when
+ *	connections are accepted again.
  */
 #ifndef BM_METRICS_H
 #define BM_METRICS_H

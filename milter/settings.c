@@ -120,21 +120,55 @@ static int p_socket(struct settings_ctx *c, const char *v)
 	return set_string(c, &c->s->socket, v);
 }
 
-static int p_user_id(struct settings_ctx *c, const char *v)
+/*
+ * The uid and gid "user[:group]" names (the user's own group without
+ * ":group"); 0, or -1 with the error reported as setting's.
+ */
+static int lookup_user_spec(struct settings_ctx *c, const char *setting, const char *v,
+			    uid_t *uid, gid_t *gid)
 {
 	char user[256];
 	const char *colon = strchr(v, ':');
 	size_t n = colon ? (size_t)(colon - v) : strlen(v);
+	struct passwd *pw;
+	struct group *gr;
 
 	if (n == 0 || n >= sizeof(user))
-		return SETTINGS_ERR(c, "UserID: expected user[:group], got %s", v);
+		return SETTINGS_ERR(c, "%s: expected user[:group], got %s", setting, v);
 	memcpy(user, v, n);
 	user[n] = '\0';
-	if (getpwnam(user) == NULL)
-		return SETTINGS_ERR(c, "UserID: no such user: %s", user);
-	if (colon && getgrnam(colon + 1) == NULL)
-		return SETTINGS_ERR(c, "UserID: no such group: %s", colon + 1);
+	if ((pw = getpwnam(user)) == NULL)
+		return SETTINGS_ERR(c, "%s: no such user: %s", setting, user);
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	if (colon) {
+		if ((gr = getgrnam(colon + 1)) == NULL)
+			return SETTINGS_ERR(c, "%s: no such group: %s", setting, colon + 1);
+		*gid = gr->gr_gid;
+	}
+	return 0;
+}
+
+static int p_user_id(struct settings_ctx *c, const char *v)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (lookup_user_spec(c, "UserID", v, &uid, &gid) != 0)
+		return -1;
 	return set_string(c, &c->s->user_id, v);
+}
+
+static int p_spf_user_id(struct settings_ctx *c, const char *v)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (lookup_user_spec(c, "SpfUserID", v, &uid, &gid) != 0)
+		return -1;
+	if (uid == 0 || gid == 0)
+		return SETTINGS_ERR(c, "SpfUserID: the SPF helpers must not run as root or group root: %s", v);
+	return set_string(c, &c->s->spf_user_id, v);
 }
 
 static int p_pid_file(struct settings_ctx *c, const char *v)
@@ -477,6 +511,7 @@ static const struct {
 } settings_table[] = {
 	{ "Socket", p_socket },
 	{ "UserID", p_user_id },
+	{ "SpfUserID", p_spf_user_id },
 	{ "PidFile", p_pid_file },
 	{ "Umask", p_umask },
 	{ "LogLevel", p_log_level },
@@ -539,6 +574,49 @@ static int settings_defaults(struct settings *s)
 	return rc;
 }
 
+static size_t settings_index(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < SETTINGS_COUNT; i++)
+		if (strcasecmp(name, settings_table[i].name) == 0)
+			break;
+	return i;
+}
+
+/*
+ * SpfUserID (its default too) must exist and share neither user nor
+ * group with UserID: a helper could then read the daemon's keys and
+ * signal it. Reported at SpfUserID's line, or at UserID's when
+ * SpfUserID is the default.
+ */
+static void check_spf_user(struct settings_ctx *c, const int seen[])
+{
+	int spf_line = seen[settings_index("SpfUserID")], user_line = seen[settings_index("UserID")];
+	struct settings *s = c->s;
+	uid_t uid, spf_uid;
+	gid_t gid, spf_gid;
+
+	if (s->spf_user_id == NULL) {
+		/* not set, or refused with its error already reported */
+		if ((s->spf_user_id = strdup(SETTINGS_SPF_USER_DEFAULT)) == NULL)
+			SETTINGS_ERR(c, "out of memory");
+		if (s->spf_user_id == NULL || spf_line != 0)
+			return;
+	}
+	c->line = spf_line;
+	if (lookup_user_spec(c, "SpfUserID", s->spf_user_id, &spf_uid, &spf_gid) != 0 ||
+	    s->user_id == NULL)
+		return;
+	c->line = user_line;
+	if (lookup_user_spec(c, "UserID", s->user_id, &uid, &gid) != 0)
+		return;
+	c->line = spf_line != 0 ? spf_line : user_line;
+	if (spf_uid == uid || spf_gid == gid)
+		SETTINGS_ERR(c, "SpfUserID %s shares %s with UserID %s: the SPF helpers must run as a user and group of their own",
+			     s->spf_user_id, spf_uid == uid ? "its user" : "its group", s->user_id);
+}
+
 /* Splits "Name value # comment" in place; returns 0 for a blank line. */
 static int split_line(char *line, char **name, char **value)
 {
@@ -598,10 +676,7 @@ struct settings *settings_read(const char *path, struct diag *errs)
 		}
 		if (split_line(line, &name, &value) == 0)
 			continue;
-		size_t i;
-		for (i = 0; i < SETTINGS_COUNT; i++)
-			if (strcasecmp(name, settings_table[i].name) == 0)
-				break;
+		size_t i = settings_index(name);
 		if (i == SETTINGS_COUNT) {
 			SETTINGS_ERR(&c, "unknown setting %s", name);
 			continue;
@@ -618,6 +693,7 @@ struct settings *settings_read(const char *path, struct diag *errs)
 		settings_table[i].parse(&c, value);
 	}
 	fclose(fp);
+	check_spf_user(&c, seen);
 	return s;
 }
 
@@ -647,6 +723,7 @@ void settings_free(struct settings *s)
 	free(s->path);
 	free(s->socket);
 	free(s->user_id);
+	free(s->spf_user_id);
 	free(s->pid_file);
 	free(s->policy_path);
 	free(s->redis_url);

@@ -16,7 +16,10 @@
  *	the files the settings name too, never for running.
  *	Settings not in the file take the defaults of SPEC.md. Paths are kept
  *	as written; files they name (policy, keys, password) are read by the
- *	modules that own them.
+ *	modules that own them. UserID and SpfUserID name users and groups
+ *	that must exist; SpfUserID (default "nobody") may be neither root
+ *	nor share UserID's user or group, as the SPF helpers must not read
+ *	what the daemon can.
  *
  *	(The file is called settings.h because autoconf owns config.h.)
  */
@@ -35,11 +38,14 @@ enum run_mode { MODE_ENFORCE, MODE_MONITOR };
 
 /* Upper bound on list settings (InternalHosts, EgressAddresses, ...). */
 #define SETTINGS_LIST_MAX 4096
+/* SpfUserID when the file does not set it (SPEC.md). */
+#define SETTINGS_SPF_USER_DEFAULT "nobody"
 
 struct settings {
 	char *path;			/* the file this came from */
 	char *socket;			/* unix:PATH, inet:PORT@HOST, inet6:PORT@HOST */
 	char *user_id;			/* "user[:group]" or NULL */
+	char *spf_user_id;		/* "user[:group]" of the SPF helpers */
 	char *pid_file;			/* or NULL */
 	mode_t umask;
 	int log_level;			/* enum log_level */

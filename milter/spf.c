@@ -9,9 +9,11 @@
  * Decisions:
  * - Helpers are separate processes because libspf2 abort()s on internal
  *   errors and carries an unpatched CVE reachable from DNS data. They are
- *   started by fork and an immediate exec of /proc/self/exe, which still
- *   runs the right program after a package upgrade replaced the file
- *   (spf_dispatch.c).
+ *   started by fork and an immediate exec of /proc/self/exe (which
+ *   still runs the right program after a package upgrade replaced the
+ *   file), in the daemon by the spawner of spf_spawn.c, a process that
+ *   stays root so that every helper, restarted ones too, runs as
+ *   SpfUserID; helpers are its children, and it kills and reaps them.
  * - The routing key is the organizational domain: the dispatcher sends
  *   a burst from one domain to the same helper, whose DNS cache then
  *   answers all but the first, and lets one domain hold only one
@@ -372,7 +374,7 @@ struct spf_pool *spf_pool_start(const struct settings *s, char *err, size_t len)
 		return NULL;
 	}
 	pool->dispatch = spf_dispatch_start(s->resolver != NULL ? s->resolver : "system",
-					    s->user_id != NULL ? s->user_id : "",
+					    s->spf_user_id != NULL ? s->spf_user_id : "",
 					    s->dns_timeout_ms > 0 ? s->dns_timeout_ms
 								  : SPF_DEFAULT_TIMEOUT_MS,
 					    err, len);

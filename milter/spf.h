@@ -22,19 +22,20 @@
  *	pairs. Helpers are started by spf_pool_start, each as a fork and an
  *	immediate exec of /proc/self/exe with argv[1] "--spf-helper"; the
  *	program's main() must then call spf_helper_main(argc, argv) and exit
- *	with its return value. A helper started as root drops to the UserID
- *	user (settings user_id), or to "nobody" when there is none.
+ *	with its return value. A helper started as root becomes the
+ *	SpfUserID user (settings spf_user_id, "nobody" when NULL). Helpers
+ *	come from spf_spawn.h: in the daemon, from the spawner it forked as
+ *	root, so they run as SpfUserID even after the daemon dropped to
+ *	UserID; without a spawner, from this process.
  *
- *	spf_pool_start reads resolver, dns_timeout_ms and user_id from s
- *	(it copies them; s may be freed afterwards) and returns NULL with
+ *	spf_pool_start reads resolver, dns_timeout_ms and spf_user_id from
+ *	s (it copies them; s may be freed afterwards) and returns NULL with
  *	a reason in err when the Resolver is invalid or no helper starts.
  *	Start the pool in the process that will call spf_check, i.e. after
  *	any fork into the background: each pool runs a thread of its own
- *	(the dispatcher, which blocks every signal), and helpers are its
- *	children, reaped by pid (do not reap with waitpid(-1), nor set
- *	SIGCHLD to SIG_IGN). It may start before or after the daemon drops
- *	to UserID; either way helpers run as that user, so the daemon can
- *	kill them.
+ *	(the dispatcher, which blocks every signal). Without a spawner,
+ *	helpers are its children and are reaped by pid (do not reap with
+ *	waitpid(-1), nor set SIGCHLD to SIG_IGN).
  *	spf_pool_stop ends the helpers and frees the pool; no spf_check may
  *	be running on it. With pool NULL, spf_check answers temperror and
  *	spf_dmarc_record -1.

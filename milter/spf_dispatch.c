@@ -50,7 +50,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -62,7 +61,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,12 +68,8 @@
 #include "fnv.h"
 #include "log.h"
 #include "spf_dispatch.h"
+#include "spf_spawn.h"
 #include "spf_wire.h"
-
-#define SPF_HELPER_EXE "/proc/self/exe"
-#define SPF_HELPER_ARGV0 "bulkmilter-spf"
-/* A stopping helper gets this long to exit on its own before SIGKILL. */
-#define SPF_STOP_GRACE_MS 200
 
 enum spf_helper_state {
 	SPF_HELPER_DOWN,		/* no process; started when a request waits */
@@ -263,92 +257,6 @@ static int spf_unpack(char *buf, ssize_t n, unsigned seq, enum spf_outcome *outc
 		reuse->sender_specific = fields[4][0] == '1';
 	}
 	return 0;
-}
-
-/*
- * Starts a helper process as spf_wire.h says, for resolver, timeout_ms
- * and user, at the current log level: a fork and an immediate exec of
- * /proc/self/exe. After fork in a threaded process only
- * async-signal-safe calls are allowed, so the child does nothing but
- * clear close-on-exec on its socket and exec (argv is prepared before
- * the fork). Sets *fd (our end of its socket) and *pid; 0, or -1 with
- * a reason in err.
- */
-static int spf_spawn_helper(const char *resolver, long timeout_ms, const char *user,
-	int *fd, pid_t *pid, char *err, size_t len)
-{
-	char arg0[] = SPF_HELPER_ARGV0, arg1[] = SPF_HELPER_ARG;
-	char fdarg[16], timeoutarg[24], levelarg[16];
-	char *argv[SPF_HELPER_ARGC + 1] = { arg0, arg1, fdarg, (char *)resolver, timeoutarg,
-					    (char *)user, levelarg, NULL };
-	int sv[2];
-	pid_t child;
-
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		snprintf(err, len, "socketpair: %s", strerror(errno));
-		return -1;
-	}
-	snprintf(fdarg, sizeof(fdarg), "%d", sv[1]);
-	snprintf(timeoutarg, sizeof(timeoutarg), "%ld", timeout_ms);
-	snprintf(levelarg, sizeof(levelarg), "%d", log_current_level);
-	child = fork();
-	if (child == 0) {
-		/* Only async-signal-safe calls from here to exec. */
-		if (fcntl(sv[1], F_SETFD, 0) == 0)
-			execv(SPF_HELPER_EXE, argv);
-		_exit(127);
-	}
-	close(sv[1]);
-	if (child < 0) {
-		snprintf(err, len, "fork: %s", strerror(errno));
-		close(sv[0]);
-		return -1;
-	}
-	*fd = sv[0];
-	*pid = child;
-	return 0;
-}
-
-/* "exited with status 1", "killed by signal 9": for log lines. */
-static void spf_describe_status(int status, char *buf, size_t len)
-{
-	if (WIFSIGNALED(status))
-		snprintf(buf, len, "killed by signal %d", WTERMSIG(status));
-	else if (WIFEXITED(status))
-		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
-	else
-		snprintf(buf, len, "status %d", status);
-}
-
-/*
- * Ends helper process pid and reaps it; with grace, it may first exit
- * on its own (it does when its socket closes). Writes how it ended to
- * how. SIGKILL comes first, so a half-dead helper cannot block us.
- */
-static void spf_spawn_end(pid_t pid, bool grace, char *how, size_t len)
-{
-	int status = 0;
-	pid_t r = 0;
-
-	if (grace) {
-		long long until = spf_now_ms() + SPF_STOP_GRACE_MS;
-		while ((r = waitpid(pid, &status, WNOHANG)) == 0 && spf_now_ms() < until)
-			usleep(5000);
-	}
-	if (r == 0 && kill(pid, SIGKILL) < 0) {
-		/* Not ours to kill (another user?): never block on it. */
-		snprintf(how, len, "cannot be killed: %s", strerror(errno));
-		r = waitpid(pid, &status, WNOHANG);
-	} else if (r == 0) {
-		while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
-			;
-		if (r < 0)
-			snprintf(how, len, "not reaped: %s", strerror(errno));
-	} else if (r < 0) {
-		snprintf(how, len, "not reaped: %s", strerror(errno));
-	}
-	if (r == pid)
-		spf_describe_status(status, how, len);
 }
 
 /* Gives a job its answer and wakes its caller; dispatch lock held. */

@@ -38,8 +38,9 @@
 #
 #	spf_milter_reload sends the milter SIGHUP and waits for its
 #	"reloaded" log line. spf_helper_pids prints the PIDs of its SPF
-#	helpers: its children whose argv[0] is "bulkmilter-spf". spf_tag
-#	makes TEXT fit for a Message-ID.
+#	helpers: the processes whose argv[0] is "bulkmilter-spf" among the
+#	children of the milter and of its spawner (its child that forks
+#	them). spf_tag makes TEXT fit for a Message-ID.
 #
 #	Sourcing it installs an EXIT trap that stops the blackhole (by PID)
 #	and then runs the harness's own.
@@ -132,8 +133,10 @@ spf_milter_reload() {
 }
 
 spf_helper_pids() {
+	local parents=$H_MILTER_PID p
 	[ -n "$H_MILTER_PID" ] || return 0
-	ps -o pid=,args= --ppid "$H_MILTER_PID" | awk '$2 == "bulkmilter-spf" {print $1}'
+	for p in $(ps -o pid= --ppid "$H_MILTER_PID"); do parents+=,$p; done
+	ps -o pid=,args= --ppid "$parents" | awk '$2 == "bulkmilter-spf" {print $1}'
 }
 
 spf_tag() {

@@ -28,6 +28,8 @@ static void defaults_match_the_spec(void **state)
 	assert_string_equal(s->resolver, "system");
 	assert_string_equal(s->tag_header, "X-Bulk-Class");
 	assert_null(s->key_table);
+	assert_null(s->user_id);
+	assert_string_equal(s->spf_user_id, "nobody");
 	struct netaddr a;
 	assert_int_equal(netaddr_parse("127.0.0.5", &a), 0);
 	assert_true(settings_is_internal(s, &a));
@@ -45,6 +47,7 @@ static void every_setting_parses(void **state)
 	const char *path = unit_file(
 		"Socket inet:8891@127.0.0.1\n"
 		"userid root:root   # comment after a value\n"
+		"SpfUserID nobody:nogroup\n"
 		"PidFile /run/bm.pid\n"
 		"Umask 027\n"
 		"LogLevel debug\n"
@@ -73,6 +76,7 @@ static void every_setting_parses(void **state)
 	assert_non_null(s);
 	assert_string_equal(s->socket, "inet:8891@127.0.0.1");
 	assert_string_equal(s->user_id, "root:root");
+	assert_string_equal(s->spf_user_id, "nobody:nogroup");
 	assert_int_equal(s->umask, 027);
 	assert_int_equal(s->log_level, LOG_LEVEL_DEBUG);
 	assert_int_equal(s->redis_timeout_ms, 500);
@@ -143,6 +147,54 @@ static void errors_name_file_and_line(void **state)
 	diag_free(&d);
 }
 
+/* The SPF helpers' user: never root, never UserID's user or group. */
+static void spf_user_is_a_user_of_its_own(void **state)
+{
+	(void)state;
+	struct diag d = { 0 };
+	const char *path = unit_file("SpfUserID root\n");
+	assert_null(settings_load(path, &d));
+	assert_true(unit_has_error(&d, path, 1, "SpfUserID: the SPF helpers must not run as root or group root: root"));
+	assert_int_equal(diag_errors(&d), 1);
+	diag_free(&d);
+
+	path = unit_file("SpfUserID nobody:root\n");
+	assert_null(settings_load(path, &d));
+	assert_true(unit_has_error(&d, path, 1, "SpfUserID: the SPF helpers must not run as root or group root"));
+	diag_free(&d);
+
+	path = unit_file("SpfUserID no-such-user-bm\nSpfUserID nobody\n");
+	assert_null(settings_load(path, &d));
+	assert_true(unit_has_error(&d, path, 1, "SpfUserID: no such user: no-such-user-bm"));
+	assert_true(unit_has_error(&d, path, 2, "SpfUserID: already set at line 1"));
+	assert_int_equal(diag_errors(&d), 2);
+	diag_free(&d);
+
+	path = unit_file("UserID postfix\nSpfUserID postfix:nogroup\n");
+	assert_null(settings_load(path, &d));
+	assert_true(unit_has_error(&d, path, 2, "SpfUserID postfix:nogroup shares its user with UserID postfix: "
+						 "the SPF helpers must run as a user and group of their own"));
+	assert_int_equal(diag_errors(&d), 1);
+	diag_free(&d);
+
+	path = unit_file("SpfUserID nobody:postfix\nUserID postfix\n");
+	assert_null(settings_load(path, &d));
+	assert_true(unit_has_error(&d, path, 1, "SpfUserID nobody:postfix shares its group with UserID postfix"));
+	diag_free(&d);
+
+	/* the default, nobody, is UserID: reported at UserID's line */
+	path = unit_file("# the daemon as nobody\nUserID nobody\n");
+	assert_null(settings_load(path, &d));
+	assert_true(unit_has_error(&d, path, 2, "SpfUserID nobody shares its user with UserID nobody"));
+	diag_free(&d);
+
+	path = unit_file("UserID postfix:postfix\nSpfUserID nobody:nogroup\n");
+	struct settings *s = settings_load(path, &d);
+	assert_non_null(s);
+	assert_int_equal(diag_errors(&d), 0);
+	settings_free(s);
+}
+
 static void redis_password_never_in_errors(void **state)
 {
 	(void)state;
@@ -201,6 +253,7 @@ int main(void)
 		cmocka_unit_test(defaults_match_the_spec),
 		cmocka_unit_test(every_setting_parses),
 		cmocka_unit_test(errors_name_file_and_line),
+		cmocka_unit_test(spf_user_is_a_user_of_its_own),
 		cmocka_unit_test(redis_password_never_in_errors),
 		cmocka_unit_test(internal_hosts_from_file),
 		cmocka_unit_test(durations),

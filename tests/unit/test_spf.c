@@ -33,7 +33,7 @@ static struct spf_pool *pool_for(const char *resolver, long timeout_ms, const ch
 	memset(&s, 0, sizeof(s));
 	s.resolver = (char *)resolver;
 	s.dns_timeout_ms = timeout_ms;
-	s.user_id = (char *)user;
+	s.spf_user_id = (char *)user;
 	p = spf_pool_start(&s, err, sizeof(err));
 	if (p == NULL)
 		fprintf(stderr, "spf_pool_start: %s\n", err);
@@ -700,7 +700,7 @@ static void helpers_run_unprivileged(void **state)
 	memset(&s, 0, sizeof(s));
 	s.resolver = "127.0.0.1";
 	s.dns_timeout_ms = 500;
-	s.user_id = "no-such-user-bm";
+	s.spf_user_id = "no-such-user-bm";
 	assert_null(spf_pool_start(&s, err, sizeof(err)));
 	assert_non_null(strstr(err, "no SPF helper"));
 }
