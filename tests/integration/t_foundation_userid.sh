@@ -116,3 +116,21 @@ h_wait_log "$H_MILTER_LOG" 'reloaded' 10
 h_send --from alice@example.com
 h_assert_eq renamed "$(h_milter_field "$H_QID" class)" "a reload as user postfix applies"
 helpers_are_nobody "after a reload" 4
+
+# A daemon started as postfix, not root, cannot make its helpers nobody:
+# they run as postfix, and it says so once.
+h_milter_stop
+rundir=$H_TMP/run-postfix
+mkdir -m 755 "$rundir"
+chown postfix:postfix "$rundir"
+h_conf "Socket unix:$rundir/milter.sock" "PidFile $rundir/milter.pid" "AuthservID mx.test.example"
+chmod 644 "$H_TMP/bulkmilter.conf"
+h_log_mark "$H_MILTER_LOG"
+ASAN_OPTIONS=$(h__milter_asan) setpriv --reuid=postfix --regid=postfix --init-groups \
+	"$H_BULKMILTER" -f -c "$H_TMP/bulkmilter.conf" >>"$H_MILTER_LOG" 2>&1 </dev/null &
+H_MILTER_PID=$!
+h_wait_log "$H_MILTER_LOG" 'info: bulkmilter .* started on' 20
+h_assert_eq 1 "$(h__log_since_mark "$H_MILTER_LOG" | grep -c "warning: not started as root: SPF helpers run as this process's user, not as SpfUserID nobody")" \
+	"not root: one warning says the helpers cannot become SpfUserID"
+h_assert_eq "postfix postfix postfix postfix" "$(for p in $(spf_helper_pids); do ps -o user= -p "$p"; done | tr -d ' ' | sort | xargs)" \
+	"not root: the four helpers run as the daemon's user"
