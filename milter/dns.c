@@ -622,8 +622,10 @@ static SPF_dns_rr_t *dns_query(struct dns_resolver *r, const char *name, ns_type
 		return SPF_dns_rr_new_init(&r->layer, name, type, 0, TRY_AGAIN);
 	}
 	out = dns_parse_answer(r, (size_t)n, name, type, &ttl);
-	if (out != NULL && ttl > 0)
-		dns_cache_put(r->cache, name, type, out, dns_now_ms() + ttl * 1000);
+	if (out != NULL && ttl > 0) {
+		long long now = dns_now_ms();
+		dns_cache_put(r->cache, name, type, out, now, now + ttl * 1000);
+	}
 	return out;
 }
 

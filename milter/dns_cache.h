@@ -7,7 +7,7 @@
  *	SPF_dns_rr_t *dns_cache_get(struct dns_cache *c, const char *name,
  *		ns_type type, long long now_ms);
  *	void dns_cache_put(struct dns_cache *c, const char *name, ns_type type,
- *		SPF_dns_rr_t *answer, long long expires_ms);
+ *		SPF_dns_rr_t *answer, long long now_ms, long long expires_ms);
  *	size_t dns_cache_count(const struct dns_cache *c);
  * DESCRIPTION
  *	Keys are (name, type); name must already be normalized (lower case,
@@ -18,9 +18,10 @@
  *	NULL when the key is absent or expired; an expired entry is
  *	dropped. dns_cache_put stores a copy of answer (the caller keeps its
  *	own) until expires_ms, replacing an older entry of the same key;
- *	when max_entries are held, the least recently used entry goes.
- *	Times are CLOCK_MONOTONIC milliseconds. Out of memory means "not
- *	cached", never an error. Not thread-safe: each helper process is
+ *	when max_entries are held, the entries expired by now_ms go first,
+ *	else the least recently used one (ttl_cache.h). Times are
+ *	CLOCK_MONOTONIC milliseconds. Out of memory means "not cached",
+ *	never an error. Not thread-safe: each helper process is
  *	single-threaded and owns one cache.
  */
 #ifndef BM_DNS_CACHE_H
@@ -39,7 +40,7 @@ void dns_cache_free(struct dns_cache *c);
 SPF_dns_rr_t *dns_cache_get(struct dns_cache *c, const char *name, ns_type type,
 	long long now_ms);
 void dns_cache_put(struct dns_cache *c, const char *name, ns_type type,
-	SPF_dns_rr_t *answer, long long expires_ms);
+	SPF_dns_rr_t *answer, long long now_ms, long long expires_ms);
 size_t dns_cache_count(const struct dns_cache *c);
 
 #endif

@@ -29,7 +29,6 @@
  */
 #include "config.h"
 
-#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,10 +40,10 @@
 #include "dns.h"
 #include "fnv.h"
 #include "log.h"
-#include "lru.h"
 #include "spf.h"
 #include "spf_dispatch.h"
 #include "spf_wire.h"
+#include "ttl_cache.h"
 
 /* dns_timeout_ms when the settings have none (SPEC: 2 s). */
 #define SPF_DEFAULT_TIMEOUT_MS 2000
@@ -53,30 +52,26 @@
 
 /*
  * The egress cache: outcomes of spf_check_egress by (egress address,
- * MAIL FROM domain). A chained hash table of SPF_EGRESS_CACHE_MAX
- * buckets (load factor <= 1) and a recency list (lru.h), as in
- * dns_cache.c. One mutex guards it all, and is never held
- * during a round trip to a helper. A full cache drops what has expired,
- * found by a sweep of the list; sweep_after_ms (at most the earliest
- * expiry) keeps that sweep from running when nothing can have expired,
- * and when nothing has, the least recently used entry goes.
+ * MAIL FROM domain), in a ttl_cache of SPF_EGRESS_CACHE_MAX entries
+ * (expired ones go first, then the least recently used). One mutex
+ * guards it and the hit counter, and is never held during a round trip
+ * to a helper.
  */
 struct spf_egress_entry {
-	struct spf_egress_entry *chain;		/* next in the same bucket */
-	struct lru_link recency;
-	uint32_t hash;
+	struct ttl_cache_entry base;		/* hash, expiry (CLOCK_MONOTONIC) */
 	struct netaddr egress;
 	enum spf_outcome outcome;
-	long long expires_ms;			/* CLOCK_MONOTONIC */
 	char domain[];				/* lower case, no trailing dot */
+};
+
+struct spf_egress_key {
+	const struct netaddr *egress;
+	const char *domain;
 };
 
 struct spf_egress_cache {
 	pthread_mutex_t lock;
-	struct spf_egress_entry *buckets[SPF_EGRESS_CACHE_MAX];
-	struct lru recency;
-	size_t count;
-	long long sweep_after_ms;		/* no entry expires before */
+	struct ttl_cache *table;
 	unsigned long hits;
 };
 
@@ -201,68 +196,41 @@ static uint32_t spf_egress_hash(const struct netaddr *egress, const char *domain
 	return fnv1a32(hash, domain, strlen(domain));
 }
 
-static struct spf_egress_entry *spf_egress_find(struct spf_egress_cache *c, uint32_t hash,
-	const struct netaddr *egress, const char *domain)
+#define SPF_EGRESS_ENTRY(e) TTL_CACHE_ENTRY(e, struct spf_egress_entry, base)
+
+static bool spf_egress_match(const struct ttl_cache_entry *base, const void *key)
 {
-	for (struct spf_egress_entry *e = c->buckets[hash % SPF_EGRESS_CACHE_MAX]; e != NULL;
-	     e = e->chain)
-		if (e->hash == hash && e->egress.family == egress->family &&
-		    memcmp(e->egress.bytes, egress->bytes,
-			   (size_t)netaddr_bits(egress->family) / 8) == 0 &&
-		    strcmp(e->domain, domain) == 0)
-			return e;
-	return NULL;
+	const struct spf_egress_entry *e = SPF_EGRESS_ENTRY(base);
+	const struct spf_egress_key *k = key;
+
+	return e->egress.family == k->egress->family &&
+	       memcmp(e->egress.bytes, k->egress->bytes,
+		      (size_t)netaddr_bits(k->egress->family) / 8) == 0 &&
+	       strcmp(e->domain, k->domain) == 0;
 }
 
-#define SPF_EGRESS_ENTRY(link) LRU_ENTRY(link, struct spf_egress_entry, recency)
-
-static void spf_egress_drop(struct spf_egress_cache *c, struct spf_egress_entry *e)
+static void spf_egress_free(struct ttl_cache_entry *base)
 {
-	struct spf_egress_entry **pp = &c->buckets[e->hash % SPF_EGRESS_CACHE_MAX];
-
-	while (*pp != e)
-		pp = &(*pp)->chain;
-	*pp = e->chain;
-	lru_remove(&c->recency, &e->recency);
-	c->count--;
-	free(e);
+	free(SPF_EGRESS_ENTRY(base));
 }
 
-/* Makes room in a full cache: the expired entries go, else the least recently used. */
-static void spf_egress_make_room(struct spf_egress_cache *c, long long now_ms)
-{
-	if (now_ms >= c->sweep_after_ms) {
-		long long soonest = LLONG_MAX;
-		for (struct spf_egress_entry *e = SPF_EGRESS_ENTRY(c->recency.oldest), *newer; e != NULL;
-		     e = newer) {
-			newer = SPF_EGRESS_ENTRY(e->recency.newer);
-			if (e->expires_ms <= now_ms)
-				spf_egress_drop(c, e);
-			else if (e->expires_ms < soonest)
-				soonest = e->expires_ms;
-		}
-		c->sweep_after_ms = soonest;
-	}
-	if (c->count >= SPF_EGRESS_CACHE_MAX)
-		spf_egress_drop(c, SPF_EGRESS_ENTRY(c->recency.oldest));
-}
+static const struct ttl_cache_ops spf_egress_ops = {
+	.match = spf_egress_match, .free = spf_egress_free,
+};
 
 /* The outcome cached for (egress, domain) at now_ms into *o: 0, or -1 when none. */
 static int spf_egress_get(struct spf_egress_cache *c, const struct netaddr *egress,
 	const char *domain, long long now_ms, enum spf_outcome *o)
 {
+	struct spf_egress_key key = { .egress = egress, .domain = domain };
 	uint32_t hash = spf_egress_hash(egress, domain);
-	struct spf_egress_entry *e;
+	struct ttl_cache_entry *hit;
 	int rc = -1;
 
 	pthread_mutex_lock(&c->lock);
-	e = spf_egress_find(c, hash, egress, domain);
-	if (e != NULL && e->expires_ms <= now_ms) {
-		spf_egress_drop(c, e);
-	} else if (e != NULL) {
-		lru_remove(&c->recency, &e->recency);
-		lru_make_newest(&c->recency, &e->recency);
-		*o = e->outcome;
+	hit = ttl_cache_get(c->table, hash, &key, now_ms);
+	if (hit != NULL) {
+		*o = SPF_EGRESS_ENTRY(hit)->outcome;
 		c->hits++;
 		rc = 0;
 	}
@@ -274,28 +242,20 @@ static int spf_egress_get(struct spf_egress_cache *c, const struct netaddr *egre
 static void spf_egress_put(struct spf_egress_cache *c, const struct netaddr *egress,
 	const char *domain, enum spf_outcome o, long long expires_ms)
 {
+	struct spf_egress_key key = { .egress = egress, .domain = domain };
 	size_t len = strlen(domain);
 	long long now = spf_now_ms();
-	struct spf_egress_entry *e, *old;
+	struct spf_egress_entry *e;
 
 	if (expires_ms <= now || (e = malloc(sizeof(*e) + len + 1)) == NULL)
 		return;
-	e->hash = spf_egress_hash(egress, domain);
+	e->base.hash = spf_egress_hash(egress, domain);
+	e->base.expires_ms = expires_ms;
 	e->egress = *egress;
 	e->outcome = o;
-	e->expires_ms = expires_ms;
 	memcpy(e->domain, domain, len + 1);
 	pthread_mutex_lock(&c->lock);
-	if ((old = spf_egress_find(c, e->hash, egress, domain)) != NULL)
-		spf_egress_drop(c, old);
-	if (c->count >= SPF_EGRESS_CACHE_MAX)
-		spf_egress_make_room(c, now);
-	e->chain = c->buckets[e->hash % SPF_EGRESS_CACHE_MAX];
-	c->buckets[e->hash % SPF_EGRESS_CACHE_MAX] = e;
-	lru_make_newest(&c->recency, &e->recency);
-	c->count++;
-	if (expires_ms < c->sweep_after_ms)
-		c->sweep_after_ms = expires_ms;
+	ttl_cache_put(c->table, &e->base, &key, now);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -373,17 +333,23 @@ struct spf_pool *spf_pool_start(const struct settings *s, char *err, size_t len)
 		free(pool);
 		return NULL;
 	}
+	pool->egress.table = ttl_cache_new(SPF_EGRESS_CACHE_MAX, &spf_egress_ops);
+	if (pool->egress.table == NULL) {
+		spf_set_detail(err, len, "out of memory");
+		free(pool);
+		return NULL;
+	}
 	pool->dispatch = spf_dispatch_start(s->resolver != NULL ? s->resolver : "system",
 					    s->spf_user_id != NULL ? s->spf_user_id : "",
 					    s->dns_timeout_ms > 0 ? s->dns_timeout_ms
 								  : SPF_DEFAULT_TIMEOUT_MS,
 					    err, len);
 	if (pool->dispatch == NULL) {
+		ttl_cache_free(pool->egress.table);
 		free(pool);
 		return NULL;
 	}
 	pthread_mutex_init(&pool->egress.lock, NULL);
-	pool->egress.sweep_after_ms = LLONG_MAX;
 	return pool;
 }
 
@@ -392,8 +358,7 @@ void spf_pool_stop(struct spf_pool *pool)
 	if (pool == NULL)
 		return;
 	spf_dispatch_stop(pool->dispatch);
-	while (pool->egress.recency.oldest != NULL)
-		spf_egress_drop(&pool->egress, SPF_EGRESS_ENTRY(pool->egress.recency.oldest));
+	ttl_cache_free(pool->egress.table);
 	pthread_mutex_destroy(&pool->egress.lock);
 	free(pool);
 }

@@ -84,7 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_check(rr != NULL, "no answer (out of memory?)");
 	fuzz_check_answer(rr, ttl);
 	if (ttl > 0) {
-		dns_cache_put(cache, rr->domain, type, rr, 1000000);
+		dns_cache_put(cache, rr->domain, type, rr, 0, 1000000);
 		cached = dns_cache_get(cache, rr->domain, type, 0);
 		fuzz_check(cached != NULL && fuzz_same(rr, cached), "a cached answer reads back different");
 		SPF_dns_rr_free(cached);

@@ -568,15 +568,15 @@ static void cache_expires_and_evicts_least_recently_used(void **state)
 	SPF_dns_rr_t *a = txt_answer("a"), *b = txt_answer("b"), *x = txt_answer("x"), *got;
 	(void)state;
 
-	dns_cache_put(c, "a.test", ns_t_txt, a, 1000);
-	dns_cache_put(c, "b.test", ns_t_txt, b, 5000);
+	dns_cache_put(c, "a.test", ns_t_txt, a, 0, 1000);
+	dns_cache_put(c, "b.test", ns_t_txt, b, 0, 5000);
 	got = dns_cache_get(c, "a.test", ns_t_txt, 999);
 	assert_non_null(got);
 	assert_string_equal(got->rr[0]->txt, "a");
 	SPF_dns_rr_free(got);
 	assert_null(dns_cache_get(c, "a.test", ns_t_a, 999));	/* type is part of the key */
 	/* a was used last: adding x evicts b. */
-	dns_cache_put(c, "x.test", ns_t_txt, x, 5000);
+	dns_cache_put(c, "x.test", ns_t_txt, x, 999, 5000);
 	assert_int_equal(dns_cache_count(c), 2);
 	assert_null(dns_cache_get(c, "b.test", ns_t_txt, 999));
 	got = dns_cache_get(c, "x.test", ns_t_txt, 999);
@@ -587,7 +587,7 @@ static void cache_expires_and_evicts_least_recently_used(void **state)
 	assert_null(dns_cache_get(c, "a.test", ns_t_txt, 1000));
 	assert_int_equal(dns_cache_count(c), 1);
 	/* Replacing a key keeps one entry. */
-	dns_cache_put(c, "x.test", ns_t_txt, b, 9000);
+	dns_cache_put(c, "x.test", ns_t_txt, b, 1000, 9000);
 	assert_int_equal(dns_cache_count(c), 1);
 	got = dns_cache_get(c, "x.test", ns_t_txt, 6000);
 	assert_string_equal(got->rr[0]->txt, "b");
