@@ -1,12 +1,13 @@
 /*
- * dns - a libspf2 DNS layer of our own.
+ * dns - the resolver under libspf2, of our own.
  *
  * What it does: asks one DNS server (the Resolver setting) each question
  * libspf2 has, over UDP with EDNS0 and over TCP when the answer is
  * truncated, waits a bounded time, and caches answers for their TTL.
  * What it does not: recursion (the server must be a recursive resolver),
- * DNSSEC validation, or searching resolv.conf "search" domains (SPF
- * names are always absolute).
+ * DNSSEC validation, searching resolv.conf "search" domains (SPF names
+ * are always absolute), or RFC 7208's limits on an evaluation's lookups
+ * (spf_budget.c, the layer libspf2 calls, which asks us).
  *
  * Why not libspf2's resolv layer: it cannot choose the server, has no
  * timeout of its own (res_ninit's, from resolv.conf, per thread), and its
@@ -45,12 +46,10 @@
 
 #include "dns.h"
 #include "dns_cache.h"
-#include "fnv.h"
 #include "log.h"
 
 #define DNS_RESOLV_CONF "/etc/resolv.conf"
-/* RFC 1035: 253 characters of text, 63 octets a label. */
-#define DNS_NAME_MAX 253
+/* RFC 1035: 63 octets a label (and 253 characters of text: DNS_NAME_MAX). */
 #define DNS_LABEL_MAX 63
 /* The EDNS0 size of DNS Flag Day 2020: no IP fragmentation on usual paths. */
 #define DNS_EDNS_PAYLOAD 1232
@@ -62,14 +61,9 @@
 #define DNS_TYPE_OPT 41
 /* The OPT record at the end of each query: root, type, class, TTL, rdlen. */
 #define DNS_OPT_SIZE 11
-/*
- * MX and PTR targets an evaluation remembers (dns_count_void): libspf2
- * looks at 10 per term, and the lookup budget bounds the terms.
- */
-#define DNS_VOID_TARGETS_MAX 128
 
 struct dns_resolver {
-	SPF_dns_server_t layer;		/* what libspf2 calls; hook = this */
+	SPF_dns_server_t source;	/* the answers' source (libspf2's field) */
 	bool system;			/* follow /etc/resolv.conf */
 	struct timespec conf_mtime;	/* of resolv.conf when last read */
 	ino_t conf_ino;
@@ -78,18 +72,7 @@ struct dns_resolver {
 	long timeout_ms;		/* per query */
 	struct dns_cache *cache;
 	unsigned char *answer;		/* DNS_MESSAGE_MAX bytes, one at a time */
-	long long deadline_ms;		/* of the evaluation; 0 = none */
-	unsigned max_lookups;		/* of the evaluation; 0 = no limit */
-	unsigned lookups;		/* in this evaluation */
-	unsigned max_void;		/* of the evaluation; 0 = no limit */
-	unsigned voids;			/* in this evaluation */
-	/* hashes of the MX and PTR targets named in this evaluation */
-	uint32_t targets[DNS_VOID_TARGETS_MAX];
-	unsigned target_count;
-	unsigned exceeded;		/* DNS_BUDGET_* */
 	struct dns_stats stats;
-	dns_observer *observer;		/* sees each answer; NULL = none */
-	void *observer_arg;
 };
 
 static void dns_error(char *err, size_t len, const char *fmt, ...)
@@ -106,7 +89,7 @@ static void dns_error(char *err, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-static long long dns_now_ms(void)
+long long dns_now_ms(void)
 {
 	struct timespec ts;
 
@@ -227,8 +210,7 @@ bad:
 	return -1;
 }
 
-/* Reads resolv.conf again when it changed since the last read. */
-static void dns_follow_resolv_conf(struct dns_resolver *r)
+void dns_resolver_refresh(struct dns_resolver *r)
 {
 	struct stat st;
 
@@ -242,12 +224,7 @@ static void dns_follow_resolv_conf(struct dns_resolver *r)
 	dns_resolv_conf_server(DNS_RESOLV_CONF, &r->server, &r->server_len, NULL, 0);
 }
 
-/*
- * The name as the cache and the wire want it: lower case, no trailing
- * dot. -1 when it cannot be a DNS name (empty label, too long, control
- * characters, spaces or backslashes): such a name does not exist.
- */
-static int dns_normalize(const char *name, char out[DNS_NAME_MAX + 1])
+int dns_name_normalize(const char *name, char out[DNS_NAME_MAX + 1])
 {
 	size_t len = strlen(name), label = 0;
 
@@ -542,7 +519,7 @@ static int dns_add_record(SPF_dns_rr_t *out, int idx, ns_msg *handle, ns_rr *rr)
 static SPF_dns_rr_t *dns_parse_answer(struct dns_resolver *r, size_t len, const char *name,
 	ns_type type, long *ttl)
 {
-	SPF_dns_rr_t *out = SPF_dns_rr_new_init(&r->layer, name, type, 0, TRY_AGAIN);
+	SPF_dns_rr_t *out = SPF_dns_rr_new_init(&r->source, name, type, 0, TRY_AGAIN);
 	ns_msg handle;
 	ns_rr rr;
 	long min_ttl = DNS_TTL_MAX;
@@ -601,29 +578,33 @@ static uint16_t dns_random_id(void)
 	return id;
 }
 
-/* One question to the server: the parsed answer, TRY_AGAIN on failure. */
-static SPF_dns_rr_t *dns_query(struct dns_resolver *r, const char *name, ns_type type)
+/*
+ * One question to the server, waiting until deadline_ms at the latest
+ * (0: none): the parsed answer, TRY_AGAIN on failure.
+ */
+static SPF_dns_rr_t *dns_query(struct dns_resolver *r, const char *name, ns_type type,
+	long long deadline_ms)
 {
 	unsigned char q[DNS_QUERY_MAX];
 	size_t qlen = dns_build_query(q, dns_random_id(), name, type);
-	long long deadline = dns_now_ms() + r->timeout_ms;
+	long long now = dns_now_ms(), deadline = now + r->timeout_ms;
 	SPF_dns_rr_t *out;
 	ssize_t n;
 	long ttl = -1;
 
-	if (r->deadline_ms != 0 && r->deadline_ms < deadline)
-		deadline = r->deadline_ms;
+	if (deadline_ms != 0 && deadline_ms < deadline)
+		deadline = deadline_ms;
 	r->stats.queries++;
 	n = dns_ask_udp(r, q, qlen, deadline);
 	if (n == 0)
 		n = dns_ask_tcp(r, q, qlen, deadline);
 	if (n < 0) {
 		log_debug("dns: %s/%s: no answer", name, dns_type_name(type));
-		return SPF_dns_rr_new_init(&r->layer, name, type, 0, TRY_AGAIN);
+		return SPF_dns_rr_new_init(&r->source, name, type, 0, TRY_AGAIN);
 	}
 	out = dns_parse_answer(r, (size_t)n, name, type, &ttl);
 	if (out != NULL && ttl > 0) {
-		long long now = dns_now_ms();
+		now = dns_now_ms();
 		dns_cache_put(r->cache, name, type, out, now, now + ttl * 1000);
 	}
 	return out;
@@ -637,128 +618,43 @@ SPF_dns_rr_t *dns_reply_parse(struct dns_resolver *r, const char *name, ns_type 
 	size_t qlen;
 
 	*ttl = -1;
-	if (dns_normalize(name, norm) < 0 || len < 2 || len > DNS_MESSAGE_MAX)
-		return SPF_dns_rr_new_init(&r->layer, name, type, 0, TRY_AGAIN);
+	if (dns_name_normalize(name, norm) < 0 || len < 2 || len > DNS_MESSAGE_MAX)
+		return SPF_dns_rr_new_init(&r->source, name, type, 0, TRY_AGAIN);
 	qlen = dns_build_query(q, ns_get16(msg), norm, type);
 	if (dns_classify(msg, len, q, qlen - DNS_OPT_SIZE) != DNS_PACKET_ANSWER)
-		return SPF_dns_rr_new_init(&r->layer, norm, type, 0, TRY_AGAIN);
+		return SPF_dns_rr_new_init(&r->source, norm, type, 0, TRY_AGAIN);
 	memcpy(r->answer, msg, len);
 	return dns_parse_answer(r, len, norm, type, ttl);
 }
 
-/* dns_lookup for a normalized name: the budget, the cache, the server. */
-static SPF_dns_rr_t *dns_lookup_normalized(struct dns_resolver *r, const char *norm,
-	ns_type type)
-{
-	SPF_dns_rr_t *out;
-
-	if (r->exceeded & DNS_BUDGET_VOID) {
-		r->stats.failures++;
-		return SPF_dns_rr_new_init(&r->layer, norm, type, 0, TRY_AGAIN);
-	}
-	if (r->max_lookups != 0 && r->lookups >= r->max_lookups) {
-		r->exceeded |= DNS_BUDGET_LOOKUPS;
-		r->stats.failures++;
-		return SPF_dns_rr_new_init(&r->layer, norm, type, 0, TRY_AGAIN);
-	}
-	r->lookups++;
-	out = dns_cache_get(r->cache, norm, type, dns_now_ms());
-	if (out != NULL) {
-		r->stats.cache_hits++;
-		return out;
-	}
-	if (r->deadline_ms != 0 && dns_now_ms() >= r->deadline_ms) {
-		r->exceeded |= DNS_BUDGET_TIME;
-		r->stats.failures++;
-		return SPF_dns_rr_new_init(&r->layer, norm, type, 0, TRY_AGAIN);
-	}
-	out = dns_query(r, norm, type);
-	if (out != NULL && out->herrno == TRY_AGAIN) {
-		r->stats.failures++;
-		if (r->deadline_ms != 0 && dns_now_ms() >= r->deadline_ms)
-			r->exceeded |= DNS_BUDGET_TIME;
-	}
-	return out;
-}
-
-static uint32_t dns_name_hash(const char *norm)
-{
-	return fnv1a32(FNV1A32_OFFSET, norm, strlen(norm));
-}
-
-/* Remembers the exchanges of an MX answer and the names of a PTR answer. */
-static void dns_note_targets(struct dns_resolver *r, const SPF_dns_rr_t *out, ns_type type)
-{
-	char norm[DNS_NAME_MAX + 1];
-
-	if ((type != ns_t_mx && type != ns_t_ptr) || out == NULL || out->herrno != NETDB_SUCCESS)
-		return;
-	for (int i = 0; i < out->num_rr && r->target_count < DNS_VOID_TARGETS_MAX; i++)
-		if (dns_normalize(out->rr[i]->mx, norm) == 0)
-			r->targets[r->target_count++] = dns_name_hash(norm);
-}
-
-static bool dns_is_target(const struct dns_resolver *r, const char *norm)
-{
-	uint32_t h = dns_name_hash(norm);
-
-	for (unsigned i = 0; i < r->target_count; i++)
-		if (r->targets[i] == h)
-			return true;
-	return false;
-}
-
-/*
- * Counts a void answer (RFC 7208 4.6.4: NXDOMAIN, or no records) to the
- * question of a term: a, mx, ptr or exists. TXT questions do not count:
- * they fetch the records of the domain checked, of include: and
- * redirect=, whose absence RFC 7208 already makes "none" or a
- * permerror, and exp=, whose failure is ignored. Nor do the address
- * questions for the hosts an MX or PTR answer named: they belong to the
- * mx or ptr term, whose own question is what counts, and an IPv6 client
- * would otherwise see a permerror for any domain with three IPv4-only
- * mail exchangers. (A hash collision can only spare a void lookup.)
- */
-static void dns_count_void(struct dns_resolver *r, const SPF_dns_rr_t *out, ns_type type,
-	const char *norm)
-{
-	if (type == ns_t_txt || out == NULL ||
-	    (out->herrno != HOST_NOT_FOUND && out->herrno != NO_DATA))
-		return;
-	if ((type == ns_t_a || type == ns_t_aaaa) && norm != NULL && dns_is_target(r, norm))
-		return;
-	if (++r->voids > r->max_void && r->max_void != 0)
-		r->exceeded |= DNS_BUDGET_VOID;
-}
-
-SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name, ns_type type)
+SPF_dns_rr_t *dns_lookup_until(struct dns_resolver *r, const char *name, ns_type type,
+	long long deadline_ms)
 {
 	char norm[DNS_NAME_MAX + 1];
 	SPF_dns_rr_t *out;
 
 	if (type == ns_t_spf)
-		return SPF_dns_rr_new_init(&r->layer, name, type, 0, NO_DATA);
+		return SPF_dns_rr_new_init(&r->source, name, type, 0, NO_DATA);
 	r->stats.lookups++;
-	if (dns_normalize(name, norm) < 0) {
-		out = SPF_dns_rr_new_init(&r->layer, name, type, 0, HOST_NOT_FOUND);
-		dns_count_void(r, out, type, NULL);
+	if (dns_name_normalize(name, norm) < 0)
+		return SPF_dns_rr_new_init(&r->source, name, type, 0, HOST_NOT_FOUND);
+	out = dns_cache_get(r->cache, norm, type, dns_now_ms());
+	if (out != NULL) {
+		r->stats.cache_hits++;
 		return out;
 	}
-	out = dns_lookup_normalized(r, norm, type);
-	dns_count_void(r, out, type, norm);
-	dns_note_targets(r, out, type);
-	if (r->observer != NULL)
-		r->observer(r->observer_arg, out,
-			    out == NULL || out->herrno == TRY_AGAIN ? 0 : (long)out->ttl);
+	if (deadline_ms != 0 && dns_now_ms() >= deadline_ms)
+		out = SPF_dns_rr_new_init(&r->source, norm, type, 0, TRY_AGAIN);
+	else
+		out = dns_query(r, norm, type, deadline_ms);
+	if (out != NULL && out->herrno == TRY_AGAIN)
+		r->stats.failures++;
 	return out;
 }
 
-/* libspf2's entry point; should_cache is ignored: everything is cached. */
-static SPF_dns_rr_t *dns_layer_lookup(SPF_dns_server_t *layer, const char *domain,
-	ns_type type, int should_cache)
+SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name, ns_type type)
 {
-	(void)should_cache;
-	return dns_lookup(layer->hook, domain, type);
+	return dns_lookup_until(r, name, type, 0);
 }
 
 struct dns_resolver *dns_resolver_new(const char *spec, long timeout_ms, char *err, size_t len)
@@ -782,11 +678,8 @@ struct dns_resolver *dns_resolver_new(const char *spec, long timeout_ms, char *e
 		dns_resolver_free(r);
 		return NULL;
 	}
-	dns_follow_resolv_conf(r);
-	/* destroy stays NULL: libspf2 must not free what we own. */
-	r->layer.lookup = dns_layer_lookup;
-	r->layer.name = "bulkmilter";
-	r->layer.hook = r;
+	dns_resolver_refresh(r);
+	r->source.name = "bulkmilter";
 	return r;
 }
 
@@ -799,36 +692,7 @@ void dns_resolver_free(struct dns_resolver *r)
 	free(r);
 }
 
-SPF_dns_server_t *dns_resolver_layer(struct dns_resolver *r)
-{
-	return &r->layer;
-}
-
-void dns_budget_start(struct dns_resolver *r, long budget_ms, unsigned max_lookups,
-	unsigned max_void)
-{
-	dns_follow_resolv_conf(r);
-	r->deadline_ms = budget_ms > 0 ? dns_now_ms() + budget_ms : 0;
-	r->max_lookups = max_lookups;
-	r->lookups = 0;
-	r->max_void = max_void;
-	r->voids = 0;
-	r->target_count = 0;
-	r->exceeded = 0;
-}
-
-unsigned dns_budget_exceeded(const struct dns_resolver *r)
-{
-	return r->exceeded;
-}
-
 void dns_stats_get(const struct dns_resolver *r, struct dns_stats *out)
 {
 	*out = r->stats;
-}
-
-void dns_resolver_observe(struct dns_resolver *r, dns_observer *fn, void *arg)
-{
-	r->observer = fn;
-	r->observer_arg = arg;
 }

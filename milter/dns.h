@@ -1,6 +1,6 @@
 /*
  * NAME
- *	dns - our libspf2 DNS layer: one resolver, per-query timeout, TTL cache
+ *	dns - the SPF helpers' DNS: one resolver, per-query timeout, TTL cache
  * SYNOPSIS
  *	int dns_server_parse(const char *spec, struct sockaddr_storage *addr,
  *		socklen_t *addrlen, char *err, size_t len);
@@ -9,15 +9,14 @@
  *	struct dns_resolver *dns_resolver_new(const char *spec, long timeout_ms,
  *		char *err, size_t len);
  *	void dns_resolver_free(struct dns_resolver *r);
- *	SPF_dns_server_t *dns_resolver_layer(struct dns_resolver *r);
+ *	void dns_resolver_refresh(struct dns_resolver *r);
  *	SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name,
  *		ns_type type);
- *	void dns_budget_start(struct dns_resolver *r, long budget_ms,
- *		unsigned max_lookups, unsigned max_void);
- *	unsigned dns_budget_exceeded(const struct dns_resolver *r);
+ *	SPF_dns_rr_t *dns_lookup_until(struct dns_resolver *r, const char *name,
+ *		ns_type type, long long deadline_ms);
  *	void dns_stats_get(const struct dns_resolver *r, struct dns_stats *out);
- *	void dns_resolver_observe(struct dns_resolver *r, dns_observer *fn,
- *		void *arg);
+ *	int dns_name_normalize(const char *name, char out[DNS_NAME_MAX + 1]);
+ *	long long dns_now_ms(void);
  *	SPF_dns_rr_t *dns_reply_parse(struct dns_resolver *r, const char *name,
  *		ns_type type, const unsigned char *msg, size_t len, long *ttl);
  * DESCRIPTION
@@ -29,11 +28,11 @@
  *	dns_resolv_conf_server does the "system" part for a given file.
  *
  *	dns_resolver_new makes a resolver for spec whose queries each wait
- *	at most timeout_ms. With "system", resolv.conf is read again when
- *	it changes (checked at each dns_budget_start).
- *	dns_resolver_layer is the SPF_dns_server_t to hand to
- *	SPF_server_new_dns(); it stays owned by the resolver (libspf2 does
- *	not free it), so free the SPF server first, then the resolver.
+ *	at most timeout_ms. With "system", dns_resolver_refresh reads
+ *	resolv.conf again when it changed since it was last read (the SPF
+ *	helper calls it before each request); otherwise it does nothing.
+ *	libspf2 does not call the resolver itself: it calls the evaluation's
+ *	layer (spf_budget.h), which asks the resolver.
  *
  *	dns_lookup answers (name, type) the way a libspf2 layer must: never
  *	NULL (libspf2 aborts on NULL) except when out of memory, and herrno
@@ -51,23 +50,20 @@
  *	otherwise double every lookup. The caller frees the answer with
  *	SPF_dns_rr_free.
  *
- *	dns_budget_start opens an evaluation: from then on, a lookup after
- *	budget_ms (<= 0: no deadline), beyond max_lookups (0: no limit;
- *	cache hits count) or after more than max_void void answers (0: no
- *	limit; NXDOMAIN or NO_DATA to an A, AAAA, MX or PTR question, RFC
- *	7208 4.6.4; TXT questions do not count, nor address questions for
- *	a host an MX or PTR answer of the evaluation named) is answered
- *	TRY_AGAIN without a query, and dns_budget_exceeded says which
- *	bound was hit (DNS_BUDGET_TIME, DNS_BUDGET_LOOKUPS,
- *	DNS_BUDGET_VOID). A query never waits past the deadline.
+ *	dns_lookup_until is dns_lookup with a deadline, deadline_ms on
+ *	dns_now_ms's clock (0: none): an answer the cache lacks is not
+ *	asked for once the deadline has passed (TRY_AGAIN without a query),
+ *	and a query never waits past it. A cached answer is given whatever
+ *	the time.
  *
- *	dns_resolver_observe has dns_lookup show every answer it gives to
- *	fn(arg, answer, ttl), asked or cached, before returning it; ttl is
- *	how many seconds the answer may still be relied on: its ttl, and 0
- *	for a failure (TRY_AGAIN; answer NULL when out of memory). Answers
- *	made without asking, for type SPF and for names that cannot exist,
- *	are not shown: they never change. fn NULL stops it. This is how the
- *	SPF helper learns how long an evaluation's result stays true.
+ *	dns_stats_get reads the resolver's counters (struct dns_stats).
+ *
+ *	dns_name_normalize writes name as the cache and the wire want it,
+ *	lower case without a trailing dot, and returns 0; or -1 when it
+ *	cannot be a DNS name (empty label, too long, control characters,
+ *	spaces or backslashes): dns_lookup answers such a name
+ *	HOST_NOT_FOUND without a query. dns_now_ms reads CLOCK_MONOTONIC in
+ *	milliseconds.
  *
  *	dns_reply_parse is for tests and fuzzing: what a query for (name,
  *	type) makes of msg, a server's reply carrying the query's ID (msg's
@@ -94,17 +90,13 @@
 #define DNS_NEGATIVE_TTL_MAX 3600
 /* Answers per helper; a few hundred bytes each, a few MB at most. */
 #define DNS_CACHE_MAX 8192
-
-#define DNS_BUDGET_TIME 1u
-#define DNS_BUDGET_LOOKUPS 2u
-#define DNS_BUDGET_VOID 4u
+/* RFC 1035: a name is at most 253 characters of text. */
+#define DNS_NAME_MAX 253
 
 struct dns_resolver;
 
-typedef void dns_observer(void *arg, const SPF_dns_rr_t *answer, long ttl);
-
 struct dns_stats {
-	unsigned long lookups;		/* dns_lookup calls, type SPF excluded */
+	unsigned long lookups;		/* dns_lookup(_until) calls, type SPF excluded */
 	unsigned long cache_hits;
 	unsigned long queries;		/* questions sent (UDP or TCP, no resends) */
 	unsigned long failures;		/* lookups answered TRY_AGAIN */
@@ -116,13 +108,13 @@ int dns_resolv_conf_server(const char *path, struct sockaddr_storage *addr,
 	socklen_t *addrlen, char *err, size_t len);
 struct dns_resolver *dns_resolver_new(const char *spec, long timeout_ms, char *err, size_t len);
 void dns_resolver_free(struct dns_resolver *r);
-SPF_dns_server_t *dns_resolver_layer(struct dns_resolver *r);
+void dns_resolver_refresh(struct dns_resolver *r);
 SPF_dns_rr_t *dns_lookup(struct dns_resolver *r, const char *name, ns_type type);
-void dns_budget_start(struct dns_resolver *r, long budget_ms, unsigned max_lookups,
-	unsigned max_void);
-unsigned dns_budget_exceeded(const struct dns_resolver *r);
+SPF_dns_rr_t *dns_lookup_until(struct dns_resolver *r, const char *name, ns_type type,
+	long long deadline_ms);
 void dns_stats_get(const struct dns_resolver *r, struct dns_stats *out);
-void dns_resolver_observe(struct dns_resolver *r, dns_observer *fn, void *arg);
+int dns_name_normalize(const char *name, char out[DNS_NAME_MAX + 1]);
+long long dns_now_ms(void);
 SPF_dns_rr_t *dns_reply_parse(struct dns_resolver *r, const char *name, ns_type type,
 	const unsigned char *msg, size_t len, long *ttl);
 

@@ -1,7 +1,7 @@
 /*
  * NAME
  *	fnv - 32-bit FNV-1a, the hash of the DNS cache, the egress cache,
- *	the SPF helper routing and the DNS layer's void-lookup bookkeeping
+ *	the SPF helper routing and the SPF budget's void-lookup bookkeeping
  * SYNOPSIS
  *	uint32_t fnv1a32(uint32_t hash, const void *data, size_t len);
  *	FNV1A32_OFFSET, FNV1A32_PRIME

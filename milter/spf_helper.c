@@ -3,9 +3,9 @@
  *
  * What it does: runs as "EXE --spf-helper ..." (spf_wire.h), drops root,
  * and answers check_host() and DMARC-record questions one at a time with
- * libspf2 over our DNS layer (dns.c), whose cache lives as long as the
- * process. What it does not: decide anything about mail; it reports
- * results and the milter acts on them.
+ * libspf2 over our DNS layer (spf_budget.c, over the resolver of dns.c,
+ * whose cache lives as long as the process). What it does not: decide
+ * anything about mail; it reports results and the milter acts on them.
  *
  * Decisions:
  * - Everything that could leak in from the milter is shed first: file
@@ -16,10 +16,10 @@
  *   socket close and answers temperror.
  * - Each evaluation has a budget (SPF_BUDGET_TIMEOUTS DNS timeouts,
  *   SPF_LOOKUPS_MAX lookups and SPF_VOID_LOOKUPS_MAX void lookups,
- *   enforced in the DNS layer, as libspf2 has no void-lookup limit), so
- *   the helper answers before the milter gives up on it; a blown budget
- *   is temperror (time) or permerror (lookups, void lookups) whatever
- *   libspf2 concluded.
+ *   enforced in the DNS layer, spf_budget.c, as libspf2 has no
+ *   void-lookup limit), so the helper answers before the milter gives
+ *   up on it; a blown budget is temperror (time) or permerror (lookups,
+ *   void lookups) whatever libspf2 concluded.
  * - Detail texts are ours, not libspf2's header comments, and are cut to
  *   printable ASCII without '%': they end up in SMTP replies.
  * - An answer to a check also says whether the milter may reuse it
@@ -51,6 +51,7 @@
 #include "dns.h"
 #include "log.h"
 #include "spf.h"
+#include "spf_budget.h"
 #include "spf_wire.h"
 
 /* Exit status when libspf2 reports an internal error (EX_SOFTWARE). */
@@ -69,6 +70,7 @@ struct helper_evaluation {
 struct helper {
 	int fd;
 	struct dns_resolver *dns;
+	struct spf_budget *budget;	/* libspf2's layer, over dns */
 	SPF_server_t *spf;
 	long budget_ms;
 	struct helper_evaluation evaluation;	/* of the request being served */
@@ -202,7 +204,7 @@ static bool helper_sender_macro(const char *txt)
 	return false;
 }
 
-/* The DNS layer's observer (dns.h): folds each answer into the evaluation. */
+/* The DNS layer's observer (spf_budget.h): folds each answer into the evaluation. */
 static void helper_observe(void *arg, const SPF_dns_rr_t *answer, long ttl)
 {
 	struct helper_evaluation *e = arg;
@@ -306,10 +308,10 @@ static void helper_describe(enum spf_outcome o, SPF_response_t *rs, const char *
 		snprintf(detail, len, "%s publishes no SPF record", domain);
 		break;
 	case SPF_OUTCOME_PERMERROR:
-		if (exceeded & DNS_BUDGET_LOOKUPS)
+		if (exceeded & SPF_BUDGET_OVER_LOOKUPS)
 			snprintf(detail, len, "SPF record of %s needs more than %d DNS lookups",
 				 domain, SPF_LOOKUPS_MAX);
-		else if (exceeded & DNS_BUDGET_VOID)
+		else if (exceeded & SPF_BUDGET_OVER_VOID)
 			snprintf(detail, len, "SPF record of %s leads to more than %d void DNS lookups",
 				 domain, SPF_VOID_LOOKUPS_MAX);
 		else
@@ -317,7 +319,7 @@ static void helper_describe(enum spf_outcome o, SPF_response_t *rs, const char *
 				 why != NULL ? why : "permanent error");
 		break;
 	default:
-		if (exceeded & DNS_BUDGET_TIME)
+		if (exceeded & SPF_BUDGET_OVER_TIME)
 			snprintf(detail, len, "SPF evaluation for %s ran out of time", domain);
 		else
 			snprintf(detail, len, "DNS failure for %s: %s", domain,
@@ -353,14 +355,14 @@ static enum spf_outcome helper_check(struct helper *h, const char *ip, const cha
 			SPF_request_free(rq);
 		return SPF_OUTCOME_TEMPERROR;
 	}
-	dns_budget_start(h->dns, h->budget_ms, SPF_LOOKUPS_MAX, SPF_VOID_LOOKUPS_MAX);
+	spf_budget_start(h->budget, h->budget_ms, SPF_LOOKUPS_MAX, SPF_VOID_LOOKUPS_MAX);
 	err = SPF_request_query_mailfrom(rq, &rs);
 	if (rs != NULL)
 		o = helper_outcome(SPF_response_result(rs), err);
-	exceeded = dns_budget_exceeded(h->dns);
-	if (exceeded & (DNS_BUDGET_LOOKUPS | DNS_BUDGET_VOID))
+	exceeded = spf_budget_exceeded(h->budget);
+	if (exceeded & (SPF_BUDGET_OVER_LOOKUPS | SPF_BUDGET_OVER_VOID))
 		o = SPF_OUTCOME_PERMERROR;
-	else if (exceeded & DNS_BUDGET_TIME)
+	else if (exceeded & SPF_BUDGET_OVER_TIME)
 		o = SPF_OUTCOME_TEMPERROR;
 	helper_describe(o, rs, domain, ip, exceeded, detail, len);
 	log_debug("SPF helper: %s from %s: %s (%s)", domain, ip, spf_outcome_name(o), detail);
@@ -398,7 +400,7 @@ static int helper_dmarc_at(struct helper *h, const char *domain)
 	int found = 0, rc;
 
 	snprintf(name, sizeof(name), "_dmarc.%s", domain);
-	rr = dns_lookup(h->dns, name, ns_t_txt);
+	rr = spf_budget_lookup(h->budget, name, ns_t_txt);
 	if (rr == NULL)
 		return -1;
 	if (rr->herrno == NETDB_SUCCESS) {
@@ -420,7 +422,7 @@ static enum spf_outcome helper_dmarc(struct helper *h, const char *domain, char 
 	const char *where = domain;
 	int rc;
 
-	dns_budget_start(h->dns, h->budget_ms, 2, 0);
+	spf_budget_start(h->budget, h->budget_ms, 2, 0);
 	rc = helper_dmarc_at(h, domain);
 	if (rc == 0 && align_org_domain(domain, org, sizeof(org)) == 0 && strcmp(org, domain) != 0) {
 		where = org;
@@ -459,6 +461,7 @@ static int helper_serve(struct helper *h)
 			return 1;
 		}
 		buf[n] = '\0';
+		dns_resolver_refresh(h->dns);
 		if (buf[0] == SPF_WIRE_CHECK && helper_fields(buf, (size_t)n, f, 4) == 4) {
 			o = helper_check(h, f[1], f[2], f[3], detail, sizeof(detail));
 			helper_answer(h, f[0], o, detail, &h->evaluation);
@@ -500,9 +503,15 @@ int spf_helper_run(int fd, const char *resolver, long timeout_ms)
 	h.dns = dns_resolver_new(resolver, timeout_ms, err, sizeof(err));
 	if (h.dns == NULL)
 		return helper_refuse(h.fd, err);
-	dns_resolver_observe(h.dns, helper_observe, &h.evaluation);
-	h.spf = SPF_server_new_dns(dns_resolver_layer(h.dns), 0);
+	h.budget = spf_budget_new(h.dns);
+	if (h.budget == NULL) {
+		dns_resolver_free(h.dns);
+		return helper_refuse(h.fd, "out of memory");
+	}
+	spf_budget_observe(h.budget, helper_observe, &h.evaluation);
+	h.spf = SPF_server_new_dns(spf_budget_layer(h.budget), 0);
 	if (h.spf == NULL) {
+		spf_budget_free(h.budget);
 		dns_resolver_free(h.dns);
 		return helper_refuse(h.fd, "cannot create the libspf2 server");
 	}
@@ -512,6 +521,7 @@ int spf_helper_run(int fd, const char *resolver, long timeout_ms)
 		rc = helper_serve(&h);
 	}
 	SPF_server_free(h.spf);
+	spf_budget_free(h.budget);
 	dns_resolver_free(h.dns);
 	return rc;
 }

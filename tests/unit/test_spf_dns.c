@@ -1,18 +1,18 @@
 /*
- * Unit tests of our libspf2 DNS layer (dns.c) and its cache
- * (dns_cache.c), in this process, against a private dnsmasq.
+ * Unit tests of our resolver (dns.c) and its cache (dns_cache.c), in
+ * this process, against a private dnsmasq and the scripted server of
+ * test_spf_fakedns. The budget layer over it is test_spf_budget's.
  */
 #include "unit.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <pthread.h>
-#include <stdint.h>
 #include <sys/socket.h>
 
 #include "dns.h"
 #include "dns_cache.h"
 #include "test_spf_dnsmasq.h"
+#include "test_spf_fakedns.h"
 
 static struct spf_dnsmasq server;
 
@@ -244,200 +244,6 @@ static void silent_server_costs_one_timeout(void **state)
 	dns_resolver_free(r);
 }
 
-static void budget_bounds_time_and_lookups(void **state)
-{
-	struct dns_resolver *r = resolver_at(server.blackhole_port, 400);
-	long long t0;
-	(void)state;
-
-	/* 250 ms budget: the query is cut short, the next is not even sent. */
-	dns_budget_start(r, 250, 0, 0);
-	t0 = spf_test_now_ms();
-	expect_answer(r, "pass.test", ns_t_txt, TRY_AGAIN);
-	expect_answer(r, "fail.test", ns_t_txt, TRY_AGAIN);
-	assert_true(spf_test_now_ms() - t0 < 250 + 150);
-	assert_int_equal(dns_budget_exceeded(r), DNS_BUDGET_TIME);
-	dns_resolver_free(r);
-
-	r = resolver_at(server.port, 2000);
-	dns_budget_start(r, 0, 3, 0);
-	for (int i = 0; i < 3; i++)
-		expect_answer(r, "pass.test", ns_t_txt, NETDB_SUCCESS);
-	assert_int_equal(dns_budget_exceeded(r), 0);
-	expect_answer(r, "pass.test", ns_t_txt, TRY_AGAIN);
-	assert_int_equal(dns_budget_exceeded(r), DNS_BUDGET_LOOKUPS);
-	/* A new evaluation starts afresh. */
-	dns_budget_start(r, 0, 3, 0);
-	expect_answer(r, "pass.test", ns_t_txt, NETDB_SUCCESS);
-	assert_int_equal(dns_budget_exceeded(r), 0);
-	dns_resolver_free(r);
-}
-
-static void budget_bounds_void_lookups(void **state)
-{
-	struct dns_resolver *r = resolver_at(server.port, 2000);
-	(void)state;
-
-	/* Two void answers: NXDOMAIN to an A question, NO_DATA to another. */
-	dns_budget_start(r, 0, 0, 2);
-	expect_answer(r, "nx1.void.test", ns_t_a, HOST_NOT_FOUND);
-	expect_answer(r, "pass.test", ns_t_a, NO_DATA);
-	/* TXT questions fetch records; their absence is not a void lookup. */
-	expect_answer(r, "nx2.void.test", ns_t_txt, HOST_NOT_FOUND);
-	/* Nor are the address questions for the hosts an MX answer named. */
-	expect_answer(r, "v4mx.test", ns_t_mx, NETDB_SUCCESS);
-	expect_answer(r, "mx1.v4mx.test", ns_t_aaaa, NO_DATA);
-	expect_answer(r, "MX2.v4mx.test.", ns_t_aaaa, NO_DATA);
-	expect_answer(r, "mx3.v4mx.test", ns_t_aaaa, NO_DATA);
-	assert_int_equal(dns_budget_exceeded(r), 0);
-	/* The third is answered as it is, and ends the evaluation. */
-	expect_answer(r, "nx3.void.test", ns_t_mx, HOST_NOT_FOUND);
-	assert_int_equal(dns_budget_exceeded(r), DNS_BUDGET_VOID);
-	expect_answer(r, "host.a.test", ns_t_a, TRY_AGAIN);
-	/* A new evaluation starts afresh; 0 is no limit. */
-	dns_budget_start(r, 0, 0, 0);
-	for (int i = 0; i < 4; i++)
-		expect_answer(r, "nx1.void.test", ns_t_aaaa, HOST_NOT_FOUND);
-	expect_answer(r, "host.a.test", ns_t_a, NETDB_SUCCESS);
-	assert_int_equal(dns_budget_exceeded(r), 0);
-	dns_resolver_free(r);
-}
-
-/*
- * A scripted DNS server on a loopback UDP port, run by a thread, for
- * answers dnsmasq will not give: spoofed, malformed, with an SOA.
- */
-struct fake_dns {
-	int fd, port;
-	pthread_t thread;
-	int queries[8];			/* per scripted name, see fake_names */
-};
-
-static const char *const fake_names[] = { "spoof.test", "negative.test", "nosoa.test",
-					  "garbage.test", "servfail.test", "cname.test" };
-
-static size_t put_rr_header(unsigned char *p, unsigned type, unsigned ttl, unsigned rdlen)
-{
-	p[0] = 0xc0;			/* name: pointer to the question's */
-	p[1] = 12;
-	p[2] = (unsigned char)(type >> 8), p[3] = (unsigned char)type;
-	p[4] = 0, p[5] = 1;		/* IN */
-	p[6] = (unsigned char)(ttl >> 24), p[7] = (unsigned char)(ttl >> 16);
-	p[8] = (unsigned char)(ttl >> 8), p[9] = (unsigned char)ttl;
-	p[10] = (unsigned char)(rdlen >> 8), p[11] = (unsigned char)rdlen;
-	return 12;
-}
-
-static size_t put_txt(unsigned char *p, unsigned ttl, const char *text)
-{
-	size_t l = strlen(text), n = put_rr_header(p, ns_t_txt, ttl, (unsigned)l + 1);
-	p[n++] = (unsigned char)l;
-	memcpy(p + n, text, l);
-	return n + l;
-}
-
-static void *fake_dns_run(void *arg)
-{
-	struct fake_dns *f = arg;
-	unsigned char q[512], a[1024];
-	struct sockaddr_storage peer;
-
-	for (;;) {
-		socklen_t plen = sizeof(peer);
-		ssize_t n = recvfrom(f->fd, q, sizeof(q), 0, (struct sockaddr *)&peer, &plen);
-		size_t qend = 12, len;
-		char name[256] = "";
-		int which = -1;
-
-		if (n <= 12)
-			return NULL;	/* closed, or the stop packet */
-		/* The question's name, as text, and where the question ends. */
-		while (qend < (size_t)n && q[qend] != 0) {
-			strncat(name, (char *)q + qend + 1, q[qend]);
-			qend += q[qend] + 1;
-			if (q[qend] != 0)
-				strcat(name, ".");
-		}
-		qend += 5;
-		for (size_t i = 0; i < sizeof(fake_names) / sizeof(fake_names[0]); i++)
-			if (strcmp(name, fake_names[i]) == 0)
-				which = (int)i;
-		if (which < 0)
-			continue;
-		f->queries[which]++;
-		memcpy(a, q, qend);
-		a[2] = 0x81, a[3] = 0x80;			/* QR RD RA, NOERROR */
-		a[6] = a[7] = a[8] = a[9] = a[10] = a[11] = 0;	/* no AN/NS/AR (no OPT back) */
-		len = qend;
-		switch (which) {
-		case 0:	/* spoof.test: wrong ID first, then a wrong question, then the truth */
-			a[0] ^= 0xff;
-			len += put_txt(a + len, 300, "v=spf1 +all");
-			a[7] = 1;
-			sendto(f->fd, a, len, 0, (struct sockaddr *)&peer, plen);
-			a[0] ^= 0xff;
-			a[qend - 3] ^= 0x01;			/* QTYPE TXT -> other */
-			sendto(f->fd, a, len, 0, (struct sockaddr *)&peer, plen);
-			a[qend - 3] ^= 0x01;
-			len = qend;
-			len += put_txt(a + len, 300, "v=spf1 -all");
-			break;
-		case 1:	/* negative.test: NXDOMAIN, SOA TTL 600, minimum 120 */
-			a[3] = 0x83;
-			a[9] = 1;
-			len += put_rr_header(a + len, ns_t_soa, 600, 22);
-			memset(a + len, 0, 22);
-			a[len + 20] = 0, a[len + 21] = 120;	/* minimum, last 4 bytes */
-			len += 22;
-			break;
-		case 2:	/* nosoa.test: NODATA without SOA */
-			break;
-		case 3:	/* garbage.test: claims an answer that is not there */
-			a[7] = 1;
-			a[len++] = 0xc0;
-			break;
-		case 4:	/* servfail.test */
-			a[3] = 0x82;
-			break;
-		case 5:	/* cname.test: CNAME (TTL 50) to a TXT (TTL 100) */
-			a[7] = 2;
-			len += put_rr_header(a + len, ns_t_cname, 50, 2);
-			a[len++] = 0xc0, a[len++] = 12;
-			len += put_txt(a + len, 100, "v=spf1 ?all");
-			break;
-		}
-		sendto(f->fd, a, len, 0, (struct sockaddr *)&peer, plen);
-	}
-}
-
-static void fake_dns_start(struct fake_dns *f)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sin);
-
-	memset(f, 0, sizeof(*f));
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	assert_true(f->fd >= 0);
-	/* Port 0: the kernel picks a free one, so it cannot collide. */
-	assert_int_equal(bind(f->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(getsockname(f->fd, (struct sockaddr *)&sin, &len), 0);
-	f->port = ntohs(sin.sin_port);
-	assert_int_equal(pthread_create(&f->thread, NULL, fake_dns_run, f), 0);
-}
-
-static void fake_dns_stop(struct fake_dns *f)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)f->port) };
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sendto(fd, "x", 1, 0, (struct sockaddr *)&sin, sizeof(sin));
-	close(fd);
-	pthread_join(f->thread, NULL);
-	close(f->fd);
-}
-
 static void spoofed_and_mismatched_answers_are_ignored(void **state)
 {
 	struct fake_dns f;
@@ -482,73 +288,6 @@ static void negative_answers_cached_for_soa_minimum_only(void **state)
 	assert_int_equal(f.queries[3], 3);	/* failures are never cached */
 	assert_int_equal(f.queries[4], 3);
 	assert_int_equal(f.queries[5], 1);
-	dns_resolver_free(r);
-	fake_dns_stop(&f);
-}
-
-struct observed {
-	int calls;
-	long ttl;			/* shown with the last answer */
-	int herrno;			/* of the last answer; -1 for NULL */
-};
-
-static void observe(void *arg, const SPF_dns_rr_t *answer, long ttl)
-{
-	struct observed *o = arg;
-
-	o->calls++;
-	o->ttl = ttl;
-	o->herrno = answer != NULL ? answer->herrno : -1;
-}
-
-/* Looks up a TXT record that must be shown once with herrno; the ttl shown. */
-static long observed_ttl(struct dns_resolver *r, struct observed *o, const char *name,
-	int herrno)
-{
-	int calls = o->calls;
-	SPF_dns_rr_t *rr = dns_lookup(r, name, ns_t_txt);
-
-	assert_int_equal(rr->herrno, herrno);
-	assert_int_equal(o->calls, calls + 1);
-	assert_int_equal(o->herrno, herrno);
-	SPF_dns_rr_free(rr);
-	return o->ttl;
-}
-
-static void observer_sees_each_answer_with_the_ttl_left(void **state)
-{
-	struct dns_resolver *r = resolver_at(server.port, 2000);
-	struct observed o = { 0 };
-	struct fake_dns f;
-	(void)state;
-
-	dns_resolver_observe(r, observe, &o);
-	assert_int_equal(observed_ttl(r, &o, "pass.test", NETDB_SUCCESS), 300);
-	usleep(10000);
-	/* From the cache: the whole seconds left. */
-	assert_int_equal(observed_ttl(r, &o, "pass.test", NETDB_SUCCESS), 299);
-	assert_int_equal(observed_ttl(r, &o, "refused.example", TRY_AGAIN), 0);
-	/* Over the lookup budget: a failure. */
-	dns_budget_start(r, 0, 1, 0);
-	assert_int_equal(observed_ttl(r, &o, "pass.test", NETDB_SUCCESS), 299);
-	assert_int_equal(observed_ttl(r, &o, "pass.test", TRY_AGAIN), 0);
-	dns_budget_start(r, 0, 0, 0);
-	/* Made up without asking (type SPF, impossible names): not shown. */
-	SPF_dns_rr_free(dns_lookup(r, "pass.test", ns_t_spf));
-	SPF_dns_rr_free(dns_lookup(r, "bad..test", ns_t_txt));
-	assert_int_equal(o.calls, 5);
-	dns_resolver_free(r);
-
-	fake_dns_start(&f);
-	r = resolver_at(f.port, 1000);
-	dns_resolver_observe(r, observe, &o);
-	assert_int_equal(observed_ttl(r, &o, "negative.test", HOST_NOT_FOUND), 120);
-	assert_int_equal(observed_ttl(r, &o, "nosoa.test", NO_DATA), 0);	/* TTL unknown */
-	assert_int_equal(observed_ttl(r, &o, "servfail.test", TRY_AGAIN), 0);
-	assert_int_equal(observed_ttl(r, &o, "cname.test", NETDB_SUCCESS), 50);
-	dns_resolver_observe(r, NULL, NULL);
-	SPF_dns_rr_free(dns_lookup(r, "cname.test", ns_t_txt));
-	assert_int_equal(o.calls, 9);
 	dns_resolver_free(r);
 	fake_dns_stop(&f);
 }
@@ -669,12 +408,9 @@ int main(void)
 		cmocka_unit_test(type_spf_is_answered_without_a_query),
 		cmocka_unit_test(answers_are_cached_for_their_ttl),
 		cmocka_unit_test(silent_server_costs_one_timeout),
-		cmocka_unit_test(budget_bounds_time_and_lookups),
-		cmocka_unit_test(budget_bounds_void_lookups),
 		cmocka_unit_test(spoofed_and_mismatched_answers_are_ignored),
 		cmocka_unit_test(negative_answers_cached_for_soa_minimum_only),
 		cmocka_unit_test(cache_expires_and_evicts_least_recently_used),
-		cmocka_unit_test(observer_sees_each_answer_with_the_ttl_left),
 		cmocka_unit_test(reply_broken_after_a_record_has_no_records),
 	};
 	return cmocka_run_group_tests(tests, start_server, stop_server);
