@@ -24,6 +24,7 @@
 #		 h_milter_run ARGS (-n, -V: output in $H_OUT)
 #		 h_milter_line QID; h_milter_field QID FIELD
 #	SMTP:	 h_send [--ip ADDR] [--sasl USER PASS] [--raw FILE] [swaks...]
+#		 h_smtp [smtp_driver.py options...]
 #		 h_parallel COUNT CMD... (never a bare "wait")
 #	Logs:	 h_log_mark FILE; h_wait_log FILE ERE [TIMEOUT]
 #	Messages: h_headers FILE; h_header FILE NAME
@@ -37,6 +38,8 @@
 #	H_MILTER_STATUS, H_BULKMILTER, H_BULKMILTERCTL, H_REDIS_SOCK,
 #	H_SINK_PORT[NAME], H_DNS_PORT, H_SEND_LOG, H_QID, H_OUT.
 #	tests/lib/mkmsg.py writes messages with exact bytes.
+#	tests/lib/postfix.sh (sourced here) builds the private Postfix;
+#	tests/lib/smtp_driver.py is the SMTP client of h_smtp.
 # DESCRIPTION
 #	Sourced by every tests/integration/t_*.sh (bash). It makes a temp
 #	dir $H_TMP per test and a trap that, on any exit, stops everything
@@ -55,8 +58,9 @@
 #	that tests run one after another never share one. $H_SMTP_PORT is
 #	the Postfix smtpd; sinks take the next ones (h_port N is base+N).
 #
-#	Postfix runs as a private instance (config, queue and data dirs in
-#	$H_TMP/postfix, chroot n everywhere, log in $H_MAILLOG), accepts
+#	Postfix runs as a private instance made by tests/lib/postfix.sh
+#	(config, queue and data dirs in $H_TMP/postfix, chroot n
+#	everywhere, log in $H_MAILLOG, queue retries within 1-2 s), accepts
 #	everything from loopback, SASL clients and, thanks to relay_domains
 #	= static:ALL, anyone (so XCLIENT-ed "inbound" clients can send), and
 #	relays everything to the sink "main" (started on demand) or to
@@ -81,6 +85,8 @@
 H_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 H_SRCDIR=$(cd "$H_LIB/../.." && pwd)
 H_TEST=$(basename "$0" .sh)
+# shellcheck source=SCRIPTDIR/postfix.sh
+. "$H_LIB/postfix.sh"
 
 [ "$(id -u)" = 0 ] || { echo "Bail out! $H_TEST needs root (private Postfix)"; exit 1; }
 
@@ -117,12 +123,7 @@ export H_MILTER_SOCKET H_MILTER_LOG H_MAILLOG
 # probe connection shows up in Postfix's or the milter's log); with
 # "udp", on UDP port $1.
 h__port_busy() {
-	local files="/proc/net/tcp /proc/net/tcp6" state=0A
-	[ "${2:-}" = udp ] && files="/proc/net/udp /proc/net/udp6" state=07
-	# shellcheck disable=SC2086
-	awk -v port="$(printf ':%04X' "$1")" -v state="$state" '
-		$4 == state && toupper(substr($2, length($2) - 4)) == port {found = 1}
-		END {exit !found}' $files 2>/dev/null
+	pf_port_busy "$@"
 }
 # A block of 20 ports for this test: base = 20000 + (PID mod N) * 20,
 # with N chosen so that the block stays below the ephemeral range; if
@@ -258,13 +259,7 @@ h__stop() {
 
 # h__wait_for SECONDS CMD...: poll CMD every 0.1 s.
 h__wait_for() {
-	local limit=$(( $1 * 10 )) i
-	shift
-	for ((i = 0; i < limit; i++)); do
-		"$@" && return 0
-		sleep 0.1
-	done
-	"$@"
+	pf_wait_for "$@"
 }
 
 # ---------------------------------------------------------------- redis
@@ -419,173 +414,48 @@ h_postfix_master() {
 # h_postconf 'name = value'...: change main.cf of the running instance
 # and reload it.
 h_postconf() {
-	local line
-	for line in "$@"; do
-		postconf -c "$H_POSTFIX_DIR" -e "$line" ||
-			h_fatal "postconf -e '$line' failed"
-	done
+	pf_postconf "$H_TMP/postfix" "$@" 2>>"$H_TMP/postfix.err" ||
+		h_fatal "$(tail -n 1 "$H_TMP/postfix.err")"
 	h_postfix_reload
 }
 
 h_postfix_reload() {
-	postfix -c "$H_POSTFIX_DIR" reload >/dev/null 2>&1 ||
-		h_fatal "postfix reload failed"
-	sleep 0.5
+	pf_reload "$H_TMP/postfix" 2>>"$H_TMP/postfix.err" || h_fatal "postfix reload failed"
 }
 
-h__ipv6() {
-	grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6 2>/dev/null
-}
-
-# h_postfix_start ['name = value'...]: start the private instance.
+# h_postfix_start ['name = value'...]: build (tests/lib/postfix.sh) and
+# start the private instance.
 h_postfix_start() {
-	local root=$H_TMP/postfix
-	local conf=$root/etc line relay protocols networks
-	H_POSTFIX_DIR=$conf
+	local root=$H_TMP/postfix relay line args=()
+	H_POSTFIX_DIR=$root/etc
 	export H_POSTFIX_DIR
-	mkdir -p "$conf/sasl" "$root/data" "$root/spool"
-	chown postfix "$root/data"
-
 	if [ -n "${H_RELAYHOST:-}" ]; then
 		relay=$H_RELAYHOST
 	else
 		[ -n "${H_SINK_PID[main]:-}" ] || h_sink_start main
 		relay="[127.0.0.1]:${H_SINK_PORT[main]}"
 	fi
-	if h__ipv6; then
-		protocols=all networks="127.0.0.0/8 [::1]/128"
-	else
-		protocols=ipv4 networks="127.0.0.0/8"
+	if [ -f "$H_TMP/master.extra" ]; then
+		while IFS= read -r line; do args+=(--master "$line"); done <"$H_TMP/master.extra"
 	fi
-
-	cat >"$conf/main.cf" <<EOF
-# Private test instance made by tests/lib/harness.sh.
-compatibility_level = 3.6
-queue_directory = $root/spool
-data_directory = $root/data
-command_directory = /usr/sbin
-daemon_directory = /usr/lib/postfix/sbin
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = $H_MAILLOG
-maillog_file_prefixes = $H_TMP
-syslog_name = bm-postfix
-myhostname = bm-test.localdomain
-mydomain = localdomain
-myorigin = \$myhostname
-mydestination =
-alias_maps =
-alias_database =
-inet_interfaces = loopback-only
-inet_protocols = $protocols
-mynetworks = $networks
-relayhost = $relay
-relay_domains = static:ALL
-smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
-smtpd_authorized_xclient_hosts = 127.0.0.0/8
-smtpd_peername_lookup = no
-smtp_host_lookup = native
-disable_dns_lookups = yes
-smtpd_milters = $H_MILTER_SOCKET
-milter_default_action = tempfail
-milter_protocol = 6
-smtpd_sasl_auth_enable = yes
-smtpd_sasl_type = cyrus
-smtpd_sasl_path = smtpd
-smtpd_sasl_security_options = noanonymous
-smtpd_tls_security_level = none
-smtp_tls_security_level = none
-queue_run_delay = 1s
-minimal_backoff_time = 1s
-maximal_backoff_time = 2s
-in_flow_delay = 0s
-smtpd_error_sleep_time = 0s
-smtpd_soft_error_limit = 1000
-smtpd_hard_error_limit = 1000
-delay_warning_time = 0h
-biff = no
-readme_directory = no
-EOF
-	cat >"$conf/master.cf" <<EOF
-# service type private unpriv chroot wakeup maxproc command
-127.0.0.1:$H_SMTP_PORT inet n - n - - smtpd
-pickup    unix  n       -       n       1       1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
-	[ -f "$H_TMP/master.extra" ] && cat "$H_TMP/master.extra" >>"$conf/master.cf"
-	for line in "$@"; do
-		postconf -c "$conf" -e "$line" || h_fatal "postconf -e '$line' failed"
-	done
-	cat >"$conf/sasl/smtpd.conf" <<EOF
-pwcheck_method: auxprop
-auxprop_plugin: sasldb
-sasldb_path: $conf/sasl/sasldb2
-mech_list: PLAIN LOGIN
-EOF
-	# The queue layout of postfix-files, made here: "postfix start" would
-	# spend a second or two checking the whole installation first.
-	install -d -o root -g root -m 755 "$root/spool" "$root/spool/pid"
-	for line in active bounce corrupt defer deferred flush hold incoming \
-		    private saved trace; do
-		install -d -o postfix -g root -m 700 "$root/spool/$line"
-	done
-	install -d -o postfix -g postdrop -m 730 "$root/spool/maildrop"
-	install -d -o postfix -g postdrop -m 710 "$root/spool/public"
-	# master -w returns once the daemon runs. On failure, "postfix start"
-	# says why (it prints fatal errors only to a tty or syslog: script).
-	if ! /usr/lib/postfix/sbin/master -c "$conf" -w >"$root/start.out" 2>&1 &&
-	   ! script -qec "postfix -c '$conf' start" /dev/null >>"$root/start.out" 2>&1; then
-		h_diag "$(cat "$root/start.out")"
-		[ -f "$H_MAILLOG" ] && h_diag "$(tail -n 20 "$H_MAILLOG")"
-		h_fatal "postfix -c $conf start failed"
+	for line in "$@"; do args+=(--main "$line"); done
+	pf_build "$root" --smtpd "127.0.0.1:$H_SMTP_PORT" --relayhost "$relay" \
+		--milters "$H_MILTER_SOCKET" --hostname bm-test.localdomain \
+		--syslog-name bm-postfix --log-prefix "$H_TMP" --ipv6 --relay-anyone \
+		--xclient --sasl --quick-retry --no-throttle --pickup-wakeup 1 \
+		"${args[@]}" 2>>"$H_TMP/postfix.err" ||
+		h_fatal "building the private Postfix failed: $(tail -n 3 "$H_TMP/postfix.err")"
+	if ! pf_start "$root" 2>>"$H_TMP/postfix.err"; then
+		h_diag "$(tail -n 30 "$H_TMP/postfix.err")"
+		h_fatal "postfix -c $H_POSTFIX_DIR start failed"
 	fi
 	H_POSTFIX_RUNNING=1
-	h__wait_for 10 h__port_busy "$H_SMTP_PORT" ||
-		h_fatal "postfix does not listen on 127.0.0.1:$H_SMTP_PORT"
-}
-
-h__postfix_master_pid() {
-	local f=$H_TMP/postfix/spool/pid/master.pid
-	[ -f "$f" ] && tr -d ' \n' <"$f"
 }
 
 h_postfix_stop() {
-	local pid i
 	[ "$H_POSTFIX_RUNNING" = 1 ] || return 0
-	pid=$(h__postfix_master_pid)
-	# What "postfix stop" does, without its second of checks.
-	if [ -n "$pid" ]; then
-		kill -TERM "$pid" 2>/dev/null
-		for ((i = 0; i < 100; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			h_diag "postfix master $pid still running: SIGKILL"
-			kill -KILL "$pid" 2>/dev/null
-		fi
-	else
-		postfix -c "$H_POSTFIX_DIR" stop >/dev/null 2>&1
-	fi
+	pf_stop "$H_TMP/postfix" 2>>"$H_TMP/postfix.err" ||
+		h_diag "$(tail -n 1 "$H_TMP/postfix.err")"
 	H_POSTFIX_RUNNING=0
 }
 
@@ -593,13 +463,8 @@ h_postfix_stop() {
 # that (realm example.com); a bare "alice" lives in the realm Postfix
 # uses by default, its myhostname.
 h_sasl_user() {
-	local conf=$H_TMP/postfix/etc db realm=()
-	db=$conf/sasl/sasldb2
-	mkdir -p "$conf/sasl"
-	case $1 in *@*) ;; *) realm=(-u bm-test.localdomain) ;; esac
-	printf '%s' "$2" | saslpasswd2 -f "$db" -p -c "${realm[@]}" "$1" ||
-		h_fatal "saslpasswd2 $1 failed"
-	chgrp postfix "$db" && chmod 640 "$db"
+	pf_sasl_user "$H_TMP/postfix" "$1" "$2" bm-test.localdomain 2>>"$H_TMP/postfix.err" ||
+		h_fatal "$(tail -n 1 "$H_TMP/postfix.err")"
 }
 
 h_postqueue_json() {
@@ -798,6 +663,13 @@ h_send() {
 	rc=$?
 	H_QID=$(sed -n 's/^<- *250 .*queued as \([0-9A-Za-z]*\).*/\1/p' "$H_SEND_LOG" | tail -n 1)
 	return $rc
+}
+
+# h_smtp [smtp_driver.py options...]: tests/lib/smtp_driver.py against
+# the private Postfix (--port $H_SMTP_PORT unless another --port is
+# given: the last one counts), its reply lines on stdout; see its header.
+h_smtp() {
+	/usr/bin/python3 "$H_LIB/smtp_driver.py" --port "$H_SMTP_PORT" "$@" </dev/null
 }
 
 # h_parallel COUNT CMD...: run "CMD... I" for I = 1..COUNT at once, in
