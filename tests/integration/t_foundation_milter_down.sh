@@ -44,23 +44,15 @@ h_ok "after restart: message arrives at the sink" h_wait_sink main 2 20
 
 # An SMTP session is past RCPT (the milter has a connection and a
 # transaction) when SIGTERM comes; it sends DATA only afterwards.
-cat >"$H_TMP/slow_session.py" <<'EOF_PY'
-import os, smtplib, sys, time
-port, ready, go = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-s = smtplib.SMTP("127.0.0.1", port, timeout=60)
-s.ehlo("client.example")
-s.mail("alice@example.com")
-s.rcpt("bob@example.net")
-open(ready, "w").close()
-while not os.path.exists(go):
-    time.sleep(0.05)
-code, reply = s.data(b"From: alice@example.com\r\nTo: bob@example.net\r\n"
-                     b"Subject: in flight at SIGTERM\r\n\r\nbody\r\n")
-print(code, reply.decode(errors="replace"))
-s.quit()
-EOF_PY
-/usr/bin/python3 "$H_TMP/slow_session.py" "$H_SMTP_PORT" "$H_TMP/ready" "$H_TMP/go" \
-	>"$H_TMP/slow_session.out" 2>&1 &
+slow_session() {
+	h_smtp --from alice@example.com --to bob@example.net --tag in-flight \
+		--mid-cmd "touch '$H_TMP/ready'; while [ ! -e '$H_TMP/go' ]; do sleep 0.05; done" \
+		>"$H_TMP/slow_session.replies" 2>&1
+	# "CODE TEXT" of the reply to the final dot
+	awk '$3 == "data" {$1 = $2 = $3 = ""; sub(/^ +/, ""); print}' \
+		"$H_TMP/slow_session.replies" >"$H_TMP/slow_session.out"
+}
+slow_session &
 client=$!
 h__wait_for 20 test -e "$H_TMP/ready" || h_fatal "the slow session did not get past RCPT"
 kill -TERM "$H_MILTER_PID"

@@ -107,7 +107,7 @@ h_ok "the milter process (pid $milter_pid) is alive" h__alive "$milter_pid"
 # with spf=temperror, delivered.
 timed() {
 	local seq code qid ms _ limit=2500
-	spf_smtp --xclient 192.0.2.10 --from "alice@$2" --count 3 --tag "$(spf_tag "$1")" >/dev/null
+	spf_smtp --xclient 192.0.2.10 --from "alice@$2" --messages 3 --tag "$(spf_tag "$1")" >/dev/null
 	h_assert_eq 3 "$(grep -c '^[0-9]* 250 ' "$SPF_SMTP_OUT")" "$1: all 3 messages accepted"
 	while read -r seq code qid ms _; do
 		h_ok "$1: message $seq answered in ${ms} ms (< $limit)" test "$ms" -lt "$limit"

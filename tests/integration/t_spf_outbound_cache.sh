@@ -72,7 +72,7 @@ h_assert_eq news@example.com "$(h_milter_field "$QID" sasl)" "SASL client: sasl=
 
 # The cache: 100 messages, 4 sessions, one MAIL FROM domain.
 start=${EPOCHREALTIME/./}
-spf_smtp --xclient 192.0.2.10 --from list@cache.example --count 100 --sessions 4 \
+spf_smtp --xclient 192.0.2.10 --from list@cache.example --sessions 4 --messages 25 \
 	--tag cache >/dev/null
 h_diag "100 messages sent in $(( (${EPOCHREALTIME/./} - start) / 1000 )) ms"
 h_assert_eq 100 "$(grep -c '^[0-9]* 250 ' "$SPF_SMTP_OUT")" "cache: all 100 messages accepted"

@@ -45,23 +45,10 @@ h_ok "the milter runs its SPF helpers" test -n "$helpers_before"
 # hammer N: one inbound session looping MAIL FROM:<xN@slow3.test> + RSET
 # until $H_TMP/stop exists; writes "MAILS REPLIES" to $H_TMP/hammer.N.
 hammer() {
-	/usr/bin/python3 - "$H_SMTP_PORT" "$1" "$H_TMP" <<'EOF_PY'
-import os, smtplib, sys
-port, n, tmp = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-s = smtplib.SMTP("127.0.0.1", port, local_hostname="hammer.example", timeout=60)
-s.ehlo()
-s.docmd("XCLIENT", "ADDR=192.0.2.77")
-s.ehlo()
-mails = replies = 0
-while not os.path.exists(os.path.join(tmp, "stop")):
-    code, _ = s.mail("<x%s@slow3.test>" % n)
-    mails += 1
-    replies += code in (250, 451, 550)
-    s.rset()
-s.quit()
-with open(os.path.join(tmp, "hammer." + n), "w") as f:
-    f.write("%d %d\n" % (mails, replies))
-EOF_PY
+	h_smtp --xclient 192.0.2.77 --helo hammer.example --from "x$1@slow3.test" \
+		--rcpts 0 --end rset --until "$H_TMP/stop" >"$H_TMP/hammer.$1.out" &&
+		awk '$3 == "mail" {mails++; replies += ($4 == 250 || $4 == 451 || $4 == 550)}
+		     END {print mails + 0, replies + 0}' "$H_TMP/hammer.$1.out" >"$H_TMP/hammer.$1"
 }
 
 bh_before=$(spf_blackhole_count)

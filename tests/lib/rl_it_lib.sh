@@ -6,19 +6,21 @@
 #	. "$(dirname "$0")/../lib/harness.sh"
 #	. "$(dirname "$0")/../lib/rl_it_lib.sh"
 #
-#	rl_smtp NAME [rl_it_smtp.py options...]
+#	rl_smtp NAME [smtp_driver.py options...]
 #	rl_count NAME STAGE-ERE CODE; rl_replies NAME STAGE-ERE
 #	rl_sink_rcpts TAG; rl_delivered TAG EXPECTED [TIMEOUT]
 #	rl_queue_settled; rl_held_count [SENDER]
 #	rl_ctl ARGS...; rl_used ACCOUNT KIND RATE [CONF]; rl_used_json KIND RATE
 #	rl_milter2_start CONF SOCKET; rl_milter2_stop
 # DESCRIPTION
-#	rl_smtp runs tests/lib/rl_it_smtp.py against the private Postfix
-#	($H_SMTP_PORT unless --port is given); its reply lines ("S M STAGE
-#	CODE TEXT") go to $H_TMP/rl-NAME.out, which rl_count and
-#	rl_replies read: the number of replies of a stage (rcpt[0-9]+,
-#	mail, data, ...) with that code, and "COUNT CODE TEXT" per distinct
-#	reply.
+#	rl_smtp runs tests/lib/smtp_driver.py (h_smtp) against the private
+#	Postfix ($H_SMTP_PORT unless --port is given), saying EHLO
+#	rl-client.example, with Message-IDs <TAG.S.M@rl-it.test> (TAG "rl"
+#	unless --tag is given); its reply lines ("S M STAGE CODE TEXT", and
+#	"S M ms MS ..." per message) go to $H_TMP/rl-NAME.out, its
+#	complaints to $H_TMP/rl-NAME.err. rl_count and rl_replies read the
+#	.out: the number of replies of a stage (rcpt[0-9]+, mail, data, ...)
+#	with that code, and "COUNT CODE TEXT" per distinct reply.
 #
 #	rl_sink_rcpts counts the recipients TAG.* in the envelopes the sink
 #	"main" stored: one message the sink got for three recipients counts
@@ -35,15 +37,14 @@
 #	log $H_TMP/milter2.log); the EXIT trap stops it (by PID) before the
 #	harness's own clean-up runs.
 
-RL_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 RL_MILTER2_PID=
 
 rl_smtp() {
-	local name=$1 port=(--port "$H_SMTP_PORT")
+	local name=$1
 	shift
-	case " $* " in *" --port "*) port=() ;; esac
 	RL_OUT=$H_TMP/rl-$name.out
-	/usr/bin/python3 "$RL_LIB/rl_it_smtp.py" "${port[@]}" "$@" >"$RL_OUT" 2>"$H_TMP/rl-$name.err"
+	h_smtp --helo rl-client.example --domain rl-it.test --tag rl "$@" \
+		>"$RL_OUT" 2>"$H_TMP/rl-$name.err"
 }
 
 rl_count() {

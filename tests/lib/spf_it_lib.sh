@@ -9,7 +9,7 @@
 #
 #	spf_dns_start [dnsmasq options...]; spf_dns_queries TYPE NAME
 #	spf_blackhole_start PORT; spf_blackhole_count; spf_blackhole_stop
-#	spf_smtp [spf_it_smtp.py options...]; spf_send [options...]
+#	spf_smtp [smtp_driver.py options...]; spf_send [options...]
 #	spf_sink_file QID (sets SPF_FILE); spf_headers FILE; spf_header FILE NAME
 #	spf_milter_reload; spf_helper_pids; spf_tag TEXT
 # DESCRIPTION
@@ -24,9 +24,17 @@
 #	spf_blackhole_start runs a UDP server on 127.0.0.1:PORT that reads
 #	queries and never answers; spf_blackhole_count says how many it got.
 #
-#	spf_smtp runs tests/lib/spf_it_smtp.py against the private Postfix,
-#	its output also in $SPF_SMTP_OUT; spf_send does that for one message
-#	and sets SPF_CODE, SPF_QID ("" when not queued), SPF_MS, SPF_TEXT.
+#	spf_smtp runs tests/lib/smtp_driver.py (h_smtp) against the private
+#	Postfix, its sessions one after another (--serial), Message-IDs
+#	<TAG.S.M@spf-it.test>, and prints one line per message (also in
+#	$SPF_SMTP_OUT), then the driver's complaints:
+#
+#	    SEQ CODE QID MS TEXT
+#
+#	SEQ counts from 1 over all sessions; CODE, QID ("-" when not
+#	queued), MS and TEXT are those of the driver's "ms" line. spf_send
+#	does that for one message and sets SPF_CODE, SPF_QID ("" when not
+#	queued), SPF_MS, SPF_TEXT.
 #
 #	spf_sink_file sets SPF_FILE to the sink file of the message Postfix
 #	queued as QID (found by the "id QID" of its Received header),
@@ -90,23 +98,34 @@ spf_blackhole_stop() {
 }
 
 spf_smtp() {
+	local raw
 	SPF_SMTP_N=$((SPF_SMTP_N + 1))
 	SPF_SMTP_OUT=$H_TMP/smtp-$(printf %03d "$SPF_SMTP_N").out
-	/usr/bin/python3 "$H_LIB/spf_it_smtp.py" --port "$H_SMTP_PORT" "$@" \
-		>"$SPF_SMTP_OUT" 2>&1 </dev/null
+	raw=${SPF_SMTP_OUT%.out}.replies
+	h_smtp --serial --domain spf-it.test --tag spf-it "$@" >"$raw" 2>"$raw.err"
+	{
+		# "S M ms MS CODE QID TEXT" -> "SEQ CODE QID MS TEXT"
+		awk '$3 == "ms" {
+			text = $0
+			sub(/^[^ ]+ [^ ]+ [^ ]+ [^ ]+ [^ ]+ [^ ]+ /, "", text)
+			if (NF == 6) text = ""
+			print ++seq, $5, $6, $4, text
+		}' "$raw"
+		cat "$raw.err"
+	} >"$SPF_SMTP_OUT"
 	cat "$SPF_SMTP_OUT"
 }
 
 spf_send() {
 	local line _seq
-	line=$(spf_smtp --count 1 "$@" | tail -n 1)
+	line=$(spf_smtp --messages 1 "$@" | tail -n 1)
 	read -r _seq SPF_CODE SPF_QID SPF_MS SPF_TEXT <<<"$line"
 	[ "$SPF_QID" = - ] && SPF_QID=
 	case $SPF_CODE in
 	[0-9][0-9][0-9]) ;;
 	*)
 		SPF_CODE='' SPF_QID='' SPF_MS='' SPF_TEXT=''
-		h_diag "spf_it_smtp.py: $line" ;;
+		h_diag "smtp_driver.py: $line" ;;
 	esac
 }
 
