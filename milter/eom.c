@@ -107,8 +107,9 @@ static void classify_and_check(struct conn *c, struct eom_outcome *o)
 		.list_unsub_one_click = m->one_click, .dmarc_published = -1,
 	};
 	if ((m->cls->bulk_require & BULK_REQ_DMARC_RECORD) && fd && c->snap->spf) {
-		bool published = false;
-		e.dmarc_published = spf_dmarc_record(c->snap->spf, fd, &published) == 0 ? published : -1;
+		enum dmarc_record r = spf_dmarc_record(c->snap->spf, fd);
+		if (r != DMARC_RECORD_TEMPERROR)
+			e.dmarc_published = r == DMARC_RECORD_FOUND;
 	}
 	o->dmarc = e.dmarc_published;
 	o->failed = bulk_check(m->cls, &e);

@@ -154,6 +154,7 @@ static enum spf_outcome spf_evaluate(struct spf_pool *pool, const struct netaddr
 	char ip[NETADDR_TEXT_MAX];
 	const char *fields[3];
 	enum spf_identity identity;
+	int code;
 
 	if (pool == NULL) {
 		spf_set_detail(detail, len, "SPF checks not available");
@@ -176,8 +177,9 @@ static enum spf_outcome spf_evaluate(struct spf_pool *pool, const struct netaddr
 	fields[1] = helo != NULL && strlen(helo) <= ALIGN_NAME_MAX ? helo : "";
 	fields[2] = path;
 	spf_route_key(domain, key, sizeof(key));
-	return spf_dispatch_ask(pool->dispatch, key, SPF_WIRE_CHECK, fields, 3, detail, len,
+	code = spf_dispatch_ask(pool->dispatch, key, SPF_WIRE_CHECK, fields, 3, detail, len,
 				reuse);
+	return code == SPF_DISPATCH_FAILED ? SPF_OUTCOME_TEMPERROR : (enum spf_outcome)code;
 }
 
 enum spf_outcome spf_check(struct spf_pool *pool, const struct netaddr *client,
@@ -296,26 +298,24 @@ void spf_pool_stats(struct spf_pool *pool, unsigned long *requests,
 	pthread_mutex_unlock(&pool->egress.lock);
 }
 
-int spf_dmarc_record(struct spf_pool *pool, const char *domain, bool *published)
+enum dmarc_record spf_dmarc_record(struct spf_pool *pool, const char *domain)
 {
 	char name[ALIGN_NAME_MAX + 1], key[ALIGN_NAME_MAX + 1], detail[SPF_DETAIL_MAX];
 	const char *fields[1] = { name };
-	enum spf_outcome o;
+	int code;
 
-	*published = false;
 	if (pool == NULL)
-		return -1;
+		return DMARC_RECORD_TEMPERROR;
 	if (domain == NULL || align_normalize(domain, name, sizeof(name)) < 0)
-		return 0;
+		return DMARC_RECORD_NONE;
 	spf_route_key(name, key, sizeof(key));
-	o = spf_dispatch_ask(pool->dispatch, key, SPF_WIRE_DMARC, fields, 1, detail,
-			     sizeof(detail), NULL);
-	if (o == SPF_OUTCOME_TEMPERROR) {
+	code = spf_dispatch_ask(pool->dispatch, key, SPF_WIRE_DMARC, fields, 1, detail,
+				sizeof(detail), NULL);
+	if (code == SPF_DISPATCH_FAILED || code == DMARC_RECORD_TEMPERROR) {
 		log_debug("DMARC record of %s: %s", name, detail);
-		return -1;
+		return DMARC_RECORD_TEMPERROR;
 	}
-	*published = o == SPF_OUTCOME_PASS;
-	return 0;
+	return (enum dmarc_record)code;
 }
 
 struct spf_pool *spf_pool_start(const struct settings *s, char *err, size_t len)

@@ -8,7 +8,7 @@
  *		const char *helo, const char *mail_from, char *detail, size_t len);
  *	enum spf_outcome spf_check_egress(struct spf_pool *pool, const struct netaddr *egress,
  *		const char *helo, const char *mail_from);
- *	int spf_dmarc_record(struct spf_pool *pool, const char *domain, bool *published);
+ *	enum dmarc_record spf_dmarc_record(struct spf_pool *pool, const char *domain);
  *	enum spf_identity spf_identity_domain(const char *helo, const char *mail_from,
  *		char *domain, size_t len);
  *	const char *spf_outcome_name(enum spf_outcome o);
@@ -38,7 +38,7 @@
  *	waitpid(-1), nor set SIGCHLD to SIG_IGN).
  *	spf_pool_stop ends the helpers and frees the pool; no spf_check may
  *	be running on it. With pool NULL, spf_check answers temperror and
- *	spf_dmarc_record -1.
+ *	spf_dmarc_record DMARC_RECORD_TEMPERROR.
  *
  *	spf_check is check_host() (RFC 7208) for the client address and the
  *	MAIL FROM domain; mail_from "" (or "<>") is the null sender, and then
@@ -72,10 +72,11 @@
  *	and DMARC lookups) and spf_check_egress answers taken from the cache.
  *	With pool NULL both are 0.
  *
- *	spf_dmarc_record sets *published when the domain, or else its
- *	organizational domain, has exactly one TXT record at _dmarc.<name>
- *	that starts with "v=DMARC1" (RFC 7489 6.6.3). It returns 0, or -1
- *	on a DNS failure. An invalid domain is "not published".
+ *	spf_dmarc_record says whether the domain, or else its organizational
+ *	domain, publishes DMARC: DMARC_RECORD_FOUND when it has exactly one
+ *	TXT record at _dmarc.<name> that starts with "v=DMARC1" (RFC 7489
+ *	6.6.3), DMARC_RECORD_NONE when not (an invalid domain too), and
+ *	DMARC_RECORD_TEMPERROR on a DNS failure.
  *
  *	These calls are thread-safe. Let W be SPF_BUDGET_TIMEOUTS *
  *	dns_timeout_ms + SPF_REPLY_MARGIN_MS: a request waits at most W for
@@ -139,6 +140,9 @@ enum spf_outcome {
 
 enum spf_identity { SPF_IDENTITY_NONE = 0, SPF_IDENTITY_MAILFROM, SPF_IDENTITY_HELO };
 
+/* What spf_dmarc_record found: a DMARC lookup's answer, not an SPF result. */
+enum dmarc_record { DMARC_RECORD_NONE = 0, DMARC_RECORD_FOUND, DMARC_RECORD_TEMPERROR };
+
 struct spf_pool;
 
 struct spf_pool *spf_pool_start(const struct settings *s, char *err, size_t len);
@@ -152,8 +156,7 @@ enum spf_outcome spf_check_egress(struct spf_pool *pool, const struct netaddr *e
 	const char *helo, const char *mail_from);
 void spf_pool_stats(struct spf_pool *pool, unsigned long *requests,
 	unsigned long *egress_cache_hits);
-/* 0 with *published set, or -1 on a DNS failure */
-int spf_dmarc_record(struct spf_pool *pool, const char *domain, bool *published);
+enum dmarc_record spf_dmarc_record(struct spf_pool *pool, const char *domain);
 enum spf_identity spf_identity_domain(const char *helo, const char *mail_from,
 	char *domain, size_t len);
 int spf_helper_main(int argc, char **argv);

@@ -112,7 +112,7 @@ struct spf_job {
 	unsigned helper;		/* SENT: to this one (for log lines) */
 	int pid;
 	pthread_cond_t done;		/* signalled when DONE */
-	enum spf_outcome outcome;
+	int code;			/* answered; SPF_DISPATCH_FAILED */
 	char *detail;			/* the caller's */
 	size_t len;
 	struct spf_reuse *reuse;	/* the caller's, for an 'S' */
@@ -220,12 +220,13 @@ static int spf_parse_ttl(const char *text, long *ttl)
 }
 
 /*
- * Checks an 'A' packet for seq and takes its outcome and detail, and with
- * reuse (an answer to an 'S') its ttl and sender_specific too; 0, or -1
- * when any field is missing, extra or malformed.
+ * Checks an 'A' packet for seq and takes its code (0 to SPF_WIRE_CODE_MAX)
+ * and detail, and with reuse (an answer to an 'S') its ttl and
+ * sender_specific too; 0, or -1 when any field is missing, extra or
+ * malformed.
  */
-static int spf_unpack(char *buf, ssize_t n, unsigned seq, enum spf_outcome *outcome,
-	char *detail, size_t len, struct spf_reuse *reuse)
+static int spf_unpack(char *buf, ssize_t n, unsigned seq, int *answer, char *detail,
+	size_t len, struct spf_reuse *reuse)
 {
 	char expect[16], *fields[5], *p = buf + 1, *end = buf + n;
 	int nfields = reuse != NULL ? 5 : 3;
@@ -245,12 +246,12 @@ static int spf_unpack(char *buf, ssize_t n, unsigned seq, enum spf_outcome *outc
 	snprintf(expect, sizeof(expect), "%u", seq);
 	code = strtol(fields[1], &stop, 10);
 	if (strcmp(fields[0], expect) != 0 || *stop != '\0' || fields[1][0] == '\0' ||
-	    code < SPF_OUTCOME_NONE || code > SPF_OUTCOME_PERMERROR)
+	    code < 0 || code > SPF_WIRE_CODE_MAX(reuse != NULL ? SPF_WIRE_CHECK : SPF_WIRE_DMARC))
 		return -1;
 	if (reuse != NULL && (spf_parse_ttl(fields[3], &ttl) < 0 ||
 			      (strcmp(fields[4], "0") != 0 && strcmp(fields[4], "1") != 0)))
 		return -1;
-	*outcome = (enum spf_outcome)code;
+	*answer = (int)code;
 	spf_set_detail(detail, len, fields[2]);
 	if (reuse != NULL) {
 		reuse->ttl = ttl;
@@ -260,10 +261,10 @@ static int spf_unpack(char *buf, ssize_t n, unsigned seq, enum spf_outcome *outc
 }
 
 /* Gives a job its answer and wakes its caller; dispatch lock held. */
-static void spf_job_finish(struct spf_job *job, enum spf_outcome o, const char *detail,
+static void spf_job_finish(struct spf_job *job, int code, const char *detail,
 	const struct spf_reuse *reuse)
 {
-	job->outcome = o;
+	job->code = code;
 	spf_set_detail(job->detail, job->len, detail);
 	if (job->reuse != NULL && reuse != NULL)
 		*job->reuse = *reuse;
@@ -291,7 +292,7 @@ static void spf_helper_lost_job(struct spf_dispatch *d, struct spf_helper *h, co
 {
 	pthread_mutex_lock(&d->lock);
 	if (h->job != NULL)
-		spf_job_finish(h->job, SPF_OUTCOME_TEMPERROR, detail, NULL);
+		spf_job_finish(h->job, SPF_DISPATCH_FAILED, detail, NULL);
 	h->job = NULL;
 	pthread_mutex_unlock(&d->lock);
 }
@@ -345,14 +346,13 @@ static void spf_helper_answered(struct spf_dispatch *d, struct spf_helper *h, ch
 {
 	struct spf_reuse reuse = { .ttl = 0, .sender_specific = true };
 	char detail[SPF_DETAIL_MAX], how[64] = "";
-	enum spf_outcome o;
-	int pid = (int)h->pid;
+	int code, pid = (int)h->pid;
 
-	if (n > 0 && spf_unpack(buf, n, h->seq, &o, detail, sizeof(detail),
+	if (n > 0 && spf_unpack(buf, n, h->seq, &code, detail, sizeof(detail),
 				h->kind == SPF_WIRE_CHECK ? &reuse : NULL) == 0) {
 		pthread_mutex_lock(&d->lock);
 		if (h->job != NULL)
-			spf_job_finish(h->job, o, detail, &reuse);
+			spf_job_finish(h->job, code, detail, &reuse);
 		h->job = NULL;
 		pthread_mutex_unlock(&d->lock);
 		h->state = SPF_HELPER_IDLE;
@@ -480,7 +480,7 @@ static void spf_dispatch_queue(struct spf_dispatch *d)
 	while (d->queue != NULL) {
 		struct spf_job *job = d->queue;
 		d->queue = job->next;
-		spf_job_finish(job, SPF_OUTCOME_TEMPERROR, "SPF helper unavailable", NULL);
+		spf_job_finish(job, SPF_DISPATCH_FAILED, "SPF helper unavailable", NULL);
 	}
 }
 
@@ -599,12 +599,12 @@ static void spf_job_abandon(struct spf_dispatch *d, struct spf_job *job)
 	job->state = SPF_JOB_DONE;
 }
 
-enum spf_outcome spf_dispatch_ask(struct spf_dispatch *d, const char *key, char kind,
+int spf_dispatch_ask(struct spf_dispatch *d, const char *key, char kind,
 	const char *const fields[], int nfields, char *detail, size_t len,
 	struct spf_reuse *reuse)
 {
 	struct spf_job job = { .state = SPF_JOB_QUEUED, .key = key, .kind = kind,
-			       .outcome = SPF_OUTCOME_TEMPERROR, .detail = detail, .len = len,
+			       .code = SPF_DISPATCH_FAILED, .detail = detail, .len = len,
 			       .reuse = reuse };
 	pthread_condattr_t attr;
 	bool late = false;
@@ -615,7 +615,7 @@ enum spf_outcome spf_dispatch_ask(struct spf_dispatch *d, const char *key, char 
 	job.pktlen = spf_pack(job.pkt, sizeof(job.pkt), kind, job.seq, fields, nfields);
 	if (job.pktlen < 0) {
 		spf_set_detail(detail, len, "SPF request too long");
-		return SPF_OUTCOME_TEMPERROR;
+		return SPF_DISPATCH_FAILED;
 	}
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -644,7 +644,7 @@ enum spf_outcome spf_dispatch_ask(struct spf_dispatch *d, const char *key, char 
 	if (late)
 		log_warning("SPF helper %u (pid %d) gave no answer within %ld ms; "
 			    "its answer will be dropped", job.helper, job.pid, d->wait_ms);
-	return job.outcome;
+	return job.code;
 }
 
 unsigned long spf_dispatch_requests(struct spf_dispatch *d)

@@ -6,7 +6,7 @@
  *	struct spf_dispatch *spf_dispatch_start(const char *resolver, const char *user,
  *		long timeout_ms, char *err, size_t len);
  *	void spf_dispatch_stop(struct spf_dispatch *d);
- *	enum spf_outcome spf_dispatch_ask(struct spf_dispatch *d, const char *key, char kind,
+ *	int spf_dispatch_ask(struct spf_dispatch *d, const char *key, char kind,
  *		const char *const fields[], int nfields, char *detail, size_t len,
  *		struct spf_reuse *reuse);
  *	unsigned long spf_dispatch_requests(struct spf_dispatch *d);
@@ -21,11 +21,12 @@
  *	thread and the helpers; no spf_dispatch_ask may be running.
  *
  *	spf_dispatch_ask sends one request (kind and fields as spf_wire.h
- *	says; the sequence number is its own) to a helper and returns its
- *	outcome with the detail, cut to len - 1 bytes, and for an 'S' what
- *	the helper said about reusing it in *reuse (ttl 0 and sender
+ *	says; the sequence number is its own) to a helper and returns the
+ *	code it answered (for an 'S' an enum spf_outcome, for a 'D' an enum
+ *	dmarc_record) with the detail, cut to len - 1 bytes, and for an 'S'
+ *	what the helper said about reusing it in *reuse (ttl 0 and sender
  *	specific on any failure). key is the request's routing key, its
- *	organizational domain. Every failure is SPF_OUTCOME_TEMPERROR with
+ *	organizational domain. Every failure is SPF_DISPATCH_FAILED with
  *	the reason in detail: "SPF helpers busy" (no helper was free for
  *	key within W), "SPF evaluation timed out" (no answer within W of
  *	sending it), "SPF helper failed" (it died or answered garbage),
@@ -66,6 +67,9 @@
 /* After a helper failed to start, it is not spawned again for this long. */
 #define SPF_RESTART_BACKOFF_MS 1000
 
+/* spf_dispatch_ask's answer when the helper gave none (see detail). */
+#define SPF_DISPATCH_FAILED (-1)
+
 /* What an answer to a check says beyond the outcome (spf_wire.h). */
 struct spf_reuse {
 	long ttl;			/* seconds the outcome holds; 0 = do not reuse */
@@ -77,7 +81,7 @@ struct spf_dispatch;
 struct spf_dispatch *spf_dispatch_start(const char *resolver, const char *user,
 	long timeout_ms, char *err, size_t len);
 void spf_dispatch_stop(struct spf_dispatch *d);
-enum spf_outcome spf_dispatch_ask(struct spf_dispatch *d, const char *key, char kind,
+int spf_dispatch_ask(struct spf_dispatch *d, const char *key, char kind,
 	const char *const fields[], int nfields, char *detail, size_t len,
 	struct spf_reuse *reuse);
 unsigned long spf_dispatch_requests(struct spf_dispatch *d);

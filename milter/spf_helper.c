@@ -218,8 +218,11 @@ static void helper_observe(void *arg, const SPF_dns_rr_t *answer, long ttl)
 			e->sender_specific = true;
 }
 
-/* The answer to a request; e is the evaluation of an 'S', NULL for a 'D'. */
-static void helper_answer(struct helper *h, const char *seq, enum spf_outcome o, char *detail,
+/*
+ * The answer to a request: code is an enum spf_outcome and e its
+ * evaluation for an 'S', an enum dmarc_record and NULL for a 'D'.
+ */
+static void helper_answer(struct helper *h, const char *seq, int code, char *detail,
 	const struct helper_evaluation *e)
 {
 	char pkt[SPF_WIRE_MAX];
@@ -229,10 +232,10 @@ static void helper_answer(struct helper *h, const char *seq, enum spf_outcome o,
 	if (e != NULL) {
 		long ttl = e->ttl < 0 ? 0 : e->ttl < SPF_WIRE_TTL_MAX ? e->ttl : SPF_WIRE_TTL_MAX;
 		n = snprintf(pkt, sizeof(pkt), "%c%s%c%d%c%.*s%c%ld%c%d", SPF_WIRE_ANSWER, seq, 0,
-			     (int)o, 0, SPF_DETAIL_MAX - 1, detail, 0, ttl, 0,
+			     code, 0, SPF_DETAIL_MAX - 1, detail, 0, ttl, 0,
 			     e->sender_specific ? 1 : 0);
 	} else {
-		n = snprintf(pkt, sizeof(pkt), "%c%s%c%d%c%.*s", SPF_WIRE_ANSWER, seq, 0, (int)o, 0,
+		n = snprintf(pkt, sizeof(pkt), "%c%s%c%d%c%.*s", SPF_WIRE_ANSWER, seq, 0, code, 0,
 			     SPF_DETAIL_MAX - 1, detail);
 	}
 	if (n >= (int)sizeof(pkt))
@@ -415,7 +418,7 @@ static int helper_dmarc_at(struct helper *h, const char *domain)
 	return rc;
 }
 
-static enum spf_outcome helper_dmarc(struct helper *h, const char *domain, char *detail,
+static enum dmarc_record helper_dmarc(struct helper *h, const char *domain, char *detail,
 	size_t len)
 {
 	char org[ALIGN_NAME_MAX + 1];
@@ -430,7 +433,7 @@ static enum spf_outcome helper_dmarc(struct helper *h, const char *domain, char 
 	}
 	snprintf(detail, len, "_dmarc.%.150s: %s", where,
 		 rc > 0 ? "DMARC record" : rc == 0 ? "no DMARC record" : "DNS failure");
-	return rc > 0 ? SPF_OUTCOME_PASS : rc == 0 ? SPF_OUTCOME_NONE : SPF_OUTCOME_TEMPERROR;
+	return rc > 0 ? DMARC_RECORD_FOUND : rc == 0 ? DMARC_RECORD_NONE : DMARC_RECORD_TEMPERROR;
 }
 
 /* Splits a request into its NUL-terminated fields after the kind byte. */
@@ -450,7 +453,6 @@ static int helper_serve(struct helper *h)
 
 	for (;;) {
 		ssize_t n = recv(h->fd, buf, SPF_WIRE_MAX, 0);
-		enum spf_outcome o;
 
 		if (n == 0)
 			return 0;
@@ -463,11 +465,11 @@ static int helper_serve(struct helper *h)
 		buf[n] = '\0';
 		dns_resolver_refresh(h->dns);
 		if (buf[0] == SPF_WIRE_CHECK && helper_fields(buf, (size_t)n, f, 4) == 4) {
-			o = helper_check(h, f[1], f[2], f[3], detail, sizeof(detail));
+			enum spf_outcome o = helper_check(h, f[1], f[2], f[3], detail, sizeof(detail));
 			helper_answer(h, f[0], o, detail, &h->evaluation);
 		} else if (buf[0] == SPF_WIRE_DMARC && helper_fields(buf, (size_t)n, f, 2) == 2) {
-			o = helper_dmarc(h, f[1], detail, sizeof(detail));
-			helper_answer(h, f[0], o, detail, NULL);
+			enum dmarc_record r = helper_dmarc(h, f[1], detail, sizeof(detail));
+			helper_answer(h, f[0], r, detail, NULL);
 		} else {
 			log_error("SPF helper: malformed request of %zd bytes", n);
 			return 1;

@@ -23,10 +23,11 @@
  *		'D' seq domain			DMARC record of domain or its org domain
  *	helper -> milter, one per request:
  *		'A' seq outcome detail ttl sender_specific	to an 'S'
- *		'A' seq outcome detail		to a 'D'
+ *		'A' seq found detail		to a 'D'
  *
- *	outcome is a decimal enum spf_outcome; for 'D': PASS = published,
- *	NONE = not published, TEMPERROR = DNS failure. ttl (decimal, at
+ *	outcome is a decimal enum spf_outcome, found a decimal enum
+ *	dmarc_record (spf.h); SPF_WIRE_CODE_MAX(kind) is the largest for
+ *	a request of that kind. ttl (decimal, at
  *	most SPF_WIRE_TTL_MAX) is how many seconds the outcome stays true as
  *	far as DNS goes: the least TTL of every answer the evaluation used,
  *	positive or negative, a cached one counted with what is left of it;
@@ -49,6 +50,9 @@
 #define SPF_WIRE_CHECK 'S'
 #define SPF_WIRE_DMARC 'D'
 #define SPF_WIRE_ANSWER 'A'
+/* The largest answer code to a request of kind (enum spf_outcome, enum dmarc_record). */
+#define SPF_WIRE_CODE_MAX(kind) \
+	((kind) == SPF_WIRE_CHECK ? SPF_OUTCOME_PERMERROR : DMARC_RECORD_TEMPERROR)
 
 #define SPF_HELPER_ARG "--spf-helper"
 #define SPF_HELPER_ARGC 7

@@ -11,7 +11,8 @@
  * (temperror) and no input waits on the network. Properties: the helper
  * says 'R' first; a request of the right shape gets exactly one answer,
  * a malformed one none and status 1; an answer is 'A', echoes the seq,
- * has an outcome of enum spf_outcome, a detail of printable ASCII
+ * has a code (enum spf_outcome for a check, enum dmarc_record for a
+ * DMARC lookup: SPF_WIRE_CODE_MAX), a detail of printable ASCII
  * without '%' (it goes into SMTP replies), and for a check a ttl of at
  * most SPF_WIRE_TTL_DIGITS digits and sender_specific "0" or "1".
  */
@@ -41,16 +42,16 @@ static void fuzz_check_answer(const char *pkt, size_t n, const char *req, size_t
 	const char *f[6], *want[2];
 	int nf, expect = req[0] == SPF_WIRE_CHECK ? 5 : 3;
 	char *end;
-	long outcome;
+	long code;
 
 	fuzz_check(n >= 1 && pkt[0] == SPF_WIRE_ANSWER && pkt[n - 1] == '\0', "an answer that is not 'A'");
 	nf = fuzz_fields(pkt, n, f, 6);
 	fuzz_check(nf == expect, "an answer with the wrong number of fields");
 	fuzz_fields(req, req_len, want, 1);
 	fuzz_check(strcmp(f[0], want[0]) == 0, "an answer that does not echo the request's seq");
-	outcome = strtol(f[1], &end, 10);
-	fuzz_check(f[1][0] != '\0' && *end == '\0' && outcome >= SPF_OUTCOME_NONE &&
-		   outcome <= SPF_OUTCOME_PERMERROR, "an outcome that is not an enum spf_outcome");
+	code = strtol(f[1], &end, 10);
+	fuzz_check(f[1][0] != '\0' && *end == '\0' && code >= 0 &&
+		   code <= SPF_WIRE_CODE_MAX(req[0]), "a code that is not one of the request's kind");
 	fuzz_check(strlen(f[2]) < SPF_DETAIL_MAX, "a detail longer than SPF_DETAIL_MAX");
 	for (const char *p = f[2]; *p; p++)
 		fuzz_check(*p >= 0x20 && *p <= 0x7e && *p != '%', "a detail unfit for an SMTP reply");

@@ -294,36 +294,20 @@ static void burst_from_one_domain_costs_one_query(void **state)
 
 static void dmarc_record_found_at_domain_or_org_domain(void **state)
 {
-	bool published = true;
 	(void)state;
 
-	assert_int_equal(spf_dmarc_record(pool, "dmarc.test", &published), 0);
-	assert_true(published);
-	assert_int_equal(spf_dmarc_record(pool, "sub.dmarc.test", &published), 0);
-	assert_true(published);
-	assert_int_equal(spf_dmarc_record(pool, "Deep.Sub.DMARC.test.", &published), 0);
-	assert_true(published);
-	assert_int_equal(spf_dmarc_record(pool, "spaced.test", &published), 0);
-	assert_true(published);
-	assert_int_equal(spf_dmarc_record(pool, "nodmarc.test", &published), 0);
-	assert_false(published);
-	assert_int_equal(spf_dmarc_record(pool, "sub.nodmarc.test", &published), 0);
-	assert_false(published);
-	published = true;
-	assert_int_equal(spf_dmarc_record(pool, "notdmarc.test", &published), 0);
-	assert_false(published);
-	published = true;
-	assert_int_equal(spf_dmarc_record(pool, "two.test", &published), 0);
-	assert_false(published);	/* RFC 7489 6.6.3: more than one record is none */
-	published = true;
-	assert_int_equal(spf_dmarc_record(pool, "lower.test", &published), 0);
-	assert_false(published);
-	published = true;
-	assert_int_equal(spf_dmarc_record(pool, "not a domain", &published), 0);
-	assert_false(published);
-	published = true;
-	assert_int_equal(spf_dmarc_record(pool, "elsewhere.example", &published), -1);
-	assert_false(published);
+	assert_int_equal(spf_dmarc_record(pool, "dmarc.test"), DMARC_RECORD_FOUND);
+	assert_int_equal(spf_dmarc_record(pool, "sub.dmarc.test"), DMARC_RECORD_FOUND);
+	assert_int_equal(spf_dmarc_record(pool, "Deep.Sub.DMARC.test."), DMARC_RECORD_FOUND);
+	assert_int_equal(spf_dmarc_record(pool, "spaced.test"), DMARC_RECORD_FOUND);
+	assert_int_equal(spf_dmarc_record(pool, "nodmarc.test"), DMARC_RECORD_NONE);
+	assert_int_equal(spf_dmarc_record(pool, "sub.nodmarc.test"), DMARC_RECORD_NONE);
+	assert_int_equal(spf_dmarc_record(pool, "notdmarc.test"), DMARC_RECORD_NONE);
+	/* RFC 7489 6.6.3: more than one record is none */
+	assert_int_equal(spf_dmarc_record(pool, "two.test"), DMARC_RECORD_NONE);
+	assert_int_equal(spf_dmarc_record(pool, "lower.test"), DMARC_RECORD_NONE);
+	assert_int_equal(spf_dmarc_record(pool, "not a domain"), DMARC_RECORD_NONE);
+	assert_int_equal(spf_dmarc_record(pool, "elsewhere.example"), DMARC_RECORD_TEMPERROR);
 	/* The org domain's record is asked once, then cached. */
 	assert_int_equal(spf_dnsmasq_count(&server, "TXT", "_dmarc.dmarc.test"), 1);
 }
@@ -601,8 +585,7 @@ static void unreachable_dns_answers_within_timeout(void **state)
 		assert_true(elapsed >= 450);
 		assert_true(elapsed < 500 + 1500);
 	}
-	bool published = true;
-	assert_int_equal(spf_dmarc_record(p, "dmarc.test", &published), -1);
+	assert_int_equal(spf_dmarc_record(p, "dmarc.test"), DMARC_RECORD_TEMPERROR);
 	spf_pool_stop(p);
 }
 
