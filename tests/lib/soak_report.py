@@ -520,6 +520,7 @@ def main():
         ("crashes", "milter deaths not caused by our SIGKILL"),
         ("sanitizer", "sanitizer reports in the milter log"),
         ("orphans", "its processes left behind by a killed milter"),
+        ("helper_crashes", "SPF helpers that ended other than by our SIGKILL"),
         ("hup_unanswered", "SIGHUPs with no reloaded/refused line in 20 s"),
         ("broken_accepted", "broken policies the milter accepted"),
     ]
@@ -534,8 +535,13 @@ def main():
     o.append("  starts %d: restarts %d (%d after an injected SIGKILL, %d after a crash)" % (
         fint(facts, "milter_starts"), max(fint(facts, "milter_starts") - 1, 0),
         fint(facts, "milter_kills"), fint(facts, "crashes")))
-    o.append("  reloads: %d reloaded, %d refused (broken policy), SPF helpers SIGKILLed: %d" % (
-        fint(facts, "reloads_ok"), fint(facts, "reloads_refused"), fint(facts, "helpers_killed")))
+    o.append("  reloads: %d reloaded, %d refused (broken policy)" % (
+        fint(facts, "reloads_ok"), fint(facts, "reloads_refused")))
+    o.append("  SPF helpers: %d SIGKILLed by us, %d of them noticed dead by the milter (the others"
+             % (fint(facts, "helpers_killed"), fint(facts, "helpers_noticed")))
+    o.append("    went with a reload or a killed milter first); %d stopped by the milter itself for"
+             % fint(facts, "helpers_overran"))
+    o.append("    overrunning its deadline (DNS down or frozen: temperror)")
     o.append("  queue drained in %s s after the load stopped" % facts.get("drain_seconds", "?"))
     o.append("  /proc samples every %s s, per milter instance:" % facts.get("sample_every", "?"))
     if args.samples:
