@@ -382,12 +382,7 @@ static void reply_broken_after_a_record_has_no_records(void **state)
 static int start_server(void **state)
 {
 	(void)state;
-	int rc = spf_dnsmasq_start(&server);
-	if (rc == 77) {
-		fprintf(stderr, "dnsmasq not installed: skipping\n");
-		exit(77);
-	}
-	return rc;
+	return spf_dnsmasq_start_or_skip(&server);
 }
 
 static int stop_server(void **state)

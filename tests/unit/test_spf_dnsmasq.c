@@ -231,6 +231,17 @@ int spf_dnsmasq_start(struct spf_dnsmasq *d)
 	return -1;
 }
 
+int spf_dnsmasq_start_or_skip(struct spf_dnsmasq *d)
+{
+	int rc = spf_dnsmasq_start(d);
+
+	if (rc == 77) {
+		fprintf(stderr, "dnsmasq not installed: skipping\n");
+		exit(77);
+	}
+	return rc;
+}
+
 void spf_dnsmasq_stop(struct spf_dnsmasq *d)
 {
 	if (d->pid > 0) {

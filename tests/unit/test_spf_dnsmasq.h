@@ -3,6 +3,7 @@
  *	test_spf_dnsmasq - a private dnsmasq serving the SPF tests' zone
  * SYNOPSIS
  *	int spf_dnsmasq_start(struct spf_dnsmasq *d);
+ *	int spf_dnsmasq_start_or_skip(struct spf_dnsmasq *d);
  *	void spf_dnsmasq_stop(struct spf_dnsmasq *d);
  *	int spf_dnsmasq_count(const struct spf_dnsmasq *d, const char *type,
  *		const char *name);
@@ -14,7 +15,9 @@
  *	logging every query to a file. Names under slow.test are forwarded
  *	to d->blackhole_port, a UDP socket of ours that never answers, so
  *	lookups there time out. It returns 0, 77 when dnsmasq is not
- *	installed (the test should skip), or -1. spf_dnsmasq_stop kills it by
+ *	installed (the test should skip), or -1. spf_dnsmasq_start_or_skip,
+ *	for a test group's setup, returns 0 or -1, and without dnsmasq says
+ *	so and exits 77 (automake's skip). spf_dnsmasq_stop kills it by
  *	pid, closes the black hole and removes the files; it may be called
  *	twice. spf_dnsmasq_count counts log lines "query[TYPE] NAME from".
  */
@@ -35,6 +38,7 @@ struct spf_dnsmasq {
 };
 
 int spf_dnsmasq_start(struct spf_dnsmasq *d);
+int spf_dnsmasq_start_or_skip(struct spf_dnsmasq *d);
 void spf_dnsmasq_stop(struct spf_dnsmasq *d);
 int spf_dnsmasq_count(const struct spf_dnsmasq *d, const char *type, const char *name);
 long long spf_test_now_ms(void);
