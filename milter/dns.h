@@ -38,7 +38,8 @@
  *	NULL (libspf2 aborts on NULL) except when out of memory, and herrno
  *	NETDB_SUCCESS (num_rr > 0), NO_DATA, HOST_NOT_FOUND (NXDOMAIN, or a
  *	name that cannot exist) or TRY_AGAIN (timeout, network error,
- *	SERVFAIL, REFUSED, a malformed or mismatched answer, budget spent).
+ *	SERVFAIL, REFUSED, a malformed or mismatched answer; for
+ *	dns_lookup_until also a deadline passed).
  *	TXT strings of one record are concatenated (RFC 7208 3.3). A
  *	truncated UDP answer is asked again over TCP. Answers are cached
  *	for their TTL (at most DNS_TTL_MAX); NXDOMAIN and NODATA for the
