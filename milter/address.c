@@ -103,8 +103,7 @@ int address_from_envelope(const char *arg, char *buf, size_t len)
 	return address_store(arg, n, buf, len);
 }
 
-/* Skips a comment starting at p ('('); returns the char after it or NULL. */
-static const char *skip_comment(const char *p)
+const char *address_skip_comment(const char *p)
 {
 	int depth = 0;
 	for (; *p; p++) {
@@ -139,7 +138,7 @@ int address_from_header(const char *value, char *buf, size_t len)
 
 	while (*p) {
 		if (*p == '(') {
-			if ((p = skip_comment(p)) == NULL)
+			if ((p = address_skip_comment(p)) == NULL)
 				return -1;
 			continue;
 		}

@@ -2,7 +2,7 @@
  * bulkmilterctl - what ops ask of bulkmilter without sending mail.
  *
  *	bulkmilterctl [-c FILE] [--json] check
- *	bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--rcpts N]
+ *	bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--local] [--rcpts N]
  *	bulkmilterctl [-c FILE] [--json] usage [--inbound] ACCOUNT
  *	bulkmilterctl [-c FILE] [--json] reset [--inbound] ACCOUNT
  *	bulkmilterctl [-c FILE] [--json] stats
@@ -12,8 +12,11 @@
  * Only usage and reset talk to Redis; stats asks the running daemon
  * through MetricsListen.
  *
- * explain takes the direction the daemon would: outbound with --sasl or
- * an --ip in InternalHosts, else inbound. usage and reset reach the
+ * explain takes the direction the daemon would (direction.h): outbound
+ * with --sasl, an --ip in InternalHosts or --local (local submission,
+ * sendmail(1): client 127.0.0.1 unless --ip says otherwise), else
+ * inbound; for local submission it shows the action an over-limit or
+ * bulk-noncompliant tempfail or reject becomes (verdict.h). usage and reset reach the
  * buckets of the outbound account ACCOUNT; with --inbound, those of the
  * inbound account of that name, which are kept apart (ratelimit.h).
  */
@@ -30,10 +33,12 @@
 #include <strings.h>
 
 #include "bulk.h"
+#include "direction.h"
 #include "netaddr.h"
 #include "policy.h"
 #include "ratelimit.h"
 #include "snapshot.h"
+#include "verdict.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/bulkmilter/bulkmilter.conf"
 #define USAGE_MAX 256	/* buckets one account can show */
@@ -44,7 +49,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: bulkmilterctl [-c FILE] [--json] check\n"
-		"       bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--rcpts N]\n"
+		"       bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--local] [--rcpts N]\n"
 		"       bulkmilterctl [-c FILE] [--json] usage [--inbound] ACCOUNT\n"
 		"       bulkmilterctl [-c FILE] [--json] reset [--inbound] ACCOUNT\n"
 		"       bulkmilterctl [-c FILE] [--json] stats\n");
@@ -103,11 +108,6 @@ static void print_rates(const char *kind, const struct policy_rate *r, size_t n,
 	}
 }
 
-static const char *direction_name(enum policy_direction dir)
-{
-	return dir == DIRECTION_OUTBOUND ? "outbound" : "inbound";
-}
-
 static const char *check_names[] = { "dkim-aligned", "spf-aligned", "list-unsubscribe", "dmarc-record" };
 
 /* Bulk rules that depend on the message itself, not on the facts given. */
@@ -123,16 +123,29 @@ static void describe_rule(const struct policy_bulk_rule *r, char *buf, size_t le
 	}
 }
 
+/* What action becomes on this message; note says how when it changed. */
+static const char *effective(const struct verdict_scope *scope, enum policy_action action,
+			     char *note, size_t len)
+{
+	enum policy_action eff = verdict_effective_action(scope, action);
+	note[0] = '\0';
+	if (eff != action)
+		snprintf(note, len, "local submission: %s becomes %s", policy_action_name(action),
+			 policy_action_name(eff));
+	return policy_action_name(eff);
+}
+
 static int cmd_explain(struct snapshot *s, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "sasl", required_argument, NULL, 's' }, { "sender", required_argument, NULL, 'f' },
 		{ "ip", required_argument, NULL, 'i' }, { "rcpts", required_argument, NULL, 'r' },
-		{ NULL, 0, NULL, 0 },
+		{ "local", no_argument, NULL, 'l' }, { NULL, 0, NULL, 0 },
 	};
 	const char *sasl = "", *sender = "";
 	struct netaddr ip = { 0 };
 	unsigned long rcpts = 1;
+	bool local = false;
 	int opt;
 
 	optind = 1;
@@ -141,6 +154,7 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 		switch (opt) {
 		case 's': sasl = optarg; break;
 		case 'f': sender = optarg; break;
+		case 'l': local = true; break;
 		case 'i':
 			if (netaddr_parse(optarg, &ip) != 0) {
 				fprintf(stderr, "explain: not an IP address: %s\n", optarg);
@@ -159,11 +173,15 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 			return 2;
 		}
 	}
+	if (local && ip.family == 0)
+		netaddr_parse("127.0.0.1", &ip);	/* what Postfix's cleanup says for sendmail(1) */
 	bool internal = ip.family && settings_is_internal(s->settings, &ip);
 	struct policy_facts f = {
-		.direction = (*sasl || internal) ? DIRECTION_OUTBOUND : DIRECTION_INBOUND,
+		.direction = direction_decide(sasl, internal, local),
 		.sasl = sasl, .sender = sender, .client = ip.family ? &ip : NULL,
 	};
+	/* the daemon's rule for local submission, in Mode enforce */
+	struct verdict_scope scope = { .mode = MODE_ENFORCE, .local_submission = local };
 	const struct policy_assign *why = NULL;
 	const struct policy_class *c = policy_lookup(s->policy, &f, &why);
 	char matched[512], account[POLICY_ACCOUNT_MAX], bulk_why[128] = "";
@@ -172,6 +190,10 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 	struct bulk_facts bf = { .recipients = rcpts };
 	bool bulk = c && bulk_classify(c, &bf, bulk_why, sizeof(bulk_why));
 	const char *dir = direction_name(f.direction);
+	char over_note[96], bulk_note[96];
+	const char *over = c ? effective(&scope, c->over_limit, over_note, sizeof(over_note)) : NULL;
+	const char *noncompliant = c ? effective(&scope, c->bulk_noncompliant, bulk_note, sizeof(bulk_note))
+				     : NULL;
 
 	if (json) {
 		printf("{\"direction\":\"%s\",\"class\":", dir);
@@ -187,7 +209,7 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 			print_rates("recipients", c->recipients, c->recipients_count, &first);
 		}
 		printf("],\"over_limit\":");
-		if (c) json_str(policy_action_name(c->over_limit)); else printf("null");
+		if (c) json_str(over); else printf("null");
 		printf(",\"bulk\":%s,\"bulk_reason\":", bulk ? "true" : "false");
 		json_str(bulk ? bulk_why : "");
 		printf(",\"bulk_conditions\":[");
@@ -206,11 +228,13 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 			}
 		}
 		printf("],\"bulk_noncompliant\":");
-		if (c) json_str(policy_action_name(c->bulk_noncompliant)); else printf("null");
-		printf("}\n");
+		if (c) json_str(noncompliant); else printf("null");
+		printf(",\"local_submission\":%s}\n", local ? "true" : "false");
 		return 0;
 	}
 	printf("direction: %s\n", dir);
+	if (local)
+		printf("local submission: recipients are charged at end of message\n");
 	if (c == NULL) {
 		printf("class: none (%s): not rate-limited, not bulk\n", matched);
 		return 0;
@@ -222,8 +246,8 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 	print_rates("messages", c->messages, c->messages_count, &first);
 	print_rates("recipients", c->recipients, c->recipients_count, &first);
 	if (c->messages_count + c->recipients_count)
-		printf("over-limit: %s%s%s\n", policy_action_name(c->over_limit),
-		       c->over_limit_text[0] ? " " : "", c->over_limit_text);
+		printf("over-limit: %s%s%s%s%s%s\n", over, c->over_limit_text[0] ? " " : "",
+		       c->over_limit_text, over_note[0] ? " (" : "", over_note, over_note[0] ? ")" : "");
 	printf("bulk: %s (%s, with %lu recipient%s)\n", bulk ? "yes" : "no", bulk_why, rcpts,
 	       rcpts == 1 ? "" : "s");
 	for (size_t i = 0; i < c->bulk_count; i++) {
@@ -236,7 +260,7 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 		for (size_t i = 0; i < 4; i++)
 			if (c->bulk_require & (1u << i))
 				printf(" %s", check_names[i]);
-		printf(" (bulk-noncompliant %s)\n", policy_action_name(c->bulk_noncompliant));
+		printf(" (bulk-noncompliant %s%s%s)\n", noncompliant, bulk_note[0] ? "; " : "", bulk_note);
 	}
 	if (f.direction == DIRECTION_INBOUND)
 		printf("spf-fail: %s\n", policy_action_name(c->spf_fail));

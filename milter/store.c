@@ -54,12 +54,18 @@ struct store *store_open(const struct settings *s, struct diag *errs)
 		diag_add(errs, file, 0, "Redis: %s is not supported yet", scheme->prefix);
 		return NULL;
 	}
+	return store_open_backend(scheme->ops, s, errs);
+}
+
+struct store *store_open_backend(const struct store_ops *ops, const struct settings *s,
+				 struct diag *errs)
+{
 	struct store *st = calloc(1, sizeof(*st));
 	if (st == NULL) {
-		diag_add(errs, file, 0, "Redis: out of memory");
+		diag_add(errs, s->path ? s->path : "bulkmilter.conf", 0, "Redis: out of memory");
 		return NULL;
 	}
-	st->ops = scheme->ops;
+	st->ops = ops;
 	st->impl = st->ops->open(s, errs);
 	if (st->impl == NULL) {
 		free(st);

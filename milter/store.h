@@ -4,6 +4,8 @@
  *	windows; Redis for now)
  * SYNOPSIS
  *	struct store *store_open(const struct settings *s, struct diag *errs);
+ *	struct store *store_open_backend(const struct store_ops *ops,
+ *		const struct settings *s, struct diag *errs);
  *	void store_close(struct store *st);
  *
  *	enum store_status store_charge(struct store *st,
@@ -78,6 +80,8 @@
  * BACKENDS
  *	A backend is a table of functions (struct store_ops); store.c picks
  *	one by the URL scheme, so another backend is one more file.
+ *	store_open_backend opens a store on the backend given (the unit
+ *	tests' in-memory one), whatever the URL says.
  */
 #ifndef BM_STORE_H
 #define BM_STORE_H
@@ -187,5 +191,8 @@ struct store_ops {
 };
 
 extern const struct store_ops store_redis_ops;
+
+struct store *store_open_backend(const struct store_ops *ops, const struct settings *s,
+	struct diag *errs);
 
 #endif

@@ -2,7 +2,8 @@
 #
 # bulkmilterctl: check (as bulkmilter -n, text and JSON), explain (class,
 # matched line, account, rates, bulk or not and why, the checks that
-# apply; text and JSON) and stats (the running daemon's counters through
+# apply; text and JSON; --local as the daemon treats sendmail(1) mail)
+# and stats (the running daemon's counters through
 # MetricsListen, which also serves Prometheus text).
 
 # shellcheck source=../lib/harness.sh
@@ -80,6 +81,15 @@ h_assert_grep "$H_TMP/ctl.out" '^spf-fail: reject$' "explain inbound: spf-fail a
 ctl explain --ip 127.0.0.1 --sender bob@example.net
 h_assert_grep "$H_TMP/ctl.out" '^direction: outbound$' "explain --ip internal: outbound"
 h_assert_grep "$H_TMP/ctl.out" '^account: bob@example.net$' "explain --ip internal: account from the sender"
+ctl explain --local --sender www@example.com
+h_assert_grep "$H_TMP/ctl.out" '^direction: outbound$' "explain --local: outbound"
+h_assert_grep "$H_TMP/ctl.out" '^local submission: recipients are charged at end of message$' \
+	"explain --local: recipients charged at end of message"
+h_assert_grep "$H_TMP/ctl.out" '^over-limit: hold Plan quota reached \(local submission: reject becomes hold\)$' \
+	"explain --local: over-limit reject becomes hold, as the daemon does"
+ctl --json explain --local --sender www@example.com
+h_assert_grep "$H_TMP/ctl.out" '^\{"direction":"outbound",.*"over_limit":"hold",.*,"local_submission":true\}$' \
+	"explain --local --json: outbound, over-limit hold, local submission"
 ctl explain --ip not-an-ip
 h_assert_eq "2" "$?" "explain --ip not-an-ip: usage error (exit 2)"
 
