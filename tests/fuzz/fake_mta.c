@@ -1,10 +1,10 @@
 /*
  * fake_mta - libmilter's API as the fuzz targets' MTA (fake_mta.h).
  *
- * The targets link bulkmilter's callbacks (callbacks.c, session.c,
- * eom.c) without libmilter: every smfi_* function the milter calls is
- * defined here, on a SMFICTX of our own, so a whole message costs
- * function calls and no socket. The checks on what the milter asks for
+ * The targets link bulkmilter's callbacks (callbacks.c, and through it
+ * the transaction in libbulk.a) without libmilter: every smfi_* function
+ * the milter calls is defined here, on a SMFICTX of our own, so a whole
+ * message costs function calls and no socket. The checks on what the milter asks for
  * are the ones Postfix makes or relies on (see fake_mta.h).
  */
 #include "config.h"
@@ -21,7 +21,7 @@
 #include "diag.h"
 #include "fake_mta.h"
 #include "fuzz.h"
-#include "session.h"
+#include "header_facts.h"
 #include "snapshot.h"
 
 /* Body chunks: what Postfix's cleanup hands a milter at a time. */
@@ -432,7 +432,7 @@ void fake_mta_check_removals(const struct fake_mta_message *m, const struct fake
 	for (size_t i = 0; i < m->header_count; i++)
 		if (strcasecmp(m->names[i], ar) == 0 && fake_mta_ar_claims(m->values[i], fake_mta_authserv_id))
 			claims++;
-	if (claims > MSG_FORGED_AR_MAX) {
+	if (claims > HEADER_FACTS_FORGED_AR_MAX) {
 		fuzz_check(r->reply == SMFIS_REJECT,
 			   "a message with more forged Authentication-Results than kept track of was not refused");
 		return;

@@ -53,8 +53,8 @@ void fake_mta_check_removals(const struct fake_mta_message *m, const struct fake
  *	fake_mta_check_removals checks what the milter removed from a
  *	message it accepted at end of message: every TagHeader (X-Bulk-Class)
  *	copy, and exactly the Authentication-Results headers that claim our
- *	authserv-id; when more than MSG_FORGED_AR_MAX claim it, the message
- *	must have been rejected instead.
+ *	authserv-id; when more than HEADER_FACTS_FORGED_AR_MAX claim it, the
+ *	message must have been rejected instead.
  */
 #ifndef BM_FAKE_MTA_H
 #define BM_FAKE_MTA_H
