@@ -219,13 +219,7 @@ static int spf_parse_ttl(const char *text, long *ttl)
 	return 0;
 }
 
-/*
- * Checks an 'A' packet for seq and takes its code (0 to SPF_WIRE_CODE_MAX)
- * and detail, and with reuse (an answer to an 'S') its ttl and
- * sender_specific too; 0, or -1 when any field is missing, extra or
- * malformed.
- */
-static int spf_unpack(char *buf, ssize_t n, unsigned seq, int *answer, char *detail,
+int spf_dispatch_unpack(char *buf, ssize_t n, unsigned seq, int *answer, char *detail,
 	size_t len, struct spf_reuse *reuse)
 {
 	char expect[16], *fields[5], *p = buf + 1, *end = buf + n;
@@ -348,7 +342,7 @@ static void spf_helper_answered(struct spf_dispatch *d, struct spf_helper *h, ch
 	char detail[SPF_DETAIL_MAX], how[64] = "";
 	int code, pid = (int)h->pid;
 
-	if (n > 0 && spf_unpack(buf, n, h->seq, &code, detail, sizeof(detail),
+	if (n > 0 && spf_dispatch_unpack(buf, n, h->seq, &code, detail, sizeof(detail),
 				h->kind == SPF_WIRE_CHECK ? &reuse : NULL) == 0) {
 		pthread_mutex_lock(&d->lock);
 		if (h->job != NULL)

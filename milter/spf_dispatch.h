@@ -10,6 +10,8 @@
  *		const char *const fields[], int nfields, char *detail, size_t len,
  *		struct spf_reuse *reuse);
  *	unsigned long spf_dispatch_requests(struct spf_dispatch *d);
+ *	int spf_dispatch_unpack(char *buf, ssize_t n, unsigned seq, int *answer,
+ *		char *detail, size_t len, struct spf_reuse *reuse);
  *	long long spf_now_ms(void);
  *	void spf_set_detail(char *detail, size_t len, const char *text);
  * DESCRIPTION
@@ -45,6 +47,11 @@
  *	not before SPF_RESTART_BACKOFF_MS.
  *
  *	spf_dispatch_requests counts the requests sent to helpers.
+ *	spf_dispatch_unpack reads a helper's answer packet of n bytes (also
+ *	for tests and fuzzing): it checks that it is an 'A' for seq and
+ *	takes its code (0 to SPF_WIRE_CODE_MAX) and detail, and with reuse
+ *	(an answer to an 'S') its ttl and sender_specific too; 0, or -1 when
+ *	any field is missing, extra or malformed.
  *	spf_now_ms reads CLOCK_MONOTONIC in milliseconds. spf_set_detail
  *	copies text into detail as far as len allows (nothing with detail
  *	NULL or len 0).
@@ -59,6 +66,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "spf.h"
 
@@ -85,6 +93,8 @@ int spf_dispatch_ask(struct spf_dispatch *d, const char *key, char kind,
 	const char *const fields[], int nfields, char *detail, size_t len,
 	struct spf_reuse *reuse);
 unsigned long spf_dispatch_requests(struct spf_dispatch *d);
+int spf_dispatch_unpack(char *buf, ssize_t n, unsigned seq, int *answer, char *detail,
+	size_t len, struct spf_reuse *reuse);
 long long spf_now_ms(void);
 void spf_set_detail(char *detail, size_t len, const char *text);
 
