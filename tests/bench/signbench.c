@@ -4,7 +4,7 @@
  *
  * usage: signbench [-t SECONDS] KEYDIR
  *
- * KEYDIR holds the keys of tests/unit/signer_mkkeys (rsa.private,
+ * KEYDIR holds the keys of tests/unit/dkim/signer_mkkeys (rsa.private,
  * ed.key); tables are written there. For RSA-2048 and Ed25519 and for a
  * 4 KB and a 100 KB message, it signs through signer_begin ... signer_eom
  * (the calls the milter makes, body in 64 KB chunks) for SECONDS

@@ -5,7 +5,7 @@
 # prepends; the milter logs one decision line naming its queue ID,
 # direction, class, account and decision; connections are served by our
 # threads (shim_libmilter.c), not libmilter's worker pool; the start-up
-# line reports every interposition (milter/shim.h) active.
+# line reports every interposition (milter/shim/shim.h) active.
 
 # shellcheck source=../lib/harness.sh
 . "$(dirname "$0")/../lib/harness.sh"
@@ -58,7 +58,7 @@ h_assert_eq alice@example.com "$(h_milter_field "$qid" account)" \
 h_assert_eq accept "$(h_milter_field "$qid" decision)" "milter log: $qid decision=accept"
 h_assert_eq 1 "$(h_milter_line "$qid" | wc -l)" "one decision line for $qid"
 
-# libmilter's worker pool is replaced (milter/shim_libmilter.c): if the
+# libmilter's worker pool is replaced (milter/shim/shim_libmilter.c): if the
 # interposition stops binding, mail still flows but this line is missing
 h_assert_grep "$H_MILTER_LOG" 'serving each MTA connection on a thread of its own' \
 	"connections are served on threads of their own, not libmilter's pool"

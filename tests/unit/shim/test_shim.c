@@ -1,5 +1,5 @@
 /*
- * Unit tests of the interpositions (milter/shim.h), in a program linked
+ * Unit tests of the interpositions (milter/shim/shim.h), in a program linked
  * as the daemon is (libbulk.a, then libmilter, libopendkim and OpenSSL
  * as shared libraries): the start-up check finds every one active, so
  * if a change of link, flags or library makes one stop binding, this

@@ -553,7 +553,7 @@ int main(void)
 	snprintf(keydir, sizeof(keydir), "/tmp/bm-keytable-XXXXXX");
 	if (mkdtemp(keydir) == NULL)
 		return 1;
-	snprintf(cmd, sizeof(cmd), "/bin/sh %s/tests/unit/signer_mkkeys %s", TEST_SRCDIR, keydir);
+	snprintf(cmd, sizeof(cmd), "/bin/sh %s/tests/unit/dkim/signer_mkkeys %s", TEST_SRCDIR, keydir);
 	int rc = system(cmd);
 	if (rc != 0) {
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", keydir);

@@ -613,7 +613,7 @@ int main(void)
 	snprintf(dir, sizeof(dir), "/tmp/bm-signer-XXXXXX");
 	if (mkdtemp(dir) == NULL)
 		return 1;
-	snprintf(cmd, sizeof(cmd), "/bin/sh %s/tests/unit/signer_mkkeys %s", TEST_SRCDIR, dir);
+	snprintf(cmd, sizeof(cmd), "/bin/sh %s/tests/unit/dkim/signer_mkkeys %s", TEST_SRCDIR, dir);
 	int rc = system(cmd);
 	if (rc == 0 && system("/usr/bin/python3 -c 'import dkim' 2>/dev/null") != 0)
 		rc = 77 << 8;
