@@ -518,11 +518,12 @@ def main():
         o.append("  %-54s %6d  %s" % (what, n, "ok" if n == 0 else "FAIL"))
     milter = [
         ("crashes", "milter deaths not caused by our SIGKILL"),
-        ("sanitizer", "sanitizer reports in the milter log"),
+        ("sanitizer", "sanitizer reports (ASan, UBSan, LSan at exit) in its log"),
         ("orphans", "its processes left behind by a killed milter"),
         ("helper_crashes", "SPF helpers that ended other than by our SIGKILL"),
         ("hup_unanswered", "SIGHUPs with no reloaded/refused line in 20 s"),
         ("broken_accepted", "broken policies the milter accepted"),
+        ("exit_status", "milter exit status on SIGTERM once idle (0 expected)"),
     ]
     for key, what in milter:
         n = fint(facts, key)
