@@ -107,6 +107,9 @@ static char *align_normalize_dup(const char *domain)
 	if (!align_utf8((const unsigned char *)copy) ||
 	    psl_str_to_utf8lower(copy, "utf-8", NULL, &lower) != PSL_SUCCESS)
 		return NULL;
+	/* libpsl lower-cases before it normalizes (NFKC): U+2145 comes out "D" */
+	for (char *p = lower; *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);
 	if (strlen(lower) > ALIGN_NAME_MAX || !align_name_shape(lower)) {
 		free(lower);
 		return NULL;

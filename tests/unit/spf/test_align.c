@@ -107,6 +107,21 @@ static void names_that_are_not_utf8_or_grow_too_long_are_refused(void **state)
 	assert_string_equal(org(name), "(none)");
 }
 
+/*
+ * libpsl lower-cases a name before its compatibility normalization, which
+ * can make capitals: U+2145 (double-struck italic capital D) became "D".
+ * Found by tests/fuzz/fuzz_envelope.
+ */
+static void normalized_names_are_lower_case_after_compatibility_mapping(void **state)
+{
+	(void)state;
+	char buf[ALIGN_NAME_MAX + 1];
+
+	assert_int_equal(align_normalize("\xe2\x85\x85.example.com", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "d.example.com");
+	assert_true(align_relaxed("\xe2\x85\x85", "d"));
+}
+
 static void normalize_lowercases_and_checks_shape(void **state)
 {
 	char buf[ALIGN_NAME_MAX + 1], small[8];
@@ -144,6 +159,7 @@ int main(void)
 		cmocka_unit_test(public_suffixes_and_junk_have_no_org_domain),
 		cmocka_unit_test(unknown_tld_uses_the_default_rule),
 		cmocka_unit_test(normalize_lowercases_and_checks_shape),
+		cmocka_unit_test(normalized_names_are_lower_case_after_compatibility_mapping),
 		cmocka_unit_test(names_that_are_not_utf8_or_grow_too_long_are_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
