@@ -27,6 +27,8 @@
 
 /* RFC 1035: a label holds at most 63 octets. */
 #define ALIGN_LABEL_MAX 63
+/* Lower-casing passes a name gets to settle (two do for all we know of). */
+#define ALIGN_LOWER_ROUNDS 3
 
 /*
  * True when text looks like a host name: labels of letters, digits,
@@ -107,9 +109,25 @@ static char *align_normalize_dup(const char *domain)
 	if (!align_utf8((const unsigned char *)copy) ||
 	    psl_str_to_utf8lower(copy, "utf-8", NULL, &lower) != PSL_SUCCESS)
 		return NULL;
-	/* libpsl lower-cases before it normalizes (NFKC): U+2145 comes out "D" */
-	for (char *p = lower; *p != '\0'; p++)
-		*p = (char)tolower((unsigned char)*p);
+	/*
+	 * libpsl lower-cases, then normalizes (NFKC), which can make capitals
+	 * again (U+2145 comes out "D", U+03D4 as U+03AB): again until the name
+	 * stays as it is; one that does not settle is no name.
+	 */
+	for (int round = 0; ; round++) {
+		char *again = NULL;
+		if (round == ALIGN_LOWER_ROUNDS ||
+		    psl_str_to_utf8lower(lower, "utf-8", NULL, &again) != PSL_SUCCESS) {
+			free(lower);
+			return NULL;
+		}
+		if (strcmp(again, lower) == 0) {
+			free(again);
+			break;
+		}
+		free(lower);
+		lower = again;
+	}
 	if (strlen(lower) > ALIGN_NAME_MAX || !align_name_shape(lower)) {
 		free(lower);
 		return NULL;

@@ -109,17 +109,25 @@ static void names_that_are_not_utf8_or_grow_too_long_are_refused(void **state)
 
 /*
  * libpsl lower-cases a name before its compatibility normalization, which
- * can make capitals: U+2145 (double-struck italic capital D) became "D".
- * Found by tests/fuzz/fuzz_envelope.
+ * can make capitals: U+2145 (double-struck italic capital D) became "D",
+ * U+03D4 (upsilon with diaeresis and hook) U+03AB (capital upsilon with
+ * dialytika). Normalizing twice must change nothing. Found by
+ * tests/fuzz/fuzz_envelope.
  */
 static void normalized_names_are_lower_case_after_compatibility_mapping(void **state)
 {
 	(void)state;
 	char buf[ALIGN_NAME_MAX + 1];
 
+	char again[ALIGN_NAME_MAX + 1];
+
 	assert_int_equal(align_normalize("\xe2\x85\x85.example.com", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "d.example.com");
 	assert_true(align_relaxed("\xe2\x85\x85", "d"));
+	assert_int_equal(align_normalize("\xcf\x94.example", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "\xcf\x8b.example");		/* U+03CB */
+	assert_int_equal(align_normalize(buf, again, sizeof(again)), 0);
+	assert_string_equal(again, buf);
 }
 
 static void normalize_lowercases_and_checks_shape(void **state)
