@@ -1,0 +1,84 @@
+/*
+ * NAME
+ *	store_redis_conn - the Redis backend's connections: pool, back-off,
+ *	pipelined exchange
+ * SYNOPSIS
+ *	struct redis_conn *redis_conn_open(const struct store_redis_url *url,
+ *		long timeout_ms, const char *sha);
+ *	void redis_conn_close(struct redis_conn *rc);
+ *	enum store_status redis_conn_run(struct redis_conn *rc,
+ *		struct redis_cmd **cmds, size_t n, redisReply **replies,
+ *		char *err, size_t errlen);
+ *	enum store_status redis_conn_bad_reply(struct redis_conn *rc,
+ *		redisReply *r, char *err, size_t errlen);
+ *	void redis_conn_stats(struct redis_conn *rc, struct store_stats *out);
+ *
+ *	void redis_cmd_init(struct redis_cmd *c, int cap);
+ *	void redis_cmd_put(struct redis_cmd *c, const char *a, size_t alen,
+ *		const char *b, size_t blen);
+ *	void redis_cmd_str(struct redis_cmd *c, const char *s);
+ *	void redis_cmd_num(struct redis_cmd *c, unsigned long long v);
+ *	void redis_cmd_finish(struct redis_cmd *c);
+ *	void redis_cmd_free(struct redis_cmd *c);
+ * DESCRIPTION
+ *	Internal to the Redis backend (store_redis.c builds the script
+ *	calls, this layer carries them). redis_conn_open copies url (the
+ *	caller wipes its own copy) and does not connect. sha is the digest
+ *	of store_redis_script: every new connection loads the script and
+ *	checks it.
+ *
+ *	redis_conn_run sends n commands in one pipeline on a pooled
+ *	connection (EVALSHA answered NOSCRIPT is sent again as EVAL with
+ *	the body) and fills replies[0..n-1]; on STORE_OK every reply is a
+ *	non-error reply the caller frees. redis_conn_bad_reply counts a
+ *	reply the caller cannot use as a failure, frees it and says so.
+ *
+ *	A redis_cmd is an argument vector whose strings live in one growing
+ *	arena; cap is the most arguments it takes. Out of memory or
+ *	beyond cap sets c->nomem, which the caller checks before
+ *	redis_cmd_finish.
+ * DIAGNOSTICS
+ *	As store.h: STORE_FAILED with a one-line reason without secrets;
+ *	the back-off and its log lines (unavailable, available again) are
+ *	kept here.
+ */
+#ifndef BM_STORE_REDIS_CONN_H
+#define BM_STORE_REDIS_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <hiredis/hiredis.h>
+
+#include "store.h"
+#include "store_redis.h"
+
+struct redis_cmd {
+	int argc, cap;
+	const char **argv;
+	size_t *argvlen;
+	size_t *off;		/* while built: offsets into arena */
+	char *arena;
+	size_t used, size;
+	bool nomem;
+};
+
+void redis_cmd_init(struct redis_cmd *c, int cap);
+void redis_cmd_free(struct redis_cmd *c);
+void redis_cmd_put(struct redis_cmd *c, const char *a, size_t alen, const char *b, size_t blen);
+void redis_cmd_str(struct redis_cmd *c, const char *s);
+void redis_cmd_num(struct redis_cmd *c, unsigned long long v);
+void redis_cmd_finish(struct redis_cmd *c);
+
+struct redis_conn;
+
+struct redis_conn *redis_conn_open(const struct store_redis_url *url, long timeout_ms,
+	const char *sha);
+void redis_conn_close(struct redis_conn *rc);
+enum store_status redis_conn_run(struct redis_conn *rc, struct redis_cmd **cmds, size_t n,
+	redisReply **replies, char *err, size_t errlen);
+enum store_status redis_conn_bad_reply(struct redis_conn *rc, redisReply *r, char *err,
+	size_t errlen);
+void redis_conn_stats(struct redis_conn *rc, struct store_stats *out);
+
+#endif
