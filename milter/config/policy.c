@@ -58,6 +58,8 @@ struct policy {
 	struct strmap *class_by_name;		/* name -> index + 1 */
 	struct policy_assign *assigns;
 	size_t assign_count;
+	struct calendar_zone **zones;		/* every zone a class uses, once */
+	size_t zone_count;
 };
 
 struct parse_ctx {
@@ -82,6 +84,42 @@ const char *policy_action_name(enum policy_action a)
 	return (size_t)a < sizeof(action_names) / sizeof(action_names[0]) ? action_names[a] : "?";
 }
 
+const char *policy_scope_name(enum policy_scope s)
+{
+	static const char *const names[] = { "account", "domain", "class" };
+	return (size_t)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+void policy_rate_describe(const struct policy_rate *r, char *buf, size_t len)
+{
+	size_t used = (size_t)snprintf(buf, len, "%s", r->text);
+
+	if (r->scope != SCOPE_ACCOUNT && used < len)
+		used += (size_t)snprintf(buf + used, len - used, " by %s", policy_scope_name(r->scope));
+	for (size_t i = 0; i < r->to_count && used < len; i++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? " " : " to ", r->to[i]);
+}
+
+bool policy_rate_applies(const struct policy_rate *r, const char *domain)
+{
+	if (r->to_count == 0)
+		return true;
+	if (domain == NULL)
+		return false;
+	size_t dl = strlen(domain);
+	for (size_t i = 0; i < r->to_count; i++) {
+		const char *t = r->to[i];
+		if (strncmp(t, "*.", 2) == 0) {
+			size_t tl = strlen(t + 1);	/* ".example" */
+			if (dl > tl && strcasecmp(domain + dl - tl, t + 1) == 0)
+				return true;
+		} else if (strcasecmp(domain, t) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
 int policy_parse_rate(const char *text, struct policy_rate *out)
 {
 	char *end;
@@ -95,6 +133,18 @@ int policy_parse_rate(const char *text, struct policy_rate *out)
 		return -1;
 	const char *q = slash + 1;
 	unsigned long n = 1;
+	static const char *const calendars[] = { NULL, "day", "week", "month" };
+	for (int i = CALENDAR_DAY; i <= CALENDAR_MONTH; i++) {
+		/* a calendar window has no N: 2000/2day would be neither */
+		if (strcmp(q, calendars[i]) != 0)
+			continue;
+		if (strlen(text) >= sizeof(out->text))
+			return -1;
+		out->count = count;
+		out->calendar = (enum calendar_period)i;
+		strcpy(out->text, text);
+		return 0;
+	}
 	if (isdigit((unsigned char)*q)) {
 		n = strtoul(q, &end, 10);
 		if (errno || n == 0 || n > 1000000UL)
@@ -204,22 +254,109 @@ static int parse_action(struct parse_ctx *c, const char *directive, char **w, bo
 	return perr(c, "%s: unknown action %s (expected %s)", directive, w[1], list);
 }
 
+/* A destination of "to": a domain name, or "*." and one (its subdomains). */
+static bool valid_to_domain(const char *d)
+{
+	const char *p = strncmp(d, "*.", 2) == 0 ? d + 2 : d;
+	if (*p == '\0' || *p == '.' || strlen(d) > 253 || strstr(p, ".."))
+		return false;
+	for (; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
+			return false;
+	return d[strlen(d) - 1] != '.';
+}
+
+static void free_to(char **to, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(to[i]);
+	free(to);
+}
+
+/*
+ * "messages|recipients RATE... [by account|domain|class] [to DOMAIN...]":
+ * by and to apply to every rate of the line.
+ */
 static int parse_rates(struct parse_ctx *c, const char *directive, char **w, int n,
 		       struct policy_rate *rates, size_t *count)
 {
-	int rc = 0;
-	if (n < 2)
+	bool message = strcmp(directive, "messages") == 0;
+	enum policy_scope scope = SCOPE_ACCOUNT;
+	int rc = 0, nrates = 1, by = 0, to_first = 0, to_n = 0;
+
+	while (nrates < n && strcasecmp(w[nrates], "by") != 0 && strcasecmp(w[nrates], "to") != 0)
+		nrates++;
+	for (int i = nrates; i < n; i++) {
+		if (strcasecmp(w[i], "by") == 0) {
+			if (by)
+				return perr(c, "%s: \"by\" given twice", directive);
+			if (i + 1 >= n)
+				return perr(c, "%s: by: expected account, domain or class", directive);
+			by = ++i;
+			if (strcasecmp(w[i], "account") == 0)
+				scope = SCOPE_ACCOUNT;
+			else if (strcasecmp(w[i], "domain") == 0)
+				scope = SCOPE_DOMAIN;
+			else if (strcasecmp(w[i], "class") == 0)
+				scope = SCOPE_CLASS;
+			else
+				return perr(c, "%s: by: unknown scope %s (expected account, domain or class)",
+					    directive, w[i]);
+		} else if (strcasecmp(w[i], "to") == 0) {
+			if (to_first)
+				return perr(c, "%s: \"to\" given twice", directive);
+			if (message)
+				return perr(c, "messages: \"to\" limits recipients; a message has no one destination (use a recipients rate)");
+			int j = i + 1;
+			while (j < n && strcasecmp(w[j], "by") != 0)
+				j++;
+			if (j == i + 1)
+				return perr(c, "%s: to: expected one or more DOMAIN", directive);
+			for (int k = i + 1; k < j; k++) {
+				for (char *p = w[k]; *p; p++)
+					*p = (char)tolower((unsigned char)*p);
+				if (!valid_to_domain(w[k]))
+					return perr(c, "%s: to: bad domain %s (expected a domain, or *.DOMAIN for its subdomains)",
+						    directive, w[k]);
+			}
+			to_first = i + 1;
+			to_n = j - i - 1;
+			i = j - 1;
+		} else {
+			return perr(c, "%s: unexpected %s after by/to (rates come first)", directive, w[i]);
+		}
+	}
+	if (nrates < 2)
 		return perr(c, "%s: expected at least one rate COUNT/PERIOD", directive);
-	for (int i = 1; i < n; i++) {
+	if (scope == SCOPE_DOMAIN) {
+		struct policy_class *k = c->open;
+		bool any = false;
+		for (size_t i = 0; i < k->account_count; i++)
+			any |= k->account[i] != ACCOUNT_IP;
+		if (!any)
+			return perr(c, "%s: by domain: the accounts of class %s are client addresses, which have no domain",
+				    directive, k->name);
+	}
+	for (int i = 1; i < nrates; i++) {
 		struct policy_rate r;
 		if (policy_parse_rate(w[i], &r) != 0) {
-			rc = perr(c, "%s: bad rate %s (expected COUNT/PERIOD such as 100/1h, 5/10s, 2000/d)",
-				  directive, w[i]);
+			rc = perr(c, "%s: bad rate %s (expected COUNT/PERIOD such as 100/1h, 5/10s, 2000/d, "
+				  "or a calendar window COUNT/day, COUNT/week, COUNT/month)", directive, w[i]);
 			continue;
 		}
 		if (*count >= POLICY_RATES_MAX) {
 			rc = perr(c, "%s: more than %d rates", directive, POLICY_RATES_MAX);
 			break;
+		}
+		r.scope = scope;
+		if (to_n > 0) {
+			if ((r.to = calloc((size_t)to_n, sizeof(*r.to))) == NULL)
+				return perr(c, "out of memory");
+			for (int k = 0; k < to_n; k++)
+				if ((r.to[r.to_count++] = strdup(w[to_first + k])) == NULL) {
+					free_to(r.to, r.to_count);
+					return perr(c, "out of memory");
+				}
 		}
 		rates[(*count)++] = r;
 	}
@@ -253,8 +390,8 @@ static int parse_bulk(struct parse_ctx *c, char **w, int n)
 			return perr(c, "bulk %s: expected %s >= %s", w[1], w[1], volume ? "N/PERIOD" : "N");
 		if (volume) {
 			r.kind = BULK_VOLUME;
-			if (policy_parse_rate(w[3], &r.volume) != 0)
-				return perr(c, "bulk volume: bad rate %s (expected N/PERIOD such as 5000/1d)", w[3]);
+			if (policy_parse_rate(w[3], &r.volume) != 0 || r.volume.calendar != CALENDAR_NONE)
+				return perr(c, "bulk volume: bad rate %s (expected N/PERIOD such as 5000/1d; no calendar periods)", w[3]);
 			k->has_volume = true;
 		} else {
 			char *end;
@@ -318,13 +455,76 @@ static int parse_account(struct parse_ctx *c, char **w, int n)
 	return 0;
 }
 
+/* A zone the policy loaded already, or loads now; NULL after an error. */
+static const struct calendar_zone *policy_zone(struct parse_ctx *c, const char *name, bool report)
+{
+	struct policy *p = c->p;
+	char err[256];
+
+	for (size_t i = 0; i < p->zone_count; i++)
+		if (strcmp(calendar_zone_name(p->zones[i]), name) == 0)
+			return p->zones[i];
+	struct calendar_zone **grown = realloc(p->zones, (p->zone_count + 1) * sizeof(*grown));
+	if (grown == NULL) {
+		perr(c, "out of memory");
+		return NULL;
+	}
+	p->zones = grown;
+	struct calendar_zone *z = calendar_zone_load(name, err, sizeof(err));
+	if (z == NULL) {
+		if (report)
+			perr(c, "timezone: %s", err);
+		return NULL;
+	}
+	p->zones[p->zone_count++] = z;
+	return z;
+}
+
+static int parse_timezone(struct parse_ctx *c, char **w, int n)
+{
+	struct policy_class *k = c->open;
+
+	if (k->timezone_line)
+		return perr(c, "timezone: already set for class %s at line %d", k->name, k->timezone_line);
+	if (n != 2)
+		return perr(c, "timezone: expected one IANA zone name such as Europe/Paris");
+	k->timezone_line = c->line;
+	if ((k->zone = policy_zone(c, w[1], true)) == NULL)
+		return -1;
+	return 0;
+}
+
+/* Directives a class gives at most once: parse_directive's once[]. */
+#define POLICY_ONCE_COUNT 5
+
 /* Bits of parse_action's "allowed" argument. */
 #define ALLOW(a) (1u << (a))
+
+/* "suppress hard-bounce complaint": what reports put on the suppression list. */
+static int parse_suppress(struct parse_ctx *c, char **w, int n)
+{
+	struct policy_class *k = c->open;
+	if (k->suppress_line)
+		return perr(c, "suppress: already set for class %s at line %d", k->name, k->suppress_line);
+	if (n < 2)
+		return perr(c, "suppress: expected hard-bounce, complaint or both");
+	for (int i = 1; i < n; i++) {
+		if (strcasecmp(w[i], "hard-bounce") == 0)
+			k->suppress |= POLICY_SUPPRESS_HARD_BOUNCE;
+		else if (strcasecmp(w[i], "complaint") == 0)
+			k->suppress |= POLICY_SUPPRESS_COMPLAINT;
+		else
+			return perr(c, "suppress: unknown kind %s (expected hard-bounce, complaint)", w[i]);
+	}
+	k->suppress_line = c->line;
+	return 0;
+}
 
 static int parse_directive(struct parse_ctx *c, char **w, bool *quoted, int n, int *seen)
 {
 	struct policy_class *k = c->open;
-	static const char *const once[] = { "account", "over-limit", "bulk-noncompliant", "spf-fail" };
+	static const char *const once[] = { "account", "over-limit", "bulk-noncompliant", "spf-fail",
+					    "from-unauthorized" };
 
 	for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++) {
 		if (strcasecmp(w[0], once[i]) == 0) {
@@ -339,6 +539,8 @@ static int parse_directive(struct parse_ctx *c, char **w, bool *quoted, int n, i
 		return parse_rates(c, "messages", w, n, k->messages, &k->messages_count);
 	if (strcasecmp(w[0], "recipients") == 0)
 		return parse_rates(c, "recipients", w, n, k->recipients, &k->recipients_count);
+	if (strcasecmp(w[0], "timezone") == 0)
+		return parse_timezone(c, w, n);
 	if (strcasecmp(w[0], "over-limit") == 0)
 		return parse_action(c, "over-limit", w, quoted, n,
 				    ALLOW(ACTION_TEMPFAIL) | ALLOW(ACTION_REJECT) | ALLOW(ACTION_HOLD) | ALLOW(ACTION_TAG),
@@ -356,7 +558,40 @@ static int parse_directive(struct parse_ctx *c, char **w, bool *quoted, int n, i
 		return parse_action(c, "spf-fail", w, quoted, n,
 				    ALLOW(ACTION_NONE) | ALLOW(ACTION_TEMPFAIL) | ALLOW(ACTION_REJECT) | ALLOW(ACTION_TAG),
 				    &k->spf_fail, NULL, 0);
-	return perr(c, "unknown directive %s in class %s (expected account, messages, recipients, over-limit, bulk, bulk-require, bulk-noncompliant, spf-fail)",
+	if (strcasecmp(w[0], "from-unauthorized") == 0)
+		return parse_action(c, "from-unauthorized", w, quoted, n,
+				    ALLOW(ACTION_NONE) | ALLOW(ACTION_TAG) | ALLOW(ACTION_HOLD) | ALLOW(ACTION_REJECT),
+				    &k->from_unauthorized, k->from_unauthorized_text,
+				    sizeof(k->from_unauthorized_text));
+	if (strcasecmp(w[0], "suspended") == 0) {
+		if (k->suspended_line)
+			return perr(c, "suspended: already set for class %s at line %d", k->name, k->suspended_line);
+		k->suspended_line = c->line;
+		return parse_action(c, "suspended", w, quoted, n,
+				    ALLOW(ACTION_TEMPFAIL) | ALLOW(ACTION_REJECT) | ALLOW(ACTION_HOLD),
+				    &k->suspended, k->suspended_text, sizeof(k->suspended_text));
+	}
+	if (strcasecmp(w[0], "suppress") == 0)
+		return parse_suppress(c, w, n);
+	if (strcasecmp(w[0], "suppressed") == 0) {
+		if (k->suppressed_line)
+			return perr(c, "suppressed: already set for class %s at line %d", k->name, k->suppressed_line);
+		k->suppressed_line = c->line;
+		return parse_action(c, "suppressed", w, quoted, n,
+				    ALLOW(ACTION_NONE) | ALLOW(ACTION_TEMPFAIL) | ALLOW(ACTION_REJECT) | ALLOW(ACTION_TAG),
+				    &k->suppressed, NULL, 0);
+	}
+	if (policy_safety_directive(w[0])) {
+		char err[256];
+		if (strcasecmp(w[0], "suspend-for") == 0 && k->suspend_for_line)
+			return perr(c, "suspend-for: already set for class %s at line %d", k->name, k->suspend_for_line);
+		if (policy_safety_parse(k, w, n, err, sizeof(err)) != 0)
+			return perr(c, "%s", err);
+		if (strcasecmp(w[0], "suspend-for") == 0)
+			k->suspend_for_line = c->line;
+		return 0;
+	}
+	return perr(c, "unknown directive %s in class %s (expected account, messages, recipients, over-limit, bulk, bulk-require, bulk-noncompliant, spf-fail, from-unauthorized, notify, suspended, suspend-if, suspend-for, suppress, suppressed, timezone)",
 		    w[0], k->name);
 }
 
@@ -394,6 +629,9 @@ static int open_class(struct parse_ctx *c, char **w, int n)
 	k->over_limit = ACTION_TEMPFAIL;
 	k->bulk_noncompliant = ACTION_TAG;
 	k->spf_fail = ACTION_NONE;
+	k->suspended = ACTION_HOLD;
+	k->suppressed = ACTION_REJECT;
+	k->suspend_for_ms = POLICY_SUSPEND_FOR_DEFAULT_MS;
 	k->account[0] = ACCOUNT_SASL;
 	k->account[1] = ACCOUNT_SENDER;
 	k->account[2] = ACCOUNT_IP;
@@ -528,7 +766,7 @@ static void parse_line(struct parse_ctx *c, char **w, bool *quoted, int n, int *
 					/* skip the rest of a broken class header */
 					return;
 				}
-				memset(seen, 0, 4 * sizeof(int));
+				memset(seen, 0, POLICY_ONCE_COUNT * sizeof(int));
 				start = end;
 				continue;
 			}
@@ -566,10 +804,15 @@ static void parse_line(struct parse_ctx *c, char **w, bool *quoted, int n, int *
 
 struct policy *policy_load(const char *path, struct diag *errs)
 {
+	return policy_load_zone(path, "UTC", errs);
+}
+
+struct policy *policy_load_zone(const char *path, const char *zone, struct diag *errs)
+{
 	struct policy *p = calloc(1, sizeof(*p));
 	struct parse_ctx c = { .p = p, .errs = errs, .file = path };
 	char line[POLICY_LINE_MAX + 2], store[2 * POLICY_LINE_MAX + 8];
-	int seen[4] = { 0 };
+	int seen[POLICY_ONCE_COUNT] = { 0 };
 	size_t before = diag_errors(errs);
 	FILE *fp;
 
@@ -605,6 +848,13 @@ struct policy *policy_load(const char *path, struct diag *errs)
 		perr(&c, "class %s: missing '}'", c.open->name);
 	}
 	resolve_assign_classes(&c);
+	/* TimeZone was checked with the settings: no second error here */
+	const struct calendar_zone *fallback = policy_zone(&c, zone ? zone : "UTC", false);
+	if (fallback == NULL)
+		fallback = policy_zone(&c, "UTC", false);
+	for (size_t i = 0; i < p->class_count; i++)
+		if (p->classes[i].zone == NULL)
+			p->classes[i].zone = fallback;
 	for (size_t i = 0; i < p->assign_count; i++)
 		free(c.pending_class[i]);
 	free(c.pending_class);
@@ -623,9 +873,18 @@ void policy_free(struct policy *p)
 		free(p->assigns[i].value);
 		policy_map_free(p->assigns[i].map);
 	}
-	for (size_t i = 0; i < p->class_count; i++)
-		for (size_t j = 0; j < p->classes[i].bulk_count; j++)
-			free(p->classes[i].bulk[j].header);
+	for (size_t i = 0; i < p->class_count; i++) {
+		struct policy_class *k = &p->classes[i];
+		for (size_t j = 0; j < k->bulk_count; j++)
+			free(k->bulk[j].header);
+		for (size_t j = 0; j < k->messages_count; j++)
+			free_to(k->messages[j].to, k->messages[j].to_count);
+		for (size_t j = 0; j < k->recipients_count; j++)
+			free_to(k->recipients[j].to, k->recipients[j].to_count);
+	}
+	for (size_t i = 0; i < p->zone_count; i++)
+		calendar_zone_free(p->zones[i]);
+	free(p->zones);
 	free(p->assigns);
 	free(p->classes);
 	strmap_free(p->class_by_name, NULL);

@@ -3,12 +3,17 @@
  *	policy - the policy file: classes and assign rules
  * SYNOPSIS
  *	struct policy *policy_load(const char *path, struct diag *errs);
+ *	struct policy *policy_load_zone(const char *path, const char *zone,
+ *		struct diag *errs);
  *	void policy_free(struct policy *p);
  *	const struct policy_class *policy_lookup(const struct policy *p,
  *		const struct policy_facts *facts, const struct policy_assign **why);
  *	int policy_account(const struct policy_class *c,
  *		const struct policy_facts *facts, char *buf, size_t len);
  *	int policy_parse_rate(const char *text, struct policy_rate *out);
+ *	void policy_rate_describe(const struct policy_rate *r, char *buf,
+ *		size_t len);
+ *	bool policy_rate_applies(const struct policy_rate *r, const char *domain);
  * DESCRIPTION
  *	A policy is immutable once loaded; readers need no lock. Classes hold
  *	rates, the over-limit action, bulk conditions and the bulk-sender
@@ -23,6 +28,14 @@
  *	CIDR for ip, or file:PATH with "value class" lines kept in a hash
  *	table (lookup cost does not grow with the map). Every error is a
  *	FILE:LINE diagnostic; policy_load returns NULL when there was any.
+ *
+ *	Rates: "messages|recipients RATE... [by account|domain|class] [to
+ *	DOMAIN...]". A RATE is COUNT/[N]s|m|h|d (a rolling token bucket) or
+ *	COUNT/day|week|month (a calendar window in the class's zone: its
+ *	"timezone" line, else TimeZone, loaded from the system's zone data
+ *	with the policy, so an unknown zone is a FILE:LINE error). "by"
+ *	and "to" apply to every rate of their line; "to" only on recipients
+ *	rates, "by domain" only where an account can have a domain.
  */
 #ifndef BM_POLICY_H
 #define BM_POLICY_H
@@ -30,21 +43,35 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "calendar.h"
 #include "diag.h"
 #include "netaddr.h"
 
 /* Limits of one class; a policy needing more is an error, not a surprise. */
-#define POLICY_RATES_MAX 8		/* rates per messages/recipients line set */
+#define POLICY_RATES_MAX 16		/* rates per messages/recipients line set */
 #define POLICY_BULK_MAX 16		/* bulk lines per class */
 #define POLICY_ACCOUNT_SOURCES_MAX 4
 #define POLICY_TEXT_MAX 200		/* custom reply text */
 #define POLICY_NAME_MAX 64		/* class name */
 #define POLICY_ACCOUNT_MAX 320		/* an account: up to an address + prefix */
 
+/* Whose bucket a rate is (SPEC "Quotas as hosting providers run them"). */
+enum policy_scope {
+	SCOPE_ACCOUNT = 0,		/* by account (default) */
+	SCOPE_DOMAIN,			/* by domain: the account's domain part */
+	SCOPE_CLASS,			/* by class: one bucket for the whole class */
+};
+
 struct policy_rate {
 	unsigned long count;		/* tokens the bucket holds */
-	unsigned long period_ms;	/* refill time of the whole bucket */
-	char text[32];			/* as written, e.g. "200/1h" (for logs, keys) */
+	unsigned long period_ms;	/* refill time of the whole bucket; 0 for
+					   a calendar window */
+	enum calendar_period calendar;	/* CALENDAR_NONE: a rolling token bucket */
+	enum policy_scope scope;
+	char **to;			/* recipients rates: only recipients at these
+					   domains ("*.x": subdomains of x); owned */
+	size_t to_count;		/* 0: every recipient */
+	char text[32];			/* as written, e.g. "200/1h", "2000/day" */
 };
 
 enum policy_account_source { ACCOUNT_SASL, ACCOUNT_SENDER, ACCOUNT_DOMAIN, ACCOUNT_IP };
@@ -74,6 +101,34 @@ struct policy_bulk_rule {
 #define BULK_REQ_LIST_UNSUB	0x4u
 #define BULK_REQ_DMARC_RECORD	0x8u
 
+/* Account safety (SPEC.md "Account safety"; policy_safety.c parses it). */
+#define POLICY_NOTIFY_MAX 4		/* notify thresholds per class */
+#define POLICY_SUSPEND_IF_MAX 8		/* suspend-if rules per class */
+#define POLICY_SUSPEND_FOR_DEFAULT_MS (24UL * 3600 * 1000)
+
+enum policy_suspend_kind {
+	SUSPEND_DISTINCT_IPS,		/* client addresses (IPv6 by /64) of the account */
+	SUSPEND_DISTINCT_RECIPIENTS,
+	SUSPEND_DEFERRED,		/* the account's own over-limit answers */
+	SUSPEND_BOUNCE_RATE,		/* share of hard bounces (read from reports) */
+	SUSPEND_COMPLAINT_RATE,		/* share of complaints (read from reports) */
+};
+
+/* "suspend-if KIND > LIMIT/PERIOD" or "suspend-if KIND-rate > P% [min N/PERIOD]". */
+struct policy_suspend_rule {
+	enum policy_suspend_kind kind;
+	unsigned long limit;		/* counts: trips when the count exceeds it */
+	unsigned long period_ms;	/* counts: over this period */
+	double share;			/* rates: trips above this share (0.05 for 5%) */
+	unsigned long min;		/* rates: ... once at least min were sent */
+	unsigned long min_period_ms;	/* rates: in this period (0: no min) */
+	char text[64];			/* as written, "distinct-ips > 5/1h" (logs, events) */
+};
+
+/* suppress: what puts a recipient on the account's suppression list (report.h). */
+#define POLICY_SUPPRESS_HARD_BOUNCE	0x1u
+#define POLICY_SUPPRESS_COMPLAINT	0x2u
+
 struct policy_class {
 	char name[POLICY_NAME_MAX];
 	int line;				/* where it was defined */
@@ -91,7 +146,23 @@ struct policy_class {
 	enum policy_action bulk_noncompliant;	/* default tag */
 	char bulk_noncompliant_text[POLICY_TEXT_MAX];
 	enum policy_action spf_fail;		/* default none */
+	enum policy_action from_unauthorized;	/* default none (authority.h) */
+	char from_unauthorized_text[POLICY_TEXT_MAX];
 	bool has_volume;			/* any bulk volume rule */
+	const struct calendar_zone *zone;	/* calendar windows: timezone, else
+						   TimeZone; owned by the policy */
+	int timezone_line;			/* where timezone was set, 0: not */
+	unsigned notify_pct[POLICY_NOTIFY_MAX];	/* notify: thresholds in percent, ascending */
+	size_t notify_count;
+	enum policy_action suspended;		/* default hold */
+	char suspended_text[POLICY_TEXT_MAX];
+	struct policy_suspend_rule suspend_if[POLICY_SUSPEND_IF_MAX];
+	size_t suspend_if_count;
+	unsigned long suspend_for_ms;		/* default POLICY_SUSPEND_FOR_DEFAULT_MS */
+	int suspended_line, suspend_for_line;	/* where set (each once) */
+	unsigned suppress;			/* POLICY_SUPPRESS_*; 0: no suppression, no Feedback-ID */
+	enum policy_action suppressed;		/* default reject; none, tempfail, tag */
+	int suppress_line, suppressed_line;	/* where set (each once) */
 };
 
 enum policy_direction { DIRECTION_INBOUND = 0, DIRECTION_OUTBOUND = 1 };
@@ -110,6 +181,12 @@ struct policy_assign;			/* one assign line (opaque) */
 struct policy;				/* opaque */
 
 struct policy *policy_load(const char *path, struct diag *errs);
+/*
+ * policy_load with the zone of TimeZone for classes without their own
+ * timezone line. The caller checks zone (settings.c); one that does not
+ * load here leaves those classes in UTC without a second error.
+ */
+struct policy *policy_load_zone(const char *path, const char *zone, struct diag *errs);
 void policy_free(struct policy *p);
 
 /*
@@ -137,8 +214,24 @@ const struct policy_class *policy_class_at(const struct policy *p, size_t i);
  */
 int policy_account(const struct policy_class *c, const struct policy_facts *facts,
 	char *buf, size_t len);
-/* "100/1h", "5/10s", "2000/d" (a missing N means 1). 0 or -1. */
+/*
+ * "100/1h", "5/10s", "2000/d" (a missing N means 1), or a calendar
+ * window "2000/day", "/week", "/month". 0 or -1.
+ */
 int policy_parse_rate(const char *text, struct policy_rate *out);
+/* "300/1h to gmail.com googlemail.com", "50000/day by domain" (explain, logs). */
+void policy_rate_describe(const struct policy_rate *r, char *buf, size_t len);
+/* Whether a recipients rate applies to a recipient at domain (lower case). */
+bool policy_rate_applies(const struct policy_rate *r, const char *domain);
+const char *policy_scope_name(enum policy_scope s);
 const char *policy_action_name(enum policy_action a);
+/*
+ * policy_safety.c: true when word is one of notify, suspend-if,
+ * suspend-for; policy_safety_parse parses such a line into c, or
+ * returns -1 with the message in err.
+ */
+bool policy_safety_directive(const char *word);
+int policy_safety_parse(struct policy_class *c, char **w, int n, char *err, size_t errlen);
+const char *policy_suspend_kind_name(enum policy_suspend_kind k);
 
 #endif

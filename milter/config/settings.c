@@ -24,6 +24,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "calendar.h"
 #include "dns.h"
 #include "log.h"
 #include "settings.h"
@@ -498,11 +499,58 @@ static int p_tag_header(struct settings_ctx *c, const char *v)
 	return set_string(c, &c->s->tag_header, v);
 }
 
+/* An IANA zone from the system's zone data: loaded once here to check it. */
+static int p_timezone(struct settings_ctx *c, const char *v)
+{
+	char err[256];
+	struct calendar_zone *z = calendar_zone_load(v, err, sizeof(err));
+	if (z == NULL)
+		return SETTINGS_ERR(c, "TimeZone: %s", err);
+	calendar_zone_free(z);
+	return set_string(c, &c->s->timezone, v);
+}
+
 static int p_metrics_listen(struct settings_ctx *c, const char *v)
 {
 	if (valid_host_port(v) != 0)
 		return SETTINGS_ERR(c, "MetricsListen: expected HOST:PORT, got %s", v);
 	return set_string(c, &c->s->metrics_listen, v);
+}
+
+/* http://HOST[:PORT]/PATH or https://...; events.c POSTs there. */
+static int p_notify_url(struct settings_ctx *c, const char *v)
+{
+	size_t scheme = strncasecmp(v, "http://", 7) == 0 ? 7 : strncasecmp(v, "https://", 8) == 0 ? 8 : 0;
+	bool ok = scheme > 0 && v[scheme] != '\0' && v[scheme] != '/' && strlen(v) < 1024;
+	for (const char *p = v; ok && *p; p++)
+		ok = (unsigned char)*p > ' ' && *p != 0x7f;
+	if (!ok)
+		return SETTINGS_ERR(c, "NotifyURL: expected http://HOST[:PORT]/PATH, got %s", v);
+	return set_string(c, &c->s->notify_url, v);
+}
+
+/* The secret of Feedback-ID tokens; read (and checked) with the snapshot, feedback.h. */
+static int p_feedback_key_file(struct settings_ctx *c, const char *v)
+{
+	return set_string(c, &c->s->feedback_key_file, v);
+}
+
+/* "none", "sasl-domain" or "file:PATH"; the file is read by authority.c. */
+static int p_signing_authority(struct settings_ctx *c, const char *v)
+{
+	if (strcasecmp(v, "none") == 0) {
+		c->s->signing_authority = SIGNING_AUTHORITY_NONE;
+		return 0;
+	}
+	if (strcasecmp(v, "sasl-domain") == 0) {
+		c->s->signing_authority = SIGNING_AUTHORITY_SASL_DOMAIN;
+		return 0;
+	}
+	if (strncmp(v, "file:", 5) == 0 && v[5] != '\0') {
+		c->s->signing_authority = SIGNING_AUTHORITY_FILE;
+		return set_string(c, &c->s->signing_authority_file, v + 5);
+	}
+	return SETTINGS_ERR(c, "SigningAuthority: expected none, sasl-domain or file:PATH, got %s", v);
 }
 
 static const struct {
@@ -535,6 +583,10 @@ static const struct {
 	{ "DNSTimeout", p_dns_timeout },
 	{ "TagHeader", p_tag_header },
 	{ "MetricsListen", p_metrics_listen },
+	{ "TimeZone", p_timezone },
+	{ "SigningAuthority", p_signing_authority },
+	{ "NotifyURL", p_notify_url },
+	{ "FeedbackKeyFile", p_feedback_key_file },
 };
 #define SETTINGS_COUNT (sizeof(settings_table) / sizeof(settings_table[0]))
 
@@ -738,5 +790,9 @@ void settings_free(struct settings *s)
 	free(s->resolver);
 	free(s->tag_header);
 	free(s->metrics_listen);
+	free(s->timezone);
+	free(s->notify_url);
+	free(s->feedback_key_file);
+	free(s->signing_authority_file);
 	free(s);
 }

@@ -35,6 +35,12 @@
 
 enum store_failure_action { STORE_FAILURE_ACCEPT, STORE_FAILURE_TEMPFAIL };
 enum run_mode { MODE_ENFORCE, MODE_MONITOR };
+/* SigningAuthority: who may get a signature for a From domain (authority.h). */
+enum signing_authority_mode {
+	SIGNING_AUTHORITY_NONE,		/* OpenDKIM's behaviour: whatever the SigningTable matches */
+	SIGNING_AUTHORITY_SASL_DOMAIN,	/* the login's organizational domain */
+	SIGNING_AUTHORITY_FILE,		/* file:PATH, "LOGIN-OR-GLOB DOMAIN..." lines */
+};
 
 /* Upper bound on list settings (InternalHosts, EgressAddresses, ...). */
 #define SETTINGS_LIST_MAX 4096
@@ -76,6 +82,11 @@ struct settings {
 	long dns_timeout_ms;		/* per DNS query */
 	char *tag_header;
 	char *metrics_listen;		/* "HOST:PORT" or NULL */
+	char *timezone;			/* TimeZone (calendar.h), NULL: UTC */
+	char *notify_url;		/* NotifyURL (events.h) or NULL */
+	char *feedback_key_file;	/* FeedbackKeyFile (feedback.h) or NULL: the secret in Redis */
+	enum signing_authority_mode signing_authority;
+	char *signing_authority_file;	/* SIGNING_AUTHORITY_FILE: the PATH */
 };
 
 struct settings *settings_load(const char *path, struct diag *errs);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "log.h"
 #include "snapshot.h"
 
@@ -25,6 +26,7 @@ static void snapshot_free(struct snapshot *s)
 	spf_pool_stop(s->spf);
 	store_close(s->store);
 	keytable_free(s->keys);
+	authority_free(s->authority);
 	policy_free(s->policy);
 	settings_free(s->settings);
 	free(s);
@@ -60,8 +62,9 @@ struct snapshot *snapshot_load(const char *config_path, const char *socket_overr
 		s->settings->socket = copy;
 	}
 	/* load everything, so one pass reports every file's errors */
-	s->policy = policy_load(s->settings->policy_path, errs);
+	s->policy = policy_load_zone(s->settings->policy_path, s->settings->timezone, errs);
 	s->keys = keytable_load(s->settings, errs);
+	s->authority = authority_load(s->settings, errs);
 	if (settings_ok)
 		s->store = store_open(s->settings, errs);
 	if (diag_errors(errs) != before || s->policy == NULL) {
@@ -87,6 +90,7 @@ void snapshot_install(struct snapshot *s)
 	s->generation = ++snapshot_generation;
 	snapshot_current = s;
 	pthread_mutex_unlock(&snapshot_lock);
+	events_set_url(s->settings->notify_url);
 	if (old)
 		snapshot_release(old);
 }

@@ -17,11 +17,16 @@
  *   abort     refund what the transaction was charged
  *   close     refund, give the snapshot back
  *
+ * transaction_open and transaction_release are connect and close with the
+ * daemon's running snapshot; transaction_reply_text is t->reply's text as
+ * the milter layer hands it to the MTA.
+ *
  * Local submission's recipients are counted here and charged at end of
  * message: Postfix cannot take a per-recipient reply for it.
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,7 +193,8 @@ static enum verdict spf_inbound(struct transaction *t)
 	return verdict_apply(&scope, &hit, &t->reply, &m->marks);
 }
 
-static enum verdict charge(struct transaction *t, unsigned long recipients, bool per_recipient)
+static enum verdict charge(struct transaction *t, const struct ratelimit_rcpts *recipients,
+			   bool per_recipient)
 {
 	struct transaction_msg *m = &t->msg;
 	struct ratelimit_verdict v;
@@ -196,7 +202,7 @@ static enum verdict charge(struct transaction *t, unsigned long recipients, bool
 	enum ratelimit_status st;
 
 	memset(&v, 0, sizeof(v));
-	if (recipients == 0) {
+	if (recipients == NULL) {
 		st = ratelimit_check_message(t->snap->store, m->cls, m->direction, m->account,
 					     &m->receipt, &v);
 		if (st != RATELIMIT_STORE_FAILED) {
@@ -204,8 +210,8 @@ static enum verdict charge(struct transaction *t, unsigned long recipients, bool
 			m->volume_known = true;
 		}
 	} else {
-		st = ratelimit_check_recipients(t->snap->store, m->cls, m->direction, m->account,
-						recipients, &m->receipt, &v);
+		st = ratelimit_check_rcpts(t->snap->store, m->cls, m->direction, m->account,
+					   recipients, &m->receipt, &v);
 	}
 	if (st == RATELIMIT_OK)
 		return VERDICT_CONTINUE;
@@ -217,7 +223,8 @@ static enum verdict charge(struct transaction *t, unsigned long recipients, bool
 /* The local submission's recipients, all at once (end of message). */
 enum verdict transaction_charge_recipients(struct transaction *t, unsigned long n)
 {
-	return charge(t, n, false);
+	t->msg.local_rcpts.count = n;
+	return charge(t, &t->msg.local_rcpts, false);
 }
 
 enum verdict transaction_mail(struct transaction *t, const char *arg, const char *auth_authen,
@@ -254,7 +261,7 @@ enum verdict transaction_mail(struct transaction *t, const char *arg, const char
 	}
 	if (m->cls == NULL || !m->has_account || (m->cls->messages_count == 0 && !m->cls->has_volume))
 		return VERDICT_CONTINUE;
-	enum verdict v = charge(t, 0, false);
+	enum verdict v = charge(t, NULL, false);
 	if (v != VERDICT_CONTINUE)
 		end_early(t, v == VERDICT_REJECT ? DECISION_REJECT_RATE : DECISION_TEMPFAIL_RATE);
 	return v;
@@ -262,7 +269,20 @@ enum verdict transaction_mail(struct transaction *t, const char *arg, const char
 
 /* ---- rcpt --------------------------------------------------------------- */
 
-enum verdict transaction_rcpt(struct transaction *t, const char *queue_id)
+/* The recipient's domain in lower case, "" when it has none. */
+static void rcpt_domain(const char *rcpt, char *buf, size_t len)
+{
+	char addr[ADDRESS_MAX];
+	const char *d = NULL;
+
+	if (rcpt != NULL && address_from_envelope(rcpt, addr, sizeof(addr)) == 0)
+		d = address_domain(addr);
+	snprintf(buf, len, "%s", d ? d : "");
+	for (char *p = buf; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+}
+
+enum verdict transaction_rcpt(struct transaction *t, const char *rcpt, const char *queue_id)
 {
 	struct transaction_msg *m = &t->msg;
 	if (!m->active) {
@@ -271,11 +291,25 @@ enum verdict transaction_rcpt(struct transaction *t, const char *queue_id)
 	}
 	transaction_note_queue_id(t, queue_id);	/* Postfix has one from the first accepted RCPT on */
 	/* local submission: charged at end of message, all recipients at once */
-	if (t->local_submission || m->cls == NULL || !m->has_account || m->cls->recipients_count == 0) {
+	if (m->cls == NULL || !m->has_account || m->cls->recipients_count == 0) {
 		m->rcpts++;
 		return VERDICT_CONTINUE;
 	}
-	enum verdict v = charge(t, 1, true);
+	char domain[ADDRESS_MAX];
+	rcpt_domain(rcpt, domain, sizeof(domain));
+	if (t->local_submission) {
+		struct ratelimit_rcpts before = m->local_rcpts;
+		ratelimit_rcpts_add(&m->local_rcpts, m->cls, domain, 1);
+		if (m->local_rcpts.domain != before.domain) {
+			snprintf(m->local_domain, sizeof(m->local_domain), "%s", domain);
+			m->local_rcpts.domain = m->local_domain;
+		}
+		m->rcpts++;
+		return VERDICT_CONTINUE;
+	}
+	struct ratelimit_rcpts one = { 0 };
+	ratelimit_rcpts_add(&one, m->cls, domain, 1);
+	enum verdict v = charge(t, &one, true);
 	if (v == VERDICT_CONTINUE)
 		m->rcpts++;
 	return v;
@@ -402,4 +436,37 @@ struct snapshot *transaction_close(struct transaction *t)
 	transaction_reset(t);
 	t->snap = NULL;
 	return snap;
+}
+
+/* ---- the daemon's side: the running snapshot, reply text ---------------- */
+
+void transaction_open(struct transaction *t, const char *hostname, const struct sockaddr *addr)
+{
+	/*
+	 * Connect cannot always be answered (the MTA may not wait for a
+	 * reply to it), so a missing snapshot is answered at MAIL FROM.
+	 */
+	struct snapshot *snap = snapshot_acquire();
+	if (snap == NULL)
+		log_error("connect: no configuration loaded");
+	transaction_connect(t, snap, hostname, addr);
+}
+
+void transaction_release(struct transaction *t)
+{
+	snapshot_release(transaction_close(t));
+}
+
+void transaction_reply_text(const struct transaction *t, char *dst, size_t len)
+{
+	size_t o = 0;
+	for (const unsigned char *p = (const unsigned char *)t->reply.text; *p && o + 3 < len; p++) {
+		if (*p == '%') {
+			dst[o++] = '%';
+			dst[o++] = '%';
+		} else {
+			dst[o++] = (*p < ' ' || *p == 0x7f) ? ' ' : (char)*p;
+		}
+	}
+	dst[o] = '\0';
 }

@@ -10,7 +10,8 @@
  *	void transaction_helo(struct transaction *t, const char *helo);
  *	enum verdict transaction_mail(struct transaction *t, const char *arg,
  *		const char *auth_authen, const char *queue_id);
- *	enum verdict transaction_rcpt(struct transaction *t, const char *queue_id);
+ *	enum verdict transaction_rcpt(struct transaction *t, const char *rcpt,
+ *		const char *queue_id);
  *	enum verdict transaction_header(struct transaction *t, const char *name,
  *		const char *value, const char *queue_id);
  *	enum verdict transaction_eoh(struct transaction *t, const char *queue_id);
@@ -21,6 +22,11 @@
  *	void transaction_end(struct transaction *t, enum verdict final);
  *	void transaction_abort(struct transaction *t);
  *	struct snapshot *transaction_close(struct transaction *t);
+ *	void transaction_open(struct transaction *t, const char *hostname,
+ *		const struct sockaddr *addr);
+ *	void transaction_release(struct transaction *t);
+ *	void transaction_reply_text(const struct transaction *t, char *dst,
+ *		size_t len);
  *	bool transaction_wants_queue_id(const struct transaction *t);
  *	const char *transaction_qid(const struct transaction *t);
  *	extern const struct transaction_spf transaction_spf_pool;
@@ -44,9 +50,10 @@
  *	transaction_mail starts a message: envelope sender, direction,
  *	class and account, inbound SPF (the class's spf-fail), the messages
  *	rates and volume windows (one store round trip).
- *	transaction_rcpt charges one recipient (one round trip); for local
- *	submission recipients are only counted, and charged all at once at
- *	end of message. transaction_header gathers header facts
+ *	transaction_rcpt charges one recipient (one round trip; rcpt is the
+ *	RCPT TO argument, whose domain picks the destination rates); for
+ *	local submission recipients are only counted (per destination rate
+ *	too, in fixed memory), and charged all at once at end of message. transaction_header gathers header facts
  *	(header_facts.h) and hands outbound headers to the signer;
  *	transaction_eoh lets the signer pick its keys; transaction_body
  *	feeds it and answers VERDICT_SKIP_BODY when nothing more is wanted.
@@ -62,6 +69,14 @@
  *	transaction_abort ends a message before its end (logged, refunded);
  *	transaction_close ends the connection and returns the snapshot for
  *	the caller to release.
+ *
+ *	The daemon uses transaction_open in place of transaction_connect:
+ *	it borrows the running snapshot (snapshot_acquire; none loaded:
+ *	logged, and MAIL FROM tempfails), and transaction_release ends the
+ *	connection and gives it back. transaction_reply_text writes
+ *	t->reply's text as an MTA takes it on a reply line: controls, CR
+ *	and LF become spaces and '%' is doubled (libmilter's smfi_setreply
+ *	reads it as a format), cut to fit len (at least 1) with its NUL.
  *
  *	Memory per connection is bounded: everything is fixed in size but
  *	the signer (bounded by its own limits) and the rate-limit receipt
@@ -95,7 +110,7 @@
 #define TRANSACTION_LINE_MAX 998
 /* Header edits of one message: removals of forged Authentication-Results,
  * one removal of every TagHeader copy, and the headers we add. */
-#define TRANSACTION_EDITS_MAX (HEADER_FACTS_FORGED_AR_MAX + 8)
+#define TRANSACTION_EDITS_MAX (HEADER_FACTS_FORGED_AR_MAX + 9)
 /* The values of the headers we add, as the MTA takes them: at most an
  * Authentication-Results (600), the class name and five short tags. */
 #define TRANSACTION_VALUES_MAX 2048
@@ -146,6 +161,8 @@ struct transaction_msg {
 	char queue_id[64];
 	struct ratelimit_receipt receipt;
 	unsigned long rcpts;			/* recipients we accepted */
+	struct ratelimit_rcpts local_rcpts;	/* local submission: charged at end */
+	char local_domain[ADDRESS_MAX];		/* ... the domain its reply would name */
 	unsigned long volume[POLICY_BULK_MAX];
 	bool volume_known;
 	bool spf_done;				/* inbound SPF evaluated */
@@ -200,7 +217,7 @@ void transaction_use_spf(struct transaction *t, const struct transaction_spf *sp
 void transaction_helo(struct transaction *t, const char *helo);
 enum verdict transaction_mail(struct transaction *t, const char *arg, const char *auth_authen,
 	const char *queue_id);
-enum verdict transaction_rcpt(struct transaction *t, const char *queue_id);
+enum verdict transaction_rcpt(struct transaction *t, const char *rcpt, const char *queue_id);
 enum verdict transaction_header(struct transaction *t, const char *name, const char *value,
 	const char *queue_id);
 enum verdict transaction_eoh(struct transaction *t, const char *queue_id);
@@ -210,6 +227,9 @@ enum verdict transaction_eom(struct transaction *t, const char *queue_id,
 void transaction_end(struct transaction *t, enum verdict final);
 void transaction_abort(struct transaction *t);
 struct snapshot *transaction_close(struct transaction *t);
+void transaction_open(struct transaction *t, const char *hostname, const struct sockaddr *addr);
+void transaction_release(struct transaction *t);
+void transaction_reply_text(const struct transaction *t, char *dst, size_t len);
 bool transaction_wants_queue_id(const struct transaction *t);
 const char *transaction_qid(const struct transaction *t);
 

@@ -26,6 +26,8 @@ static const struct verdict_rule_desc {
 	[RULE_OVER_LIMIT] = { "over-limit", "4.7.1", "5.7.1", true },
 	[RULE_SPF_FAIL] = { "spf-fail", "4.7.23", "5.7.23", false },
 	[RULE_BULK_NONCOMPLIANT] = { "bulk-noncompliant", "4.7.1", "5.7.1", false },
+	[RULE_FROM_UNAUTHORIZED] = { "from-unauthorized", "4.7.1", "5.7.1", false },
+	[RULE_SUSPENDED] = { "suspended", "4.7.1", "5.7.1", true },
 };
 
 static const char *const verdict_names[] = {
@@ -46,6 +48,8 @@ static const struct verdict_decision_desc {
 	[DECISION_TEMPFAIL_RATE] = { "tempfail-rate", METRIC_TEMPFAILED },
 	[DECISION_REJECT_SPF] = { "reject-spf", METRIC_REJECTED },
 	[DECISION_TEMPFAIL_SPF] = { "tempfail-spf", METRIC_TEMPFAILED },
+	[DECISION_REJECT_SUSPENDED] = { "reject-suspended", METRIC_REJECTED },
+	[DECISION_TEMPFAIL_SUSPENDED] = { "tempfail-suspended", METRIC_TEMPFAILED },
 	[DECISION_ABORTED] = { "aborted", METRIC_COUNT },
 	[DECISION_CONNECTION_CLOSED] = { "connection-closed", METRIC_COUNT },
 };
@@ -103,19 +107,30 @@ static void hit_describe(const struct verdict_hit *h, char *buf, size_t len)
 	case RULE_BULK_NONCOMPLIANT:
 		snprintf(buf, len, "bulk non-compliant (%s)", h->reason);
 		break;
+	case RULE_FROM_UNAUTHORIZED:
+		snprintf(buf, len, "sasl=%s not authorized for %s", h->account, h->identity);
+		break;
+	case RULE_SUSPENDED:
+		snprintf(buf, len, "account=%s suspended by %s", h->account, h->reason);
+		break;
 	}
 }
 
 static void hit_text(const struct verdict_hit *h, bool temporary, char *buf, size_t len)
 {
-	if (h->text && h->text[0]) {
+	/* a destination rate's reply names the destination (SPEC), whatever the class's text */
+	if (h->text && h->text[0] && h->destination == NULL) {
 		snprintf(buf, len, "%s", h->text);
 		return;
 	}
 	switch (h->rule) {
 	case RULE_OVER_LIMIT:
-		snprintf(buf, len, "Sending rate limit exceeded for %s%s", h->account,
-			 temporary ? ", try again later" : "");
+		if (h->destination != NULL)
+			snprintf(buf, len, "Sending rate to %s exceeded for %s%s", h->destination,
+				 h->account, temporary ? ", try again later" : "");
+		else
+			snprintf(buf, len, "Sending rate limit exceeded for %s%s", h->account,
+				 temporary ? ", try again later" : "");
 		break;
 	case RULE_SPF_FAIL:
 		snprintf(buf, len, "SPF check failed for %s from %s: %s", h->identity, h->client,
@@ -123,6 +138,12 @@ static void hit_text(const struct verdict_hit *h, bool temporary, char *buf, siz
 		break;
 	case RULE_BULK_NONCOMPLIANT:
 		snprintf(buf, len, "Bulk mail does not meet bulk sender requirements: %s", h->reason);
+		break;
+	case RULE_FROM_UNAUTHORIZED:
+		snprintf(buf, len, "Not authorized to send as %s", h->identity);
+		break;
+	case RULE_SUSPENDED:
+		snprintf(buf, len, "Account %s is suspended", h->account);
 		break;
 	}
 }
@@ -142,6 +163,18 @@ static void hit_hold_reason(const struct verdict_hit *h, char *buf, size_t len)
 	case RULE_BULK_NONCOMPLIANT:
 		snprintf(buf, len, "bulkmilter: bulk non-compliant: %s", h->reason);
 		break;
+	case RULE_FROM_UNAUTHORIZED:
+		if (h->text && h->text[0])
+			snprintf(buf, len, "%s", h->text);
+		else
+			snprintf(buf, len, "bulkmilter: %s not authorized to send as %s", h->account, h->identity);
+		break;
+	case RULE_SUSPENDED:
+		if (h->text && h->text[0])
+			snprintf(buf, len, "%s", h->text);
+		else
+			snprintf(buf, len, "bulkmilter: account %s is suspended (by %s)", h->account, h->reason);
+		break;
 	}
 }
 
@@ -158,6 +191,11 @@ static void hit_tag(const struct verdict_hit *h, struct verdict_marks *m)
 	case RULE_BULK_NONCOMPLIANT:
 		snprintf(m->noncompliant, sizeof(m->noncompliant), "%s", h->reason);
 		break;
+	case RULE_FROM_UNAUTHORIZED:
+		snprintf(m->unauthorized, sizeof(m->unauthorized), "%s", h->identity);
+		break;
+	case RULE_SUSPENDED:
+		break;			/* monitor: the log line says what it would have done */
 	}
 }
 
@@ -214,6 +252,18 @@ static enum verdict store_failed(const struct verdict_scope *s, const char *acco
 	return VERDICT_CONTINUE;
 }
 
+enum verdict verdict_suspended(const struct verdict_scope *s, const struct policy_class *cls,
+			       const char *account, const char *by, bool per_recipient,
+			       struct verdict_reply *reply, struct verdict_marks *marks)
+{
+	struct verdict_hit hit = {
+		.rule = RULE_SUSPENDED, .action = cls->suspended, .text = cls->suspended_text,
+		.account = account, .reason = by && by[0] ? by : "ctl", .per_recipient = per_recipient,
+	};
+	metrics_inc(METRIC_SUSPENDED);
+	return verdict_apply(s, &hit, reply, marks);
+}
+
 enum verdict verdict_ratelimit(const struct verdict_scope *s, const struct policy_class *cls,
 			       const char *account, enum ratelimit_status st,
 			       const struct ratelimit_verdict *v, bool per_recipient,
@@ -227,6 +277,7 @@ enum verdict verdict_ratelimit(const struct verdict_scope *s, const struct polic
 			.rule = RULE_OVER_LIMIT, .action = cls->over_limit, .text = cls->over_limit_text,
 			.account = account, .kind = v->kind, .rate = v->rate ? v->rate->text : "?",
 			.per_recipient = per_recipient,
+			.destination = v->domain && v->domain[0] ? v->domain : NULL,
 		};
 		metrics_inc(METRIC_OVER_LIMIT);
 		return verdict_apply(s, &hit, reply, marks);

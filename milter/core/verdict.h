@@ -13,6 +13,10 @@
  *		enum ratelimit_status st, const struct ratelimit_verdict *v,
  *		bool per_recipient, struct verdict_reply *reply,
  *		struct verdict_marks *marks);
+ *	enum verdict verdict_suspended(const struct verdict_scope *s,
+ *		const struct policy_class *cls, const char *account,
+ *		const char *by, bool per_recipient, struct verdict_reply *reply,
+ *		struct verdict_marks *marks);
  *	enum verdict verdict_reply_set(struct verdict_reply *reply,
  *		const char *code, const char *xcode, const char *text);
  *	const char *verdict_name(enum verdict v);
@@ -28,7 +32,8 @@
  *	end of message, when the message is accepted.
  *
  *	verdict_effective_action is the one rule for what a class's action
- *	(over-limit, spf-fail, bulk-noncompliant) does on this transaction:
+ *	(over-limit, spf-fail, bulk-noncompliant, from-unauthorized) does on
+ *	this transaction:
  *	in Mode monitor nothing is deferred, rejected or held, so tempfail,
  *	reject and hold become tag; otherwise, for local submission
  *	(sendmail(1): nobody to read a reply, no per-recipient reply
@@ -40,7 +45,9 @@
  *	code (4.7.1/5.7.1; spf-fail 4.7.23/5.7.23) and the class's text or
  *	the rule's own; hold records the first hold reason of the message;
  *	tag records the rule's tag (X-Bulk-Over-Limit: RATE KIND, X-Bulk-SPF:
- *	fail, X-Bulk-Noncompliant: CHECKS); none does nothing. The
+ *	fail, X-Bulk-Noncompliant: CHECKS, X-Bulk-Unauthorized: DOMAIN);
+ *	none does nothing. from-unauthorized's reject is "550 5.7.1 Not
+ *	authorized to send as DOMAIN". The
  *	over-limit rule also logs each reply it gives (a refused recipient
  *	leaves no other trace).
  *
@@ -49,6 +56,12 @@
  *	bulkmilter_over_limit_total); STORE_FAILED is OnStoreFailure
  *	(logged, counted): tempfail is 451 4.3.0 in Mode enforce (monitor
  *	logs that it would), accept tags X-Bulk-Unchecked with v->brief.
+ *
+ *	verdict_suspended is the class's suspended action for a suspended
+ *	account (counted in bulkmilter_suspended_messages_total): tempfail
+ *	"451 4.7.1 Account ACCOUNT is suspended", reject the same as 550
+ *	5.7.1, or the class's text; hold's reason "bulkmilter: account
+ *	ACCOUNT is suspended (by BY)". It is logged as over-limit is.
  *
  *	verdict_reply_set fills a reply and returns VERDICT_REJECT for a 5xx
  *	code, else VERDICT_TEMPFAIL. The text is kept as given (cut to
@@ -88,11 +101,14 @@ enum verdict {
 };
 
 /* The rules whose action a class chooses. */
-enum verdict_rule { RULE_OVER_LIMIT, RULE_SPF_FAIL, RULE_BULK_NONCOMPLIANT };
+enum verdict_rule {
+	RULE_OVER_LIMIT, RULE_SPF_FAIL, RULE_BULK_NONCOMPLIANT, RULE_FROM_UNAUTHORIZED, RULE_SUSPENDED,
+};
 
 enum verdict_decision {
 	DECISION_ACCEPT, DECISION_HOLD, DECISION_REJECT, DECISION_TEMPFAIL,
 	DECISION_REJECT_RATE, DECISION_TEMPFAIL_RATE, DECISION_REJECT_SPF, DECISION_TEMPFAIL_SPF,
+	DECISION_REJECT_SUSPENDED, DECISION_TEMPFAIL_SUSPENDED,
 	DECISION_ABORTED, DECISION_CONNECTION_CLOSED,
 };
 
@@ -109,6 +125,7 @@ struct verdict_marks {
 	bool spf_tag;			/* X-Bulk-SPF: fail */
 	char noncompliant[96];		/* X-Bulk-Noncompliant value, "" = none */
 	char unchecked[160];		/* X-Bulk-Unchecked value, "" = checked */
+	char unauthorized[254];		/* X-Bulk-Unauthorized value (a domain), "" = none */
 };
 
 /* Where a rule fires. */
@@ -124,18 +141,23 @@ struct verdict_hit {
 	enum verdict_rule rule;
 	enum policy_action action;	/* the class's action for the rule */
 	const char *text;		/* the class's own text; "" or NULL: the rule's */
-	const char *account;		/* over-limit */
+	const char *account;		/* over-limit; from-unauthorized: the SASL login */
 	const char *kind;		/* over-limit: "messages" or "recipients" */
 	const char *rate;		/* over-limit: the full rate, "2/1h" */
 	bool per_recipient;		/* over-limit at RCPT TO */
+	const char *destination;	/* over-limit of a "to" rate: the recipient's domain */
 	const char *client;		/* spf-fail: the client address */
-	const char *identity;		/* spf-fail: the domain checked */
-	const char *reason;		/* spf-fail: why; bulk-noncompliant: the failed checks */
+	const char *identity;		/* spf-fail: the domain checked; from-unauthorized: the From domain */
+	const char *reason;		/* spf-fail: why; bulk-noncompliant: the failed checks;
+					   suspended: by whom ("ctl" or the rule) */
 };
 
 enum policy_action verdict_effective_action(const struct verdict_scope *s, enum policy_action action);
 enum verdict verdict_apply(const struct verdict_scope *s, const struct verdict_hit *hit,
 	struct verdict_reply *reply, struct verdict_marks *marks);
+enum verdict verdict_suspended(const struct verdict_scope *s, const struct policy_class *cls,
+	const char *account, const char *by, bool per_recipient, struct verdict_reply *reply,
+	struct verdict_marks *marks);
 enum verdict verdict_ratelimit(const struct verdict_scope *s, const struct policy_class *cls,
 	const char *account, enum ratelimit_status st, const struct ratelimit_verdict *v,
 	bool per_recipient, struct verdict_reply *reply, struct verdict_marks *marks);

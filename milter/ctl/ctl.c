@@ -3,9 +3,13 @@
  *
  *	bulkmilterctl [-c FILE] [--json] check
  *	bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--local] [--rcpts N]
+ *		[--from ADDRESS-OR-DOMAIN]
  *	bulkmilterctl [-c FILE] [--json] usage [--inbound] ACCOUNT
  *	bulkmilterctl [-c FILE] [--json] reset [--inbound] ACCOUNT
  *	bulkmilterctl [-c FILE] [--json] stats
+ *	bulkmilterctl [-c FILE] [--json] suspend|release ACCOUNT, suspended (ctl_safety.c)
+ *	bulkmilterctl [-c FILE] [--json] dkim check [DOMAIN]
+ *	bulkmilterctl [--json] dkim keygen --algorithm rsa-2048|ed25519 DOMAIN SELECTOR DIR
  *
  * It reads the same config and policy as the daemon (a snapshot without
  * services), so what it says is what the daemon would do after a reload.
@@ -19,6 +23,8 @@
  * bulk-noncompliant tempfail or reject becomes (verdict.h). usage and reset reach the
  * buckets of the outbound account ACCOUNT; with --inbound, those of the
  * inbound account of that name, which are kept apart (ratelimit.h).
+ * explain --from says whether that From may be signed for the login
+ * (SigningAuthority). The dkim commands are ctl_dkim.c's.
  */
 #include "config.h"
 
@@ -33,6 +39,8 @@
 #include <strings.h>
 
 #include "bulk.h"
+#include "ctl_safety.h"
+#include "ctl_dkim.h"
 #include "direction.h"
 #include "netaddr.h"
 #include "policy.h"
@@ -49,10 +57,15 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: bulkmilterctl [-c FILE] [--json] check\n"
-		"       bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--local] [--rcpts N]\n"
+		"       bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--local] [--rcpts N] [--from F]\n"
 		"       bulkmilterctl [-c FILE] [--json] usage [--inbound] ACCOUNT\n"
 		"       bulkmilterctl [-c FILE] [--json] reset [--inbound] ACCOUNT\n"
-		"       bulkmilterctl [-c FILE] [--json] stats\n");
+		"       bulkmilterctl [-c FILE] [--json] stats\n"
+		"       bulkmilterctl [-c FILE] [--json] suspend ACCOUNT [--for DURATION] [--reason TEXT]\n"
+		"       bulkmilterctl [-c FILE] [--json] release ACCOUNT\n"
+		"       bulkmilterctl [-c FILE] [--json] suspended\n"
+		"       bulkmilterctl [-c FILE] [--json] dkim check [DOMAIN]\n"
+		"       bulkmilterctl [--json] dkim keygen --algorithm rsa-2048|ed25519 DOMAIN SELECTOR DIR\n");
 }
 
 /* Prints s as a JSON string literal. */
@@ -140,9 +153,10 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "sasl", required_argument, NULL, 's' }, { "sender", required_argument, NULL, 'f' },
 		{ "ip", required_argument, NULL, 'i' }, { "rcpts", required_argument, NULL, 'r' },
-		{ "local", no_argument, NULL, 'l' }, { NULL, 0, NULL, 0 },
+		{ "local", no_argument, NULL, 'l' }, { "from", required_argument, NULL, 'F' },
+		{ NULL, 0, NULL, 0 },
 	};
-	const char *sasl = "", *sender = "";
+	const char *sasl = "", *sender = "", *from = NULL;
 	struct netaddr ip = { 0 };
 	unsigned long rcpts = 1;
 	bool local = false;
@@ -155,6 +169,7 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 		case 's': sasl = optarg; break;
 		case 'f': sender = optarg; break;
 		case 'l': local = true; break;
+		case 'F': from = optarg; break;
 		case 'i':
 			if (netaddr_parse(optarg, &ip) != 0) {
 				fprintf(stderr, "explain: not an IP address: %s\n", optarg);
@@ -229,10 +244,15 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 		}
 		printf("],\"bulk_noncompliant\":");
 		if (c) json_str(noncompliant); else printf("null");
-		printf(",\"local_submission\":%s}\n", local ? "true" : "false");
+		printf(",\"local_submission\":%s", local ? "true" : "false");
+		if (from)
+			ctl_dkim_explain(s, f.direction == DIRECTION_OUTBOUND, sasl, from, true);
+		printf("}\n");
 		return 0;
 	}
 	printf("direction: %s\n", dir);
+	if (from)
+		ctl_dkim_explain(s, f.direction == DIRECTION_OUTBOUND, sasl, from, false);
 	if (local)
 		printf("local submission: recipients are charged at end of message\n");
 	if (c == NULL) {
@@ -370,10 +390,11 @@ static int cmd_stats(struct snapshot *s)
 	return 0;
 }
 
-static int cmd_reset(struct snapshot *s, enum policy_direction dir, const char *account)
+static int cmd_reset(struct snapshot *s, enum policy_direction dir, const char *account,
+		     unsigned scopes)
 {
 	char err[256] = "";
-	if (ratelimit_reset(s->store, s->policy, dir, account, err, sizeof(err)) != 0) {
+	if (ratelimit_reset(s->store, s->policy, dir, account, scopes, err, sizeof(err)) != 0) {
 		fprintf(stderr, "reset: %s\n", err);
 		return 1;
 	}
@@ -396,7 +417,7 @@ static int cmd_account(struct snapshot *s, int argc, char **argv)
 		return 2;
 	}
 	enum policy_direction dir = inbound ? DIRECTION_INBOUND : DIRECTION_OUTBOUND;
-	return argv[0][0] == 'u' ? cmd_usage(s, dir, argv[argc - 1]) : cmd_reset(s, dir, argv[argc - 1]);
+	return argv[0][0] == 'u' ? cmd_usage(s, dir, argv[argc - 1]) : cmd_reset(s, dir, argv[argc - 1], RATELIMIT_SCOPE(SCOPE_ACCOUNT));
 }
 
 int main(int argc, char **argv)
@@ -421,6 +442,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[i];
 	struct diag errs = { .count = 0 };
 
+	if (strcmp(cmd, "dkim") == 0)	/* keygen needs no config; check loads its own */
+		return ctl_dkim(config, json, argc - i, argv + i);
 	/* a write to a connection Redis closed must be an error, not a kill */
 	signal(SIGPIPE, SIG_IGN);
 	struct snapshot *s = snapshot_load(config, NULL, false, &errs);
@@ -435,6 +458,8 @@ int main(int argc, char **argv)
 		rc = cmd_explain(s, argc - i, argv + i);
 	} else if (strcmp(cmd, "stats") == 0 && i + 1 == argc) {
 		rc = cmd_stats(s);
+	} else if (ctl_safety_command(cmd)) {
+		rc = ctl_safety(s, json, argc - i, argv + i);
 	} else if (strcmp(cmd, "usage") == 0 || strcmp(cmd, "reset") == 0) {
 		rc = cmd_account(s, argc - i, argv + i);
 	} else {

@@ -6,10 +6,10 @@
  * message the edits, signatures and hold become smfi_* calls. Nothing
  * here decides anything about mail.
  *
- * Reply texts lose CR/LF and controls and get '%' doubled (libmilter
- * reads them as a format). A step negotiated as "no reply" (SMFIP_NR_*)
- * answers SMFIS_NOREPLY even to a failure: the message is not active
- * any more, and end of message tempfails it.
+ * Reply texts go through transaction_reply_text (libmilter reads them
+ * as a format). A step negotiated as "no reply" (SMFIP_NR_*) answers
+ * SMFIS_NOREPLY even to a failure: the message is not active any more,
+ * and end of message tempfails it.
  */
 #include "config.h"
 
@@ -36,21 +36,18 @@ int callbacks_connections(void)
 	return __atomic_load_n(&connections_open, __ATOMIC_SEQ_CST);
 }
 
-static struct conn *conn_of(SMFICTX *ctx)
-{
-	return (struct conn *)smfi_getpriv(ctx);
-}
-
 /* The connection's state: made at negotiation, or at connect if the MTA skipped it. */
-static struct conn *conn_new(SMFICTX *ctx)
+static struct conn *conn_get(SMFICTX *ctx, const char *stage)
 {
-	struct conn *c = calloc(1, sizeof(*c));
-	if (c != NULL && smfi_setpriv(ctx, c) != MI_SUCCESS) {
-		free(c);
-		c = NULL;
-	}
+	struct conn *c = smfi_getpriv(ctx);
 	if (c != NULL)
-		__atomic_add_fetch(&connections_open, 1, __ATOMIC_SEQ_CST);
+		return c;
+	if ((c = calloc(1, sizeof(*c))) == NULL || smfi_setpriv(ctx, c) != MI_SUCCESS) {
+		free(c);
+		log_error("%s: out of memory", stage);
+		return NULL;
+	}
+	__atomic_add_fetch(&connections_open, 1, __ATOMIC_SEQ_CST);
 	return c;
 }
 
@@ -60,47 +57,29 @@ static const char *queue_id(SMFICTX *ctx, const struct conn *c)
 	return transaction_wants_queue_id(&c->t) ? smfi_getsymval(ctx, "i") : NULL;
 }
 
-/* Makes text safe for smfi_setreply: no CR/LF/controls, '%' doubled. */
-static void reply_text(char *dst, size_t len, const char *src)
-{
-	size_t o = 0;
-	for (const unsigned char *p = (const unsigned char *)src; *p && o + 3 < len; p++) {
-		if (*p == '%') {
-			dst[o++] = '%';
-			dst[o++] = '%';
-		} else {
-			dst[o++] = (*p < ' ' || *p == 0x7f) ? ' ' : (char)*p;
-		}
-	}
-	dst[o] = '\0';
-}
-
 /*
- * The answer for a verdict. The rest of the body is skipped where the
- * MTA understands SKIP; one that does not would take it for a protocol
- * error, so it gets "continue" and sends the rest.
+ * The answer for a verdict, at a step the MTA may have granted "no
+ * reply" (nr, an SMFIP_NR_* flag; 0: none). The rest of the body is
+ * skipped where the MTA understands SKIP; one that does not would take
+ * it for a protocol error, so it gets "continue" and sends the rest.
  */
-static sfsistat answer(SMFICTX *ctx, const struct conn *c, enum verdict v)
+static sfsistat answer(SMFICTX *ctx, const struct conn *c, enum verdict v, unsigned long nr)
 {
 	const struct verdict_reply *r = &c->t.reply;
 	char safe[REPLY_TEXT_MAX];
 
+	if (c->protocol & nr)
+		return SMFIS_NOREPLY;
 	if (v == VERDICT_CONTINUE || v == VERDICT_HOLD)
 		return SMFIS_CONTINUE;
 	if (v == VERDICT_SKIP_BODY)
 		return c->protocol & SMFIP_SKIP ? SMFIS_SKIP : SMFIS_CONTINUE;
 	if (r->code) {
-		reply_text(safe, sizeof(safe), r->text);
+		transaction_reply_text(&c->t, safe, sizeof(safe));
 		if (smfi_setreply(ctx, (char *)r->code, (char *)r->xcode, safe) != MI_SUCCESS)
 			log_warning("cannot set reply %s %s", r->code, r->xcode);
 	}
 	return v == VERDICT_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
-}
-
-/* The answer of a step the MTA may have granted "no reply" (flag). */
-static sfsistat answer_nr(SMFICTX *ctx, const struct conn *c, enum verdict v, unsigned long flag)
-{
-	return c->protocol & flag ? SMFIS_NOREPLY : answer(ctx, c, v);
 }
 
 /* Makes the end-of-message edits, signatures and hold; -1 when one failed. */
@@ -111,13 +90,11 @@ static int apply(SMFICTX *ctx, const struct conn *c, const struct transaction_re
 	for (size_t i = 0; i < res->edits; i++) {
 		const struct transaction_edit *e = &res->edit[i];
 		int rc = MI_SUCCESS;
-		if (e->op == EDIT_REMOVE) {
-			for (unsigned k = 0; k < e->count && rc == MI_SUCCESS; k++)
-				rc = smfi_chgheader(ctx, (char *)e->name, (int)(e->index - k), NULL);
-		} else {
+		for (unsigned k = 0; e->op == EDIT_REMOVE && k < e->count && rc == MI_SUCCESS; k++)
+			rc = smfi_chgheader(ctx, (char *)e->name, (int)(e->index - k), NULL);
+		if (e->op != EDIT_REMOVE)
 			rc = e->op == EDIT_INSERT_TOP ? smfi_insheader(ctx, 0, (char *)e->name, (char *)e->value)
 						      : smfi_addheader(ctx, (char *)e->name, (char *)e->value);
-		}
 		if (rc != MI_SUCCESS) {
 			log_error("%s: cannot %s header %s", qid, e->op == EDIT_REMOVE ? "remove" : "add", e->name);
 			return -1;
@@ -137,68 +114,59 @@ static int apply(SMFICTX *ctx, const struct conn *c, const struct transaction_re
 
 static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 {
-	struct conn *c = conn_of(ctx);
-	if (c == NULL && (c = conn_new(ctx)) == NULL) {
-		log_error("connect: out of memory");
+	struct conn *c = conn_get(ctx, "connect");
+	if (c == NULL)
 		return SMFIS_TEMPFAIL;
-	}
-	/*
-	 * Failures here cannot always be answered (no reply is negotiated for
-	 * connect), so they are answered at MAIL FROM: no snapshot, tempfail.
-	 */
-	struct snapshot *snap = snapshot_acquire();
-	if (snap == NULL)
-		log_error("connect: no configuration loaded");
-	transaction_connect(&c->t, snap, hostname, hostaddr);
-	return answer_nr(ctx, c, VERDICT_CONTINUE, SMFIP_NR_CONN);
+	transaction_open(&c->t, hostname, hostaddr);
+	return answer(ctx, c, VERDICT_CONTINUE, SMFIP_NR_CONN);
 }
 
 static sfsistat cb_helo(SMFICTX *ctx, char *helo)
 {
-	struct conn *c = conn_of(ctx);
+	struct conn *c = smfi_getpriv(ctx);
 	if (c == NULL)
 		return SMFIS_TEMPFAIL;
 	transaction_helo(&c->t, helo);
-	return answer_nr(ctx, c, VERDICT_CONTINUE, SMFIP_NR_HELO);
+	return answer(ctx, c, VERDICT_CONTINUE, SMFIP_NR_HELO);
 }
 
 static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 {
-	struct conn *c = conn_of(ctx);
+	struct conn *c = smfi_getpriv(ctx);
 	return c ? answer(ctx, c, transaction_mail(&c->t, argv[0], smfi_getsymval(ctx, "{auth_authen}"),
-						   smfi_getsymval(ctx, "i")))
+						   smfi_getsymval(ctx, "i")), 0)
 		 : SMFIS_TEMPFAIL;
 }
 
 static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
 {
-	struct conn *c = conn_of(ctx);
+	struct conn *c = smfi_getpriv(ctx);
 	(void)argv;
-	return c ? answer(ctx, c, transaction_rcpt(&c->t, queue_id(ctx, c))) : SMFIS_TEMPFAIL;
+	return c ? answer(ctx, c, transaction_rcpt(&c->t, argv ? argv[0] : NULL, queue_id(ctx, c)), 0) : SMFIS_TEMPFAIL;
 }
 
 static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
 {
-	struct conn *c = conn_of(ctx);
-	return c ? answer_nr(ctx, c, transaction_header(&c->t, name, value, queue_id(ctx, c)), SMFIP_NR_HDR)
+	struct conn *c = smfi_getpriv(ctx);
+	return c ? answer(ctx, c, transaction_header(&c->t, name, value, queue_id(ctx, c)), SMFIP_NR_HDR)
 		 : SMFIS_TEMPFAIL;
 }
 
 static sfsistat cb_eoh(SMFICTX *ctx)
 {
-	struct conn *c = conn_of(ctx);
-	return c ? answer_nr(ctx, c, transaction_eoh(&c->t, queue_id(ctx, c)), SMFIP_NR_EOH) : SMFIS_TEMPFAIL;
+	struct conn *c = smfi_getpriv(ctx);
+	return c ? answer(ctx, c, transaction_eoh(&c->t, queue_id(ctx, c)), SMFIP_NR_EOH) : SMFIS_TEMPFAIL;
 }
 
 static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
-	struct conn *c = conn_of(ctx);
-	return c ? answer(ctx, c, transaction_body(&c->t, chunk, len)) : SMFIS_TEMPFAIL;
+	struct conn *c = smfi_getpriv(ctx);
+	return c ? answer(ctx, c, transaction_body(&c->t, chunk, len), 0) : SMFIS_TEMPFAIL;
 }
 
 static sfsistat cb_eom(SMFICTX *ctx)
 {
-	struct conn *c = conn_of(ctx);
+	struct conn *c = smfi_getpriv(ctx);
 	const struct transaction_result *res;
 	if (c == NULL)
 		return SMFIS_TEMPFAIL;
@@ -208,12 +176,12 @@ static sfsistat cb_eom(SMFICTX *ctx)
 		c->t.reply.code = NULL;
 	}
 	transaction_end(&c->t, v);
-	return answer(ctx, c, v);
+	return answer(ctx, c, v, 0);
 }
 
 static sfsistat cb_abort(SMFICTX *ctx)
 {
-	struct conn *c = conn_of(ctx);
+	struct conn *c = smfi_getpriv(ctx);
 	if (c != NULL)
 		transaction_abort(&c->t);
 	return SMFIS_CONTINUE;
@@ -221,10 +189,10 @@ static sfsistat cb_abort(SMFICTX *ctx)
 
 static sfsistat cb_close(SMFICTX *ctx)
 {
-	struct conn *c = conn_of(ctx);
+	struct conn *c = smfi_getpriv(ctx);
 	if (c == NULL)
 		return SMFIS_CONTINUE;
-	snapshot_release(transaction_close(&c->t));
+	transaction_release(&c->t);
 	free(c);
 	smfi_setpriv(ctx, NULL);
 	__atomic_sub_fetch(&connections_open, 1, __ATOMIC_SEQ_CST);
@@ -250,11 +218,9 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
 		log_warning("MTA does not offer SMFIP_HDR_LEADSPC: c=simple header signatures may not verify");
 	*pf2 = 0;
 	*pf3 = 0;
-	struct conn *c = conn_of(ctx);
-	if (c == NULL && (c = conn_new(ctx)) == NULL) {
-		log_error("negotiate: out of memory");
+	struct conn *c = conn_get(ctx, "negotiate");
+	if (c == NULL)
 		return SMFIS_TEMPFAIL;
-	}
 	c->protocol = *pf1;
 	smfi_setsymlist(ctx, SMFIM_CONNECT, "j {daemon_name}");
 	smfi_setsymlist(ctx, SMFIM_ENVFROM, "i {auth_authen} {auth_type}");

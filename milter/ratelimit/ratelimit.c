@@ -28,7 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "calendar.h"
+#include "fnv.h"
 #include "log.h"
 #include "ratelimit.h"
 
@@ -39,8 +42,8 @@ struct ratelimit_charge {
 	enum policy_direction dir;
 	char *account;
 	bool message;			/* message event (else recipients) */
-	unsigned long cost;		/* tokens taken from each bucket of the kind */
-	long long at_ms;		/* message: store clock of the charge */
+	unsigned long cost[POLICY_RATES_MAX];	/* tokens taken, per rate of the kind */
+	long long at_ms;		/* store clock of the (first) charge */
 };
 
 /*
@@ -105,41 +108,137 @@ static const char *rl_side(enum policy_direction dir)
 	return dir == DIRECTION_INBOUND ? "in" : "";
 }
 
-/* The buckets of one kind of a class, once per distinct rate. */
+/* The domain part of an account (after its last '@'), or NULL. */
+static const char *rl_account_domain(const char *account)
+{
+	const char *at = strrchr(account, '@');
+	return at != NULL && at[1] != '\0' ? at + 1 : NULL;
+}
+
+/*
+ * The key of one rate of a class for an account (layout in ratelimit.h),
+ * or NULL with *none set when the rate has no bucket for this account (a
+ * domain scope and an account without a domain).
+ */
+static char *rl_key(enum policy_direction dir, const char *account, const struct policy_class *c,
+	const struct policy_rate *r, bool message, bool *none)
+{
+	char tag[POLICY_ACCOUNT_MAX + 8], what[48], to[24] = "";
+	const char *domain;
+
+	*none = false;
+	switch (r->scope) {
+	case SCOPE_DOMAIN:
+		if ((domain = rl_account_domain(account)) == NULL) {
+			*none = true;
+			return NULL;
+		}
+		snprintf(tag, sizeof(tag), "d:%s", domain);
+		for (char *p = tag; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p = (char)(*p - 'A' + 'a');
+		break;
+	case SCOPE_CLASS:
+		snprintf(tag, sizeof(tag), "c:%s", c->name);
+		break;
+	default:
+		snprintf(tag, sizeof(tag), "%s", account);
+		break;
+	}
+	if (r->calendar != CALENDAR_NONE)
+		snprintf(what, sizeof(what), "%lu/%s", r->count, calendar_period_name(r->calendar));
+	else
+		snprintf(what, sizeof(what), "%lu/%lu", r->count, r->period_ms);
+	if (r->to_count > 0) {
+		uint32_t h = FNV1A32_OFFSET;
+		for (size_t i = 0; i < r->to_count; i++)
+			h = fnv1a32(h, r->to[i], strlen(r->to[i]) + 1);
+		snprintf(to, sizeof(to), ":to:%08x", h);
+	}
+	char *key;
+	if (asprintf(&key, "%s{%s}:%s:%s%c:%s%s", rl_side(dir), tag, c->name,
+		     r->scope == SCOPE_DOMAIN ? "d:" : r->scope == SCOPE_CLASS ? "c:" : "",
+		     message ? 'm' : 'r', what, to) < 0)
+		return NULL;
+	return key;
+}
+
+/*
+ * Store boundaries of the calendar window of r that holds at_ms, with
+ * the windows before and after it (store.h).
+ */
+static void rl_bounds(const struct policy_class *c, const struct policy_rate *r, long long at_ms,
+	long long bounds[4])
+{
+	long long s, e, ps, pe, ns, ne;
+	long long t = at_ms >= 0 ? at_ms / 1000 : (at_ms - 999) / 1000;
+
+	calendar_window(c->zone, r->calendar, t, &s, &e);
+	calendar_window(c->zone, r->calendar, s - 1, &ps, &pe);
+	calendar_window(c->zone, r->calendar, e, &ns, &ne);
+	bounds[0] = ps * 1000;
+	bounds[1] = s * 1000;
+	bounds[2] = e * 1000;
+	bounds[3] = ne * 1000;
+}
+
+static bool rl_set_room(struct rl_set *s)
+{
+	if (s->nb < s->bcap)
+		return true;
+	size_t cap = s->bcap ? 2 * s->bcap : 16;
+	if (!rl_grow((void **)&s->b, sizeof(*s->b), cap)
+	    || !rl_grow((void **)&s->bcls, sizeof(*s->bcls), cap)
+	    || !rl_grow((void **)&s->brate, sizeof(*s->brate), cap)
+	    || !rl_grow((void **)&s->bmessage, sizeof(*s->bmessage), cap))
+		return false;
+	s->bcap = cap;
+	return true;
+}
+
+/*
+ * The buckets of one kind of a class, once per distinct key, grouped by
+ * scope (account, then domain, then class: store.h's hash-tag groups).
+ * costs[i] is what rate i takes or gives back; a rate of cost 0 (a
+ * destination rate the recipient is not for) has no bucket in the call.
+ * costs NULL: every rate, cost 0 (usage, reset). at_ms places the
+ * calendar windows.
+ */
 static void rl_set_rates(struct rl_set *s, enum policy_direction dir, const char *account,
-	const struct policy_class *c, bool message, unsigned long cost)
+	const struct policy_class *c, bool message, const unsigned long *costs, long long at_ms)
 {
 	const struct policy_rate *rates = message ? c->messages : c->recipients;
 	size_t count = message ? c->messages_count : c->recipients_count;
 
-	for (size_t i = 0; i < count && !s->failed; i++) {
-		bool seen = false;
-		for (size_t j = 0; j < i; j++)
-			seen |= rates[j].count == rates[i].count && rates[j].period_ms == rates[i].period_ms;
-		if (seen)
-			continue;
-		if (s->nb == s->bcap) {
-			size_t cap = s->bcap ? 2 * s->bcap : 16;
-			if (!rl_grow((void **)&s->b, sizeof(*s->b), cap)
-			    || !rl_grow((void **)&s->bcls, sizeof(*s->bcls), cap)
-			    || !rl_grow((void **)&s->brate, sizeof(*s->brate), cap)
-			    || !rl_grow((void **)&s->bmessage, sizeof(*s->bmessage), cap)) {
+	for (int scope = SCOPE_ACCOUNT; scope <= SCOPE_CLASS; scope++) {
+		for (size_t i = 0; i < count && !s->failed; i++) {
+			if ((int)rates[i].scope != scope || (costs != NULL && costs[i] == 0))
+				continue;
+			bool none;
+			char *key = rl_key(dir, account, c, &rates[i], message, &none);
+			if (none)
+				continue;
+			if (key == NULL || !rl_set_room(s)) {
+				free(key);
 				s->failed = true;
 				return;
 			}
-			s->bcap = cap;
+			bool seen = false;
+			for (size_t j = 0; j < s->nb && !seen; j++)
+				seen = strcmp(s->b[j].key, key) == 0;
+			if (seen) {
+				free(key);
+				continue;
+			}
+			s->b[s->nb] = (struct store_bucket){ key, rates[i].count, rates[i].period_ms,
+							     costs ? costs[i] : 0, { 0 } };
+			if (rates[i].calendar != CALENDAR_NONE)
+				rl_bounds(c, &rates[i], at_ms, s->b[s->nb].bounds);
+			s->bcls[s->nb] = c;
+			s->brate[s->nb] = &rates[i];
+			s->bmessage[s->nb] = message;
+			s->nb++;
 		}
-		char *key;
-		if (asprintf(&key, "%s{%s}:%s:%c:%lu/%lu", rl_side(dir), account, c->name,
-			     message ? 'm' : 'r', rates[i].count, rates[i].period_ms) < 0) {
-			s->failed = true;
-			return;
-		}
-		s->b[s->nb] = (struct store_bucket){ key, rates[i].count, rates[i].period_ms, cost };
-		s->bcls[s->nb] = c;
-		s->brate[s->nb] = &rates[i];
-		s->bmessage[s->nb] = message;
-		s->nb++;
 	}
 }
 
@@ -230,8 +329,9 @@ static bool rl_receipt_reserve(struct ratelimit_receipt *r)
 }
 
 static enum ratelimit_status rl_check(struct store *st, const struct policy_class *c,
-	enum policy_direction dir, const char *account, bool message, unsigned long cost,
-	struct ratelimit_receipt *r, struct ratelimit_verdict *v)
+	enum policy_direction dir, const char *account, bool message,
+	const unsigned long costs[POLICY_RATES_MAX], struct ratelimit_receipt *r,
+	struct ratelimit_verdict *v)
 {
 	if (!rl_account_ok(account))
 		return rl_failed(v, "no account, or an account too long to be a key");
@@ -242,8 +342,9 @@ static enum ratelimit_status rl_check(struct store *st, const struct policy_clas
 		return rl_failed(v, "out of memory");
 
 	struct rl_set s;
+	long long now_ms = store_now_ms(st);
 	rl_set_init(&s);
-	rl_set_rates(&s, dir, account, c, message, cost);
+	rl_set_rates(&s, dir, account, c, message, costs, now_ms);
 	if (message)
 		rl_set_windows(&s, dir, account, c, 0);
 	if (s.failed) {
@@ -272,9 +373,12 @@ static enum ratelimit_status rl_check(struct store *st, const struct policy_clas
 	rl_set_free(&s);
 
 	if (merge != NULL) {
-		merge->cost += cost;
+		for (size_t i = 0; i < POLICY_RATES_MAX; i++)
+			merge->cost[i] += costs[i];
 	} else {
-		r->charges[r->n++] = (struct ratelimit_charge){ c, dir, copy, message, cost, res.now_ms };
+		struct ratelimit_charge *ch = &r->charges[r->n++];
+		*ch = (struct ratelimit_charge){ c, dir, copy, message, { 0 }, res.now_ms };
+		memcpy(ch->cost, costs, sizeof(ch->cost));
 	}
 	r->events++;
 	return RATELIMIT_OK;
@@ -284,20 +388,58 @@ enum ratelimit_status ratelimit_check_message(struct store *st, const struct pol
 	enum policy_direction dir, const char *account, struct ratelimit_receipt *r,
 	struct ratelimit_verdict *v)
 {
+	unsigned long costs[POLICY_RATES_MAX] = { 0 };
+
 	rl_verdict_init(v, true);
 	if (c->messages_count == 0 && !c->has_volume)
 		return RATELIMIT_OK;
-	return rl_check(st, c, dir, account, true, 1, r, v);
+	for (size_t i = 0; i < c->messages_count; i++)
+		costs[i] = 1;
+	return rl_check(st, c, dir, account, true, costs, r, v);
+}
+
+void ratelimit_rcpts_add(struct ratelimit_rcpts *rc, const struct policy_class *c,
+	const char *domain, unsigned long n)
+{
+	rc->count += n;
+	for (size_t i = 0; i < c->recipients_count && i < POLICY_RATES_MAX; i++)
+		if (c->recipients[i].to_count > 0 && policy_rate_applies(&c->recipients[i], domain)) {
+			rc->to[i] += n;
+			rc->domain = domain;
+		}
+}
+
+enum ratelimit_status ratelimit_check_rcpts(struct store *st, const struct policy_class *c,
+	enum policy_direction dir, const char *account, const struct ratelimit_rcpts *rc,
+	struct ratelimit_receipt *r, struct ratelimit_verdict *v)
+{
+	unsigned long costs[POLICY_RATES_MAX] = { 0 };
+	bool any = false;
+
+	rl_verdict_init(v, false);
+	if (c->recipients_count == 0 || rc->count == 0)
+		return RATELIMIT_OK;
+	for (size_t i = 0; i < c->recipients_count; i++) {
+		costs[i] = c->recipients[i].to_count == 0 ? rc->count : rc->to[i];
+		any |= costs[i] > 0;
+	}
+	if (!any)
+		return RATELIMIT_OK;
+	enum ratelimit_status status = rl_check(st, c, dir, account, false, costs, r, v);
+	/* The reply of a destination rate names the recipient's domain (SPEC). */
+	if (status == RATELIMIT_OVER && v->rate != NULL && v->rate->to_count > 0)
+		v->domain = rc->domain;
+	return status;
 }
 
 enum ratelimit_status ratelimit_check_recipients(struct store *st, const struct policy_class *c,
-	enum policy_direction dir, const char *account, unsigned long count,
+	enum policy_direction dir, const char *account, const char *domain, unsigned long count,
 	struct ratelimit_receipt *r, struct ratelimit_verdict *v)
 {
-	rl_verdict_init(v, false);
-	if (c->recipients_count == 0 || count == 0)
-		return RATELIMIT_OK;
-	return rl_check(st, c, dir, account, false, count, r, v);
+	struct ratelimit_rcpts rc = { 0 };
+
+	ratelimit_rcpts_add(&rc, c, domain, count);
+	return ratelimit_check_rcpts(st, c, dir, account, &rc, r, v);
 }
 
 void ratelimit_receipt_clear(struct ratelimit_receipt *r)
@@ -315,7 +457,10 @@ void ratelimit_refund(struct store *st, struct ratelimit_receipt *r)
 		return;
 	}
 
-	/* One atomic batch per account and direction: its keys share one hash tag. */
+	/*
+	 * One atomic batch per account and direction; its buckets are grouped
+	 * by hash tag (account, domain, class scope) as in the charge.
+	 */
 	struct rl_set *sets = calloc(r->n, sizeof(*sets));
 	struct store_batch *batches = calloc(r->n, sizeof(*batches));
 	bool *done = calloc(r->n, sizeof(*done));
@@ -333,7 +478,7 @@ void ratelimit_refund(struct store *st, struct ratelimit_receipt *r)
 			    || strcmp(ch->account, r->charges[i].account) != 0)
 				continue;
 			done[j] = true;
-			rl_set_rates(s, ch->dir, ch->account, ch->cls, ch->message, ch->cost);
+			rl_set_rates(s, ch->dir, ch->account, ch->cls, ch->message, ch->cost, ch->at_ms);
 			if (ch->message)
 				rl_set_windows(s, ch->dir, ch->account, ch->cls, ch->at_ms);
 		}
@@ -368,17 +513,18 @@ int ratelimit_usage(struct store *st, const struct policy *p, enum policy_direct
 		return -1;
 	}
 	rl_set_init(&s);
+	long long now_ms = store_now_ms(st);
 	for (size_t i = 0; i < policy_class_count(p); i++) {
 		const struct policy_class *c = policy_class_at(p, i);
-		rl_set_rates(&s, dir, account, c, true, 0);
-		rl_set_rates(&s, dir, account, c, false, 0);
+		rl_set_rates(&s, dir, account, c, true, NULL, now_ms);
+		rl_set_rates(&s, dir, account, c, false, NULL, now_ms);
 	}
 	struct store_level *lv = calloc(s.nb ? s.nb : 1, sizeof(*lv));
 	if (s.failed || lv == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	if (store_peek(st, s.b, s.nb, lv, NULL, err, errlen) != STORE_OK)
+	if (store_peek(st, s.b, s.nb, lv, &now_ms, err, errlen) != STORE_OK)
 		goto out;
 	for (size_t i = 0; i < s.nb; i++) {
 		if (lv[i].used <= 0)
@@ -390,7 +536,7 @@ int ratelimit_usage(struct store *st, const struct policy *p, enum policy_direct
 		out[(*n)++] = (struct ratelimit_usage){
 			.cls = s.bcls[i], .rate = s.brate[i], .kind = rl_kind_name(s.bmessage[i]),
 			.used = lv[i].used, .left = (double)s.brate[i]->count - lv[i].used,
-			.full_in_ms = lv[i].full_in_ms,
+			.full_in_ms = lv[i].full_in_ms, .resets_ms = now_ms + lv[i].full_in_ms,
 		};
 	}
 	rc = 0;
@@ -401,7 +547,7 @@ out:
 }
 
 int ratelimit_reset(struct store *st, const struct policy *p, enum policy_direction dir,
-	const char *account, char *err, size_t errlen)
+	const char *account, unsigned scopes, char *err, size_t errlen)
 {
 	if (!rl_account_ok(account)) {
 		snprintf(err, errlen, "no account, or an account too long to be a key");
@@ -418,9 +564,10 @@ int ratelimit_reset(struct store *st, const struct policy *p, enum policy_direct
 	for (size_t i = 0; i < nclass; i++) {
 		const struct policy_class *c = policy_class_at(p, i);
 		rl_set_init(&sets[i]);
-		rl_set_rates(&sets[i], dir, account, c, true, 0);
-		rl_set_rates(&sets[i], dir, account, c, false, 0);
-		rl_set_windows(&sets[i], dir, account, c, 0);
+		rl_set_rates(&sets[i], dir, account, c, true, NULL, 0);
+		rl_set_rates(&sets[i], dir, account, c, false, NULL, 0);
+		if (scopes & RATELIMIT_SCOPE(SCOPE_ACCOUNT))
+			rl_set_windows(&sets[i], dir, account, c, 0);
 		if (sets[i].failed)
 			goto nomem;
 		total += sets[i].nb + sets[i].nw;
@@ -429,7 +576,8 @@ int ratelimit_reset(struct store *st, const struct policy *p, enum policy_direct
 		goto nomem;
 	for (size_t i = 0; i < nclass; i++) {
 		for (size_t j = 0; j < sets[i].nb; j++)
-			keys[nkeys++] = sets[i].b[j].key;
+			if (scopes & RATELIMIT_SCOPE(sets[i].brate[j]->scope))
+				keys[nkeys++] = sets[i].b[j].key;
 		for (size_t j = 0; j < sets[i].nw; j++)
 			keys[nkeys++] = sets[i].w[j].key;
 	}

@@ -8,7 +8,14 @@
  *		struct ratelimit_verdict *v);
  *	enum ratelimit_status ratelimit_check_recipients(struct store *st,
  *		const struct policy_class *c, enum policy_direction dir,
- *		const char *account, unsigned long count,
+ *		const char *account, const char *domain, unsigned long count,
+ *		struct ratelimit_receipt *r, struct ratelimit_verdict *v);
+ *	void ratelimit_rcpts_add(struct ratelimit_rcpts *rc,
+ *		const struct policy_class *c, const char *domain,
+ *		unsigned long n);
+ *	enum ratelimit_status ratelimit_check_rcpts(struct store *st,
+ *		const struct policy_class *c, enum policy_direction dir,
+ *		const char *account, const struct ratelimit_rcpts *rc,
  *		struct ratelimit_receipt *r, struct ratelimit_verdict *v);
  *	void ratelimit_refund(struct store *st, struct ratelimit_receipt *r);
  *	void ratelimit_receipt_clear(struct ratelimit_receipt *r);
@@ -17,7 +24,7 @@
  *		struct ratelimit_usage *out, size_t max, size_t *n,
  *		char *err, size_t errlen);
  *	int ratelimit_reset(struct store *st, const struct policy *p,
- *		enum policy_direction dir, const char *account,
+ *		enum policy_direction dir, const char *account, unsigned scopes,
  *		char *err, size_t errlen);
  * DESCRIPTION
  *	Every rate COUNT/PERIOD of a class is a token bucket per account: it
@@ -28,6 +35,23 @@
  *	and the rate, so a plan change or an edited rate starts with a full
  *	bucket. A bucket that is full again expires: idle accounts cost no
  *	memory.
+ *
+ *	A rate COUNT/day, /week or /month is a calendar window: it holds
+ *	COUNT from local midnight (Monday's, the 1st's) in the class's zone
+ *	(c->zone, calendar.h) to the next one; the boundaries are computed
+ *	here from the zone data, the counting and the clock check are the
+ *	store's (store.h). Its key ends in "COUNT/day" (".../week",
+ *	".../month") and expires with its window.
+ *
+ *	Scopes: a rate "by domain" is one bucket for every account of the
+ *	account's domain (the part after its last '@', lower case; an account
+ *	without one has no such bucket), key "PREFIX{d:DOMAIN}:CLASS:d:r:...";
+ *	"by class" one bucket for the whole class, "PREFIX{c:CLASS}:CLASS:c:
+ *	r:...". Each scope has its own hash tag; one event's buckets go to
+ *	the store grouped by tag (account, domain, class; store.h). A
+ *	recipients rate "to DOMAIN..." is charged only for recipients at
+ *	those domains; its key ends in ":to:HASH" (FNV-1a of its domains),
+ *	so it is apart from the class's other rates.
  *
  *	An account is a direction and a name: the buckets of inbound mail
  *	("PREFIXin{ACCOUNT}:...") are apart from those of the outbound
@@ -41,7 +65,9 @@
  *	all are charged (RATELIMIT_OK), or none is (RATELIMIT_OVER, with
  *	v->rate the first full rate in class order, v->kind "messages" or
  *	"recipients" and v->retry_ms the wait until the event would fit;
- *	-1 when it never can, count larger than a bucket). Under any number
+ *	-1 when it never can, count larger than a bucket; a full destination
+ *	rate also sets v->domain, the first of the recipients' domains it
+ *	covers, for the reply). Under any number
  *	of concurrent checks a bucket never admits more than it holds, and
  *	a check or refund that the store retries (a lost connection) is
  *	charged or refunded once (store.h).
@@ -66,10 +92,20 @@
  *	transaction at a time; the classes it points to must outlive it
  *	(they do: a transaction keeps its configuration snapshot).
  *
+ *	ratelimit_check_recipients charges count recipients at domain
+ *	(NULL: unknown, then no destination rate is charged): each rate
+ *	takes one token per recipient it applies to. A set of recipients at
+ *	several domains (local submission, charged at end of message) is
+ *	summed up with ratelimit_rcpts_add, one recipient or domain at a
+ *	time, into a struct ratelimit_rcpts of fixed size (zeroed first), and
+ *	charged with ratelimit_check_rcpts.
+ *
  *	ratelimit_usage lists, for every class of p with rates, the buckets
- *	of account that are in use (used > 0); *n = 0 is not an error.
- *	ratelimit_reset deletes every bucket and volume window of account
- *	for every class of p. Both are one round trip.
+ *	and windows of account, in every scope, that are in use (used > 0),
+ *	with when each is full again (resets_ms, store clock); *n = 0 is not
+ *	an error. ratelimit_reset deletes every bucket of account in the
+ *	scopes given (RATELIMIT_SCOPE bits; the volume windows go with the
+ *	account scope) for every class of p. Both are one round trip.
  * DIAGNOSTICS
  *	RATELIMIT_STORE_FAILED: Redis did not answer, answered an error, or
  *	is in back-off (v->reason says which, without secrets). Also for a
@@ -107,6 +143,8 @@ struct ratelimit_verdict {
 	const struct policy_rate *rate;	/* RATELIMIT_OVER: the rate that was full */
 	const char *kind;		/* "messages" or "recipients" */
 	long retry_ms;			/* when the event fits; -1 never */
+	const char *domain;		/* RATELIMIT_OVER of a destination rate: the
+					   recipient's domain (the caller's string) */
 	char reason[128];		/* RATELIMIT_STORE_FAILED: why (no secrets; for logs) */
 	const char *brief;		/* ... and in one word, safe to show in mail:
 					 * "backoff", "timeout" or "unavailable" */
@@ -119,7 +157,19 @@ enum ratelimit_status ratelimit_check_message(struct store *st, const struct pol
 	enum policy_direction dir, const char *account, struct ratelimit_receipt *r,
 	struct ratelimit_verdict *v);
 enum ratelimit_status ratelimit_check_recipients(struct store *st, const struct policy_class *c,
-	enum policy_direction dir, const char *account, unsigned long count,
+	enum policy_direction dir, const char *account, const char *domain, unsigned long count,
+	struct ratelimit_receipt *r, struct ratelimit_verdict *v);
+
+/* Recipients of one event: how many, and how many each destination rate covers. */
+struct ratelimit_rcpts {
+	unsigned long count;
+	unsigned long to[POLICY_RATES_MAX];	/* per recipients rate of the class */
+	const char *domain;		/* the last domain a destination rate covered */
+};
+void ratelimit_rcpts_add(struct ratelimit_rcpts *rc, const struct policy_class *c,
+	const char *domain, unsigned long n);
+enum ratelimit_status ratelimit_check_rcpts(struct store *st, const struct policy_class *c,
+	enum policy_direction dir, const char *account, const struct ratelimit_rcpts *rc,
 	struct ratelimit_receipt *r, struct ratelimit_verdict *v);
 /* Returns every token the receipt holds; the receipt is empty after. */
 void ratelimit_refund(struct store *st, struct ratelimit_receipt *r);
@@ -132,13 +182,18 @@ struct ratelimit_usage {
 	const struct policy_rate *rate;
 	const char *kind;		/* "messages" or "recipients" */
 	double used, left;		/* tokens; fractions while refilling */
-	long full_in_ms;		/* 0 = full */
+	long full_in_ms;		/* 0 = full; a calendar window: until it ends */
+	long long resets_ms;		/* store clock when full again (window: its end) */
 };
 /* -1 with err also when more than max buckets are in use. */
 int ratelimit_usage(struct store *st, const struct policy *p, enum policy_direction dir,
 	const char *account, struct ratelimit_usage *out, size_t max, size_t *n, char *err,
 	size_t errlen);
+/* Bits of ratelimit_reset's scopes. */
+#define RATELIMIT_SCOPE(s) (1u << (s))
+#define RATELIMIT_SCOPES_ALL (RATELIMIT_SCOPE(SCOPE_ACCOUNT) | RATELIMIT_SCOPE(SCOPE_DOMAIN) \
+			      | RATELIMIT_SCOPE(SCOPE_CLASS))
 int ratelimit_reset(struct store *st, const struct policy *p, enum policy_direction dir,
-	const char *account, char *err, size_t errlen);
+	const char *account, unsigned scopes, char *err, size_t errlen);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "store.h"
@@ -23,15 +24,15 @@ struct store {
 	_Atomic long long clock_offset_ms;
 };
 
-/* URL schemes and their backends; "later" ones are named for a clear error. */
+/* URL schemes and their backends; "later" ones (ops NULL) are named for a clear error. */
 static const struct store_scheme {
 	const char *prefix;
 	const struct store_ops *ops;
 } store_schemes[] = {
 	{ "redis://", &store_redis_ops },
 	{ "unix:", &store_redis_ops },
-	{ "sentinel://", NULL },
-	{ "cluster://", NULL },
+	{ "sentinel://", &store_redis_ops },
+	{ "cluster://", &store_redis_ops },
 };
 
 struct store *store_open(const struct settings *s, struct diag *errs)
@@ -47,7 +48,7 @@ struct store *store_open(const struct settings *s, struct diag *errs)
 		}
 	if (scheme == NULL) {
 		/* Not echoing the URL: it may hold a password. */
-		diag_add(errs, file, 0, "Redis: unknown URL scheme (use redis:// or unix:)");
+		diag_add(errs, file, 0, "Redis: unknown URL scheme (use redis://, unix:, sentinel:// or cluster://)");
 		return NULL;
 	}
 	if (scheme->ops == NULL) {
@@ -129,10 +130,30 @@ enum store_status store_forget(struct store *st, const char *const *keys, size_t
 	return st->ops->forget(st->impl, keys, n, deleted, err, errlen);
 }
 
+enum store_status store_eval(struct store *st, const char *script, const char *const *keys,
+	size_t nk, const char *const *args, size_t na, char (*out)[STORE_EVAL_VALUE_MAX],
+	size_t nout, size_t *got, char *err, size_t errlen)
+{
+	*got = 0;
+	if (st->ops->eval == NULL) {
+		snprintf(err, errlen, "store %s: no scripts", st->ops->name);
+		return STORE_FAILED;
+	}
+	return st->ops->eval(st->impl, script, keys, nk, args, na, out, nout, got, err, errlen);
+}
+
 void store_get_stats(struct store *st, struct store_stats *out)
 {
 	memset(out, 0, sizeof(*out));
 	st->ops->stats(st->impl, out);
+}
+
+long long store_now_ms(struct store *st)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + atomic_load(&st->clock_offset_ms);
 }
 
 void store_set_clock_offset(struct store *st, long long offset_ms)

@@ -1,7 +1,7 @@
 /*
  * NAME
- *	store - where rate-limit state lives (token buckets and volume
- *	windows; Redis for now)
+ *	store - where rate-limit state lives (token buckets, calendar
+ *	windows and volume windows; Redis for now)
  * SYNOPSIS
  *	struct store *store_open(const struct settings *s, struct diag *errs);
  *	struct store *store_open_backend(const struct store_ops *ops,
@@ -22,6 +22,7 @@
  *	enum store_status store_forget(struct store *st, const char *const *keys,
  *		size_t n, long *deleted, char *err, size_t errlen);
  *	void store_get_stats(struct store *st, struct store_stats *out);
+ *	long long store_now_ms(struct store *st);
  * DESCRIPTION
  *	store_open parses the Redis URL, reads RedisPasswordFile and
  *	prepares a connection pool; it does not connect, so "-n" and a
@@ -37,8 +38,19 @@
  *	store's clock (the Redis server's TIME), never the caller's. A bucket
  *	that is full again costs no memory: its key expires.
  *
- *	store_charge is atomic over all the buckets it is given (callers pass
- *	keys that share a Redis hash tag): when every bucket has room for its
+ *	A calendar window (period_ms 0) holds count for a fixed stretch of
+ *	time whose boundaries the caller computes (ratelimit.c, from the
+ *	zone data, calendar.h) and passes in bounds; the store's clock picks
+ *	which of the three windows it is in, so a caller whose clock is a
+ *	little off near midnight still counts in the right window, and a
+ *	store clock outside all three is an error (a clock skewed by a
+ *	window). The count is of the window the store clock is in; a new
+ *	window starts from zero, and the key expires when its window ends.
+ *	Refunds give back only to the window that was charged. A window's
+ *	retry_ms is the time until it ends.
+ *
+ *	store_charge is atomic over all the buckets it is given: when every
+ *	bucket has room for its
  *	cost, all are charged and res->admitted is true; otherwise none is,
  *	res->over is the index of the first bucket without room and
  *	res->retry_ms the wait until all have room (-1: never, a cost is
@@ -47,6 +59,17 @@
  *	during its last period_ms, before this one; an admitted charge then
  *	counts itself in every window. res->now_ms is the store clock of the
  *	charge; a refund of the windows names it (store_window.at_ms).
+ *
+ *	Hash tags: the buckets of one call may carry different Redis hash
+ *	tags (an account "{alice@x}", its domain "{d:x}", its class
+ *	"{c:NAME}"); callers pass them grouped by tag (every bucket of one
+ *	tag next to each other, the account's group first) and the volume
+ *	windows under the first group's tag. A standalone Redis runs the
+ *	whole call as one script; a backend whose keys of different tags
+ *	may live on different servers (Redis Cluster) splits the call at
+ *	each change of tag, charges the groups in order and refunds the
+ *	groups already charged when a later one refuses, so a bucket never
+ *	admits more than it holds. The same holds for a refund batch.
  *
  *	store_refund gives back each batch's costs (never filling a bucket
  *	beyond full) and uncounts one event at at_ms in each window. Every
@@ -108,8 +131,17 @@ struct store;
 struct store_bucket {
 	const char *key;
 	unsigned long count;		/* tokens the bucket holds */
-	unsigned long period_ms;	/* time to refill from empty to full */
+	unsigned long period_ms;	/* time to refill from empty to full; 0: a
+					   calendar window (bounds) */
 	unsigned long cost;		/* tokens to take (charge) or give back (refund) */
+	/*
+	 * Calendar window only: four boundaries on the store clock (ms),
+	 * [bounds[0], bounds[1]) the window before the caller's, [bounds[1],
+	 * bounds[2]) the caller's (charge, peek: the one holding
+	 * store_now_ms; refund: the one that was charged), [bounds[2],
+	 * bounds[3]) the next one.
+	 */
+	long long bounds[4];
 };
 
 /* A sliding window that counts events (messages) over period_ms. */
@@ -162,6 +194,27 @@ enum store_status store_forget(struct store *st, const char *const *keys, size_t
 void store_get_stats(struct store *st, struct store_stats *out);
 
 /*
+ * A small script of the caller's, off the mail path (reading a report:
+ * report.h; the Feedback-ID secret: feedback.h): keys get RedisPrefix
+ * and must share one hash tag; args are passed as given. The reply, an
+ * integer, a string or an array of them (nil as ""), comes back as text
+ * in out[0 .. *got - 1], each cut to STORE_EVAL_VALUE_MAX - 1 octets;
+ * values past nout are dropped. One round trip; like every call it may
+ * be sent again on a connection that died, so a script given here must
+ * be safe to run twice. STORE_FAILED as the others, also for a backend
+ * without scripts.
+ */
+#define STORE_EVAL_VALUE_MAX 128
+enum store_status store_eval(struct store *st, const char *script, const char *const *keys,
+	size_t nk, const char *const *args, size_t na, char (*out)[STORE_EVAL_VALUE_MAX],
+	size_t nout, size_t *got, char *err, size_t errlen);
+/*
+ * The caller's view of the store clock (ms): the real-time clock plus the
+ * test offset below. Calendar windows are computed around it.
+ */
+long long store_now_ms(struct store *st);
+
+/*
  * Tests only: shift the store clock by offset_ms (0 = none; only ever
  * increase it). An offset, not a fixed time, so that Redis key expiry,
  * which runs on the real clock, can never fire before the shifted clock
@@ -188,11 +241,80 @@ struct store_ops {
 	enum store_status (*forget)(void *impl, const char *const *keys, size_t n,
 		long *deleted, char *err, size_t errlen);
 	void (*stats)(void *impl, struct store_stats *out);
+	enum store_status (*eval)(void *impl, const char *script, const char *const *keys,
+		size_t nk, const char *const *args, size_t na, char (*out)[STORE_EVAL_VALUE_MAX],
+		size_t nout, size_t *got, char *err, size_t errlen);	/* NULL: none */
 };
 
 extern const struct store_ops store_redis_ops;
 
 struct store *store_open_backend(const struct store_ops *ops, const struct settings *s,
 	struct diag *errs);
+
+/*
+ * Account safety (safety.h builds it; SPEC.md "Account safety"): the part
+ * of one charge that checks the account's suspension, counts its
+ * suspend-if rules and fires its notify thresholds, in the same script
+ * and round trip. Keys are the account's (same hash tag as its buckets).
+ *
+ * A suspended account's event is not charged: res->admitted is false,
+ * res->over 0 and safety->suspended says why. A count rule counts the
+ * event (STORE_COUNT_DISTINCT adds element to a HyperLogLog,
+ * STORE_COUNT_REFUSED counts the event when the charge is refused) over
+ * a fixed window of period_ms from its first count; when the count goes
+ * beyond limit the rule trips: the account is suspended for
+ * suspend_for_ms (by = the rule), the rule's count starts afresh, and
+ * the event is not charged. A notify entry fires when its bucket's use
+ * after an admitted charge reaches pct% of the bucket, once until the
+ * bucket has refilled below that share (a key under the account's tag
+ * lives exactly that long, so the fleet fires once).
+ */
+#define STORE_SAFETY_COUNTS_MAX 8
+#define STORE_SAFETY_NOTIFY_MAX 64
+#define STORE_SAFETY_TEXT_MAX 256
+
+enum store_count_kind { STORE_COUNT_DISTINCT, STORE_COUNT_REFUSED };
+
+struct store_safety_count {
+	const char *key;
+	enum store_count_kind kind;
+	const char *element;		/* DISTINCT: what to count ("" or NULL: nothing this event) */
+	unsigned long limit;		/* trips when the count exceeds it */
+	unsigned long period_ms;
+	const char *rule;		/* "distinct-ips > 5/1h": the suspension's by */
+};
+
+struct store_safety_notify {
+	const char *key;		/* the fleet's "already sent" flag */
+	size_t bucket;			/* index into the charge's buckets */
+	unsigned pct;			/* 1..100 */
+};
+
+struct store_safety {
+	const char *suspension_key;	/* NULL: no safety part in this charge */
+	const char *account;		/* stored in a suspension a rule makes */
+	unsigned long suspend_for_ms;
+	const struct store_safety_count *counts;
+	size_t ncounts;
+	const struct store_safety_notify *notify;
+	size_t nnotify;
+};
+
+enum store_suspension { STORE_NOT_SUSPENDED = 0, STORE_SUSPENDED, STORE_SUSPENDED_NOW };
+
+struct store_safety_result {
+	enum store_suspension suspended;
+	char by[STORE_SAFETY_TEXT_MAX];		/* SUSPENDED: "ctl" or the rule */
+	char reason[STORE_SAFETY_TEXT_MAX];	/* SUSPENDED: as given */
+	long long until_ms;			/* 0: until released */
+	size_t tripped;				/* SUSPENDED_NOW: counts[tripped - 1] tripped */
+	long long figure;			/* ... at this count */
+	size_t nfired;				/* notify entries that fired */
+	struct {
+		size_t notify;			/* index into notify */
+		long long used;			/* tokens in use after the charge */
+		long long resets_ms;		/* store clock when the bucket is full again */
+	} fired[STORE_SAFETY_NOTIFY_MAX];
+};
 
 #endif

@@ -86,9 +86,22 @@ struct redis_units {
 static int redis_units(const struct store_bucket *b, bool charge, struct redis_units *u,
 	char *err, size_t errlen)
 {
-	if (b->count == 0 || b->period_ms == 0) {
+	if (b->count == 0) {
 		snprintf(err, errlen, "store: bucket %s has an empty rate", b->key);
 		return -1;
+	}
+	if (b->period_ms == 0) {
+		/* A calendar window counts tokens as they are: tu 0 marks it. */
+		const long long *w = b->bounds;
+		if (w[0] < 0 || w[0] >= w[1] || w[1] >= w[2] || w[2] >= w[3] ||
+		    (unsigned long long)w[3] >= STORE_REDIS_UNITS_MAX || b->count >= STORE_REDIS_UNITS_MAX) {
+			snprintf(err, errlen, "store: calendar window %s has bad bounds", b->key);
+			return -1;
+		}
+		*u = (struct redis_units){ b->count, 0, 0, b->cost };
+		if (u->cost > u->count)
+			u->cost = charge ? u->count + 1 : u->count;
+		return 0;
 	}
 	unsigned long g = redis_gcd(b->count, b->period_ms);
 	u->count = b->count;
@@ -139,7 +152,7 @@ static int redis_cmd_script(struct redis_cmd *c, struct redis_store *rs, const c
 	size_t plen = strlen(rs->prefix);
 	bool once = strcmp(op, "peek") != 0 && nb + nw > 0;
 
-	redis_cmd_init(c, (int)(9 + 5 * nb + 3 * nw));
+	redis_cmd_init(c, (int)(9 + (1 + STORE_REDIS_BUCKET_ARGS) * nb + 3 * nw));
 	redis_cmd_str(c, "EVALSHA");
 	redis_cmd_str(c, rs->sha);
 	redis_cmd_num(c, nb + nw + once);
@@ -163,6 +176,8 @@ static int redis_cmd_script(struct redis_cmd *c, struct redis_store *rs, const c
 		redis_cmd_num(c, u.tu);
 		redis_cmd_num(c, u.refill);
 		redis_cmd_num(c, u.cost);
+		for (size_t k = 0; k < 4; k++)
+			redis_cmd_num(c, b[i].period_ms == 0 ? (unsigned long long)b[i].bounds[k] : 0);
 	}
 	for (size_t i = 0; i < nw; i++) {
 		if (w[i].period_ms == 0 || w[i].at_ms < 0) {
@@ -284,7 +299,7 @@ static enum store_status redis_peek(void *impl, long long offset, const struct s
 			freeReplyObject(r);
 			return STORE_FAILED;
 		}
-		out[i].used = (double)r->element[2 * i]->integer / (double)u.tu;
+		out[i].used = (double)r->element[2 * i]->integer / (double)(u.tu ? u.tu : 1);
 		out[i].full_in_ms = (long)r->element[2 * i + 1]->integer;
 	}
 	freeReplyObject(r);
@@ -317,6 +332,58 @@ static enum store_status redis_forget(void *impl, const char *const *keys, size_
 		return redis_conn_bad_reply(rs->conn, r, err, errlen);
 	if (deleted)
 		*deleted = (long)r->integer;
+	freeReplyObject(r);
+	return STORE_OK;
+}
+
+/* One reply element as text; false for a kind we do not take. */
+static bool redis_eval_text(const redisReply *r, char *buf, size_t size)
+{
+	if (r->type == REDIS_REPLY_INTEGER)
+		snprintf(buf, size, "%lld", r->integer);
+	else if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+		snprintf(buf, size, "%.*s", (int)(r->len < size ? r->len : size - 1), r->str);
+	else if (r->type == REDIS_REPLY_NIL)
+		buf[0] = '\0';
+	else
+		return false;
+	return true;
+}
+
+static enum store_status redis_eval(void *impl, const char *script, const char *const *keys,
+	size_t nk, const char *const *args, size_t na, char (*out)[STORE_EVAL_VALUE_MAX],
+	size_t nout, size_t *got, char *err, size_t errlen)
+{
+	struct redis_store *rs = impl;
+	struct redis_cmd cmd, *cmds[1] = { &cmd };
+	size_t plen = strlen(rs->prefix);
+	redisReply *r;
+
+	redis_cmd_init(&cmd, (int)(nk + na) + 3);
+	redis_cmd_str(&cmd, "EVAL");
+	redis_cmd_str(&cmd, script);
+	redis_cmd_num(&cmd, nk);
+	for (size_t i = 0; i < nk; i++)
+		redis_cmd_put(&cmd, rs->prefix, plen, keys[i], strlen(keys[i]));
+	for (size_t i = 0; i < na; i++)
+		redis_cmd_str(&cmd, args[i]);
+	if (cmd.nomem) {
+		redis_cmd_free(&cmd);
+		snprintf(err, errlen, "store: out of memory");
+		return STORE_FAILED;
+	}
+	redis_cmd_finish(&cmd);
+	enum store_status status = redis_conn_run(rs->conn, cmds, 1, &r, err, errlen);
+	redis_cmd_free(&cmd);
+	if (status != STORE_OK)
+		return status;
+	if (r->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0; i < r->elements && *got < nout; i++)
+			if (!redis_eval_text(r->element[i], out[(*got)++], STORE_EVAL_VALUE_MAX))
+				return redis_conn_bad_reply(rs->conn, r, err, errlen);
+	} else if (nout > 0 && !redis_eval_text(r, out[(*got)++], STORE_EVAL_VALUE_MAX)) {
+		return redis_conn_bad_reply(rs->conn, r, err, errlen);
+	}
 	freeReplyObject(r);
 	return STORE_OK;
 }
@@ -422,4 +489,5 @@ const struct store_ops store_redis_ops = {
 	.peek = redis_peek,
 	.forget = redis_forget,
 	.stats = redis_stats,
+	.eval = redis_eval,
 };

@@ -9,12 +9,19 @@
  * route the call by the account's hash tag.
  *
  * Call: KEYS = the buckets, then the volume windows, then (charge and
- *	       refund) the call's "once" key.
+ *	       refund) the call's "once" key. Buckets of several hash tags
+ *	       (account, domain, class scope) may share one call (store.h).
  *	ARGV = op ("charge", "refund", "peek"), nb, nw, once_ttl_ms (0: no
  *	       once key),
- *	       per bucket: count, tu (units per token), refill (units per ms), cost,
+ *	       per bucket 8 numbers (BUCKET_ARGS): count, tu (units per
+ *	       token; 0 = a calendar window), refill (units per ms), cost,
+ *	       b0, b1, b2, b3 (calendar window: the boundaries of three
+ *	       windows in ms; 0 for a token bucket),
  *	       per window: period_ms, at_ms (refund: the clock of the charge),
  *	       optional: clock offset in ms (tests only; production sends none).
+ *	So the first per-window argument is ARGV[5 + 8 * nb]. Parts added
+ *	later append their own arguments after the volume windows' and
+ *	before the clock offset, and say so here.
  *
  * Once key: names the call by an id no other call has (store_redis.c),
  * under the account's hash tag. A charge that was admitted and every
@@ -32,14 +39,23 @@
  * print large doubles in exponent form. A key expires the moment its
  * bucket is full again, so idle accounts cost no memory.
  *
+ * Calendar window: a hash {s = start of the window counted (ms), n =
+ * tokens used in it}. The window is the one of [b0,b1), [b1,b2), [b2,b3)
+ * that holds the server clock (charge, peek) and [b1,b2) for a refund
+ * (ratelimit.c computes the bounds around the charge's clock); a clock
+ * outside all three is an error reply (clock skew: the store fails,
+ * OnStoreFailure decides). A hash whose s is another window's counts
+ * zero; a refund only ever gives back to the window it names. The key
+ * expires when its window ends.
+ *
  * Volume window: a hash of slot index -> events, slot length period/60.
  * It counts the slots of the last period, so it never counts an event
  * older than the period and may miss up to one slot's worth at the old
  * end; 60 fields at most per window, the key expires after a quiet period.
  *
  * Returns: charge {admitted, over (1-based, 0 = none), retry_ms (-1 =
- * never), now, volume...}; peek {u, full_in_ms} per bucket, then now;
- * refund now.
+ * never), now, volume...}; peek {u, full_in_ms} per bucket (a calendar
+ * window: tokens used, ms until it ends), then now; refund now.
  */
 #include "config.h"
 
@@ -49,7 +65,8 @@
 
 const char store_redis_script[] =
 	"local op, nb, nw, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
-	"local wa = 5 + 4 * nb\n"
+	"local BA = 8\n"
+	"local wa = 5 + BA * nb\n"
 	"local once = ttl > 0 and KEYS[nb + nw + 1] or nil\n"
 	"if once then\n"
 	"  local seen = redis.call('GET', once)\n"
@@ -76,9 +93,23 @@ const char store_redis_script[] =
 	"  return q\n"
 	"end\n"
 	"local function bucket(i)\n"
-	"  local a = 5 + 4 * (i - 1)\n"
+	"  local a = 5 + BA * (i - 1)\n"
 	"  return tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])\n"
 	"end\n"
+	"local function cal(i, at)\n"
+	"  local a = 5 + BA * (i - 1) + 4\n"
+	"  for k = 0, 2 do\n"
+	"    local s, e = tonumber(ARGV[a + k]), tonumber(ARGV[a + k + 1])\n"
+	"    if at >= s and at < e then return s, e end\n"
+	"  end\n"
+	"  return nil\n"
+	"end\n"
+	"local function calused(key, s)\n"
+	"  local v = redis.call('HMGET', key, 's', 'n')\n"
+	"  if tonumber(v[1]) == s then return tonumber(v[2]) or 0 end\n"
+	"  return 0\n"
+	"end\n"
+	"local skew = 'bulkmilter script: server clock outside the calendar windows sent (clock skew)'\n"
 	"local function level(key, refill)\n"
 	"  local v = redis.call('HMGET', key, 'u', 't')\n"
 	"  local u, at = tonumber(v[1]), tonumber(v[2])\n"
@@ -102,13 +133,22 @@ const char store_redis_script[] =
 	"  local over, retry, us, ats = 0, 0, {}, {}\n"
 	"  for i = 1, nb do\n"
 	"    local count, tu, refill, cost = bucket(i)\n"
-	"    local u, at = level(KEYS[i], refill)\n"
-	"    us[i], ats[i] = u + cost * tu, at\n"
-	"    local excess = us[i] - count * tu\n"
+	"    local excess, wait\n"
+	"    if tu == 0 then\n"
+	"      local s, e = cal(i, now)\n"
+	"      if not s then return redis.error_reply(skew) end\n"
+	"      us[i], ats[i] = calused(KEYS[i], s) + cost, s\n"
+	"      excess, wait = us[i] - count, e - now\n"
+	"    else\n"
+	"      local u, at = level(KEYS[i], refill)\n"
+	"      us[i], ats[i] = u + cost * tu, at\n"
+	"      excess = us[i] - count * tu\n"
+	"      if excess > 0 then wait = at - now + ceildiv(excess, refill) end\n"
+	"    end\n"
 	"    if excess > 0 then\n"
 	"      if over == 0 then over = i end\n"
 	"      if cost > count then retry = -1\n"
-	"      elseif retry >= 0 then retry = math.max(retry, at - now + ceildiv(excess, refill)) end\n"
+	"      elseif retry >= 0 then retry = math.max(retry, wait) end\n"
 	"    end\n"
 	"  end\n"
 	"  local res = {over == 0 and 1 or 0, over, retry, now}\n"
@@ -129,8 +169,14 @@ const char store_redis_script[] =
 	"  end\n"
 	"  if over == 0 then\n"
 	"    for i = 1, nb do\n"
-	"      local _, _, refill = bucket(i)\n"
-	"      save(KEYS[i], us[i], ats[i], refill)\n"
+	"      local _, tu, refill = bucket(i)\n"
+	"      if tu == 0 then\n"
+	"        local _, e = cal(i, now)\n"
+	"        redis.call('HSET', KEYS[i], 's', int(ats[i]), 'n', int(us[i]))\n"
+	"        redis.call('PEXPIRE', KEYS[i], int(e - now))\n"
+	"      else\n"
+	"        save(KEYS[i], us[i], ats[i], refill)\n"
+	"      end\n"
 	"    end\n"
 	"    remember(res)\n"
 	"  end\n"
@@ -138,8 +184,15 @@ const char store_redis_script[] =
 	"elseif op == 'refund' then\n"
 	"  for i = 1, nb do\n"
 	"    local _, tu, refill, cost = bucket(i)\n"
-	"    local u, at = level(KEYS[i], refill)\n"
-	"    if u > 0 then save(KEYS[i], math.max(0, u - cost * tu), at, refill) end\n"
+	"    if tu == 0 then\n"
+	"      local s = tonumber(ARGV[5 + BA * (i - 1) + 5])\n"
+	"      local n = calused(KEYS[i], s)\n"
+	"      if n > cost then redis.call('HSET', KEYS[i], 'n', int(n - cost))\n"
+	"      elseif n > 0 then redis.call('DEL', KEYS[i]) end\n"
+	"    else\n"
+	"      local u, at = level(KEYS[i], refill)\n"
+	"      if u > 0 then save(KEYS[i], math.max(0, u - cost * tu), at, refill) end\n"
+	"    end\n"
 	"  end\n"
 	"  for j = 1, nw do\n"
 	"    local key, period = KEYS[nb + j], tonumber(ARGV[wa + 2 * (j - 1)])\n"
@@ -153,10 +206,17 @@ const char store_redis_script[] =
 	"elseif op == 'peek' then\n"
 	"  local res = {}\n"
 	"  for i = 1, nb do\n"
-	"    local _, _, refill = bucket(i)\n"
-	"    local u, at = level(KEYS[i], refill)\n"
-	"    res[2 * i - 1] = u\n"
-	"    res[2 * i] = u > 0 and (at - now + ceildiv(u, refill)) or 0\n"
+	"    local _, tu, refill = bucket(i)\n"
+	"    if tu == 0 then\n"
+	"      local s, e = cal(i, now)\n"
+	"      if not s then return redis.error_reply(skew) end\n"
+	"      res[2 * i - 1] = calused(KEYS[i], s)\n"
+	"      res[2 * i] = e - now\n"
+	"    else\n"
+	"      local u, at = level(KEYS[i], refill)\n"
+	"      res[2 * i - 1] = u\n"
+	"      res[2 * i] = u > 0 and (at - now + ceildiv(u, refill)) or 0\n"
+	"    end\n"
 	"  end\n"
 	"  res[2 * nb + 1] = now\n"
 	"  return res\n"

@@ -59,7 +59,7 @@ static void *work(void *arg)
 			break;
 		snprintf(account, sizeof(account), "bench-%d-%lu", w->id, i % BENCH_ACCOUNTS);
 		enum ratelimit_status s = ratelimit_check_recipients(w->st, w->cls, DIRECTION_OUTBOUND,
-								     account, 1, &r, &v);
+								     account, NULL, 1, &r, &v);
 		double t1 = now_s();
 		ratelimit_receipt_clear(&r);
 		if (s == RATELIMIT_OK)

@@ -228,7 +228,7 @@ static void stages_outside_a_message_tempfail_without_a_text(void **state)
 	(void)state;
 	th_connect(OUTBOUND, "over_tag");
 	th_log_capture(true);
-	assert_int_equal(transaction_rcpt(&th_t, NULL), VERDICT_TEMPFAIL);
+	assert_int_equal(transaction_rcpt(&th_t, NULL, NULL), VERDICT_TEMPFAIL);
 	assert_null(th_t.reply.code);
 	assert_int_equal(transaction_header(&th_t, "From", " a@b.example", NULL), VERDICT_TEMPFAIL);
 	assert_int_equal(transaction_eoh(&th_t, NULL), VERDICT_TEMPFAIL);
@@ -245,6 +245,36 @@ static void stages_outside_a_message_tempfail_without_a_text(void **state)
 	assert_null(transaction_close(&th_t));
 }
 
+/* What smfi_setreply gets: one line, and '%' doubled (it reads a format). */
+static void reply_text_is_one_line_with_percent_doubled_and_cut_to_fit(void **state)
+{
+	struct transaction t = { 0 };
+	char out[16], wide[64];
+	(void)state;
+	snprintf(t.reply.text, sizeof(t.reply.text), "50%% off\r\nX:\t\x7f!");
+	transaction_reply_text(&t, wide, sizeof(wide));
+	assert_string_equal(wide, "50%% off  X:  !");
+	snprintf(t.reply.text, sizeof(t.reply.text), "%%%%%%%%%%%%%%%%%%%%");
+	transaction_reply_text(&t, out, sizeof(out));
+	assert_string_equal(out, "%%%%%%%%%%%%%%");
+	snprintf(t.reply.text, sizeof(t.reply.text), "abcdefghijklmnopqrstuvwxyz");
+	transaction_reply_text(&t, out, sizeof(out));
+	assert_string_equal(out, "abcdefghijklm");
+}
+
+/* No configuration loaded: the connection opens, and MAIL FROM tempfails. */
+static void connection_without_a_snapshot_tempfails_mail_from(void **state)
+{
+	struct transaction t = { 0 };
+	(void)state;
+	assert_null(snapshot_acquire());
+	transaction_open(&t, "client.example", NULL);
+	assert_int_equal(transaction_mail(&t, "<alice@example.com>", "alice", "QID1"), VERDICT_TEMPFAIL);
+	assert_null(t.reply.code);
+	transaction_release(&t);
+	assert_null(t.snap);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest rules[] = {
@@ -252,6 +282,8 @@ int main(void)
 		cmocka_unit_test(local_submission_is_localhost_127_0_0_1_port_0),
 		cmocka_unit_test(monitor_tags_and_local_submission_holds),
 		cmocka_unit_test(our_authserv_id_is_recognised_as_rfc_8601_reads_it),
+		cmocka_unit_test(reply_text_is_one_line_with_percent_doubled_and_cut_to_fit),
+		cmocka_unit_test(connection_without_a_snapshot_tempfails_mail_from),
 	};
 	static const struct CMUnitTest transactions[] = {
 		cmocka_unit_test_setup_teardown(one_store_round_trip_at_mail_and_one_per_recipient,

@@ -324,7 +324,7 @@ enum verdict th_mail(enum th_way way, const char *cls)
 enum verdict th_rcpt(void)
 {
 	th_log_capture(true);
-	enum verdict v = transaction_rcpt(&th_t, "QID1");
+	enum verdict v = transaction_rcpt(&th_t, "<rcpt@example.net>", "QID1");
 	th_log_capture(false);
 	return v;
 }

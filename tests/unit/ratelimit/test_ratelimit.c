@@ -57,7 +57,7 @@ static long long raw_int(const char *fmt, ...)
 /* Tokens used in a bucket, read through the store. */
 static double used(const char *key, unsigned long count, unsigned long period_ms)
 {
-	struct store_bucket b = { key, count, period_ms, 0 };
+	struct store_bucket b = { key, count, period_ms, 0, { 0 } };
 	struct store_level lv;
 	char err[256];
 	assert_int_equal(store_peek(st, &b, 1, &lv, NULL, err, sizeof(err)), STORE_OK);
@@ -73,7 +73,7 @@ static enum ratelimit_status msg(const struct policy_class *c, const char *accou
 static enum ratelimit_status rcpt(const struct policy_class *c, const char *account, unsigned long n,
 				  struct ratelimit_receipt *r, struct ratelimit_verdict *v)
 {
-	return ratelimit_check_recipients(st, c, DIRECTION_OUTBOUND, account, n, r, v);
+	return ratelimit_check_recipients(st, c, DIRECTION_OUTBOUND, account, NULL, n, r, v);
 }
 
 static void messages_are_admitted_until_the_bucket_is_empty(void **state)
@@ -403,7 +403,7 @@ static void *race(void *arg)
 	struct ratelimit_verdict v;
 	pthread_barrier_wait(x->start);
 	for (int i = 0; i < 10; i++) {
-		enum ratelimit_status s = ratelimit_check_recipients(st, x->c, DIRECTION_OUTBOUND, "race", 1,
+		enum ratelimit_status s = ratelimit_check_recipients(st, x->c, DIRECTION_OUTBOUND, "race", NULL, 1,
 								     &r, &v);
 		if (s == RATELIMIT_OK)
 			atomic_fetch_add(x->admitted, 1);

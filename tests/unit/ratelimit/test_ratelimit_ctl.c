@@ -75,7 +75,7 @@ static void charge_as(enum policy_direction dir, const char *cls, const char *ac
 	for (int i = 0; i < messages; i++)
 		assert_int_equal(ratelimit_check_message(st, c, dir, account, &r, &v), RATELIMIT_OK);
 	if (rcpts)
-		assert_int_equal(ratelimit_check_recipients(st, c, dir, account, rcpts, &r, &v), RATELIMIT_OK);
+		assert_int_equal(ratelimit_check_recipients(st, c, dir, account, NULL, rcpts, &r, &v), RATELIMIT_OK);
 	ratelimit_receipt_clear(&r);
 }
 
@@ -141,7 +141,7 @@ static void reset_deletes_every_key_of_the_account_only(void **state)
 	charge("other", "carol", 1, 0);
 	charge("std", "dave", 1, 0);
 	assert_int_equal(raw_exists("bm:{carol}:std:v:60000"), 1);
-	assert_int_equal(ratelimit_reset(st, pol, DIRECTION_OUTBOUND, "carol", err, sizeof(err)), 0);
+	assert_int_equal(ratelimit_reset(st, pol, DIRECTION_OUTBOUND, "carol", RATELIMIT_SCOPE(SCOPE_ACCOUNT), err, sizeof(err)), 0);
 	assert_int_equal(ratelimit_usage(st, pol, DIRECTION_OUTBOUND, "carol", u, 16, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 0);
 	assert_int_equal(raw_exists("bm:{carol}:std:v:60000"), 0);
@@ -157,7 +157,7 @@ static void reset_deletes_every_key_of_the_account_only(void **state)
 	assert_int_equal(ratelimit_usage(st, pol, DIRECTION_OUTBOUND, "dave", u, 16, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 2);
 	/* resetting an account with nothing in use is fine too */
-	assert_int_equal(ratelimit_reset(st, pol, DIRECTION_OUTBOUND, "nobody", err, sizeof(err)), 0);
+	assert_int_equal(ratelimit_reset(st, pol, DIRECTION_OUTBOUND, "nobody", RATELIMIT_SCOPE(SCOPE_ACCOUNT), err, sizeof(err)), 0);
 }
 
 /*
@@ -204,11 +204,11 @@ static void inbound_and_outbound_accounts_of_one_name_are_apart(void **state)
 	assert_usage(&u[2], "std", "recipients", "10/1h", 2, 719000, 720000);
 
 	/* reset reaches the side it is asked for */
-	assert_int_equal(ratelimit_reset(st, pol, DIRECTION_INBOUND, "erin", err, sizeof(err)), 0);
+	assert_int_equal(ratelimit_reset(st, pol, DIRECTION_INBOUND, "erin", RATELIMIT_SCOPE(SCOPE_ACCOUNT), err, sizeof(err)), 0);
 	assert_int_equal(raw_exists("bm:in{erin}:std:m:5/60000"), 0);
 	assert_int_equal(raw_exists("bm:in{erin}:std:v:60000"), 0);
 	assert_int_equal(raw_exists("bm:{erin}:std:m:5/60000"), 1);
-	assert_int_equal(ratelimit_reset(st, pol, DIRECTION_OUTBOUND, "erin", err, sizeof(err)), 0);
+	assert_int_equal(ratelimit_reset(st, pol, DIRECTION_OUTBOUND, "erin", RATELIMIT_SCOPE(SCOPE_ACCOUNT), err, sizeof(err)), 0);
 	assert_int_equal(raw_exists("bm:{erin}:std:m:5/60000"), 0);
 }
 
@@ -226,7 +226,7 @@ static void usage_and_reset_report_a_dead_store(void **state)
 	assert_non_null(dead);
 	assert_int_equal(ratelimit_usage(dead, pol, DIRECTION_OUTBOUND, "alice", u, 4, &n, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "/nonexistent/bm-redis.sock: connect"));
-	assert_int_equal(ratelimit_reset(dead, pol, DIRECTION_OUTBOUND, "alice", err, sizeof(err)), -1);
+	assert_int_equal(ratelimit_reset(dead, pol, DIRECTION_OUTBOUND, "alice", RATELIMIT_SCOPE(SCOPE_ACCOUNT), err, sizeof(err)), -1);
 	assert_string_equal(err, "redis unavailable (backoff)");
 	store_close(dead);
 }

@@ -55,7 +55,7 @@ static enum ratelimit_status check(struct store *st, const struct policy_class *
 				   struct ratelimit_verdict *v)
 {
 	struct ratelimit_receipt r = { 0 };
-	enum ratelimit_status s = ratelimit_check_recipients(st, c, DIRECTION_OUTBOUND, "acct", 1, &r, v);
+	enum ratelimit_status s = ratelimit_check_recipients(st, c, DIRECTION_OUTBOUND, "acct", NULL, 1, &r, v);
 	ratelimit_receipt_clear(&r);
 	return s;
 }
@@ -373,7 +373,7 @@ static void lossy_stop(struct lossy *px)
 static double used(const char *key, unsigned long count, unsigned long period_ms)
 {
 	struct store *direct = open_store(plain.url, NULL, 500);
-	struct store_bucket b = { key, count, period_ms, 0 };
+	struct store_bucket b = { key, count, period_ms, 0, { 0 } };
 	struct store_level lv;
 	char err[256];
 	assert_int_equal(store_peek(direct, &b, 1, &lv, NULL, err, sizeof(err)), STORE_OK);
@@ -399,10 +399,10 @@ static void charge_retried_after_a_lost_reply_is_counted_once(void **state)
 	struct store *st = open_store(px.url, NULL, 500);
 
 	/* the first call leaves a pooled connection through the proxy */
-	assert_int_equal(ratelimit_check_recipients(st, &c, DIRECTION_OUTBOUND, "lc", 1, &r, &v),
+	assert_int_equal(ratelimit_check_recipients(st, &c, DIRECTION_OUTBOUND, "lc", NULL, 1, &r, &v),
 			 RATELIMIT_OK);
 	atomic_store(&px.armed, true);
-	assert_int_equal(ratelimit_check_recipients(st, &c, DIRECTION_OUTBOUND, "lc", 1, &r, &v),
+	assert_int_equal(ratelimit_check_recipients(st, &c, DIRECTION_OUTBOUND, "lc", NULL, 1, &r, &v),
 			 RATELIMIT_OK);
 	assert_int_equal(atomic_load(&px.lost), 1);
 	assert_in_range((long)(used("{lc}:lossy:r:10/2592000000", 10, MONTH_MS) * 1000), 1990, 2000);
@@ -450,10 +450,10 @@ static void refund_retried_after_a_lost_reply_gives_back_once(void **state)
 	struct store *st = open_store(px.url, NULL, 500);
 
 	/* 5 tokens another transaction keeps, then 2 of this one */
-	assert_int_equal(ratelimit_check_recipients(st, &c, DIRECTION_OUTBOUND, "lr", 5, &kept, &v),
+	assert_int_equal(ratelimit_check_recipients(st, &c, DIRECTION_OUTBOUND, "lr", NULL, 5, &kept, &v),
 			 RATELIMIT_OK);
 	ratelimit_receipt_clear(&kept);
-	assert_int_equal(ratelimit_check_recipients(st, &c, DIRECTION_OUTBOUND, "lr", 2, &r, &v),
+	assert_int_equal(ratelimit_check_recipients(st, &c, DIRECTION_OUTBOUND, "lr", NULL, 2, &r, &v),
 			 RATELIMIT_OK);
 	assert_in_range((long)(used("{lr}:lossy:r:10/2592000000", 10, MONTH_MS) * 1000), 6990, 7000);
 	atomic_store(&px.armed, true);

@@ -156,8 +156,8 @@ static void run(const struct config *cf)
 		if (op < 50) {
 			unsigned long cost = 1 + pick(cf->max_cost);
 			struct store_bucket b[2] = {
-				{ keys[0], cf->count[0], cf->period[0], cost },
-				{ keys[1], cf->count[1], cf->period[1], cost },
+				{ keys[0], cf->count[0], cf->period[0], cost, { 0 } },
+				{ keys[1], cf->count[1], cf->period[1], cost, { 0 } },
 			};
 			struct store_window w = { keys[2], cf->window, 0 };
 			struct store_charge_result res;
@@ -199,8 +199,8 @@ static void run(const struct config *cf)
 			struct charge ch = admitted[k];
 			admitted[k] = admitted[--nadmitted];
 			struct store_bucket b[2] = {
-				{ keys[0], cf->count[0], cf->period[0], ch.cost },
-				{ keys[1], cf->count[1], cf->period[1], ch.cost },
+				{ keys[0], cf->count[0], cf->period[0], ch.cost, { 0 } },
+				{ keys[1], cf->count[1], cf->period[1], ch.cost, { 0 } },
 			};
 			struct store_window w = { keys[2], cf->window, ch.at };
 			struct store_batch batch = { b, 2, &w, 1, 0 };
@@ -215,8 +215,8 @@ static void run(const struct config *cf)
 			stats[2]++;
 		} else if (op < 80) {
 			struct store_bucket b[2] = {
-				{ keys[0], cf->count[0], cf->period[0], 0 },
-				{ keys[1], cf->count[1], cf->period[1], 0 },
+				{ keys[0], cf->count[0], cf->period[0], 0, { 0 } },
+				{ keys[1], cf->count[1], cf->period[1], 0, { 0 } },
 			};
 			struct store_level lv[2];
 			long long now;
