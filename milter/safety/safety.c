@@ -1,0 +1,198 @@
+/*
+ * safety - the account-safety part of a charge (keys, counts,
+ * thresholds) and what the store's answer to it means: the log line,
+ * the metrics and the events.
+ *
+ * What it does not: any counting (the store script does it atomically
+ * for the fleet), decide the reply (verdict.c: the class's suspended
+ * action), or send HTTP (events.c).
+ *
+ * Decisions:
+ * - Counts run over a fixed window of the rule's period from the first
+ *   count (a HyperLogLog cannot forget one element): "distinct-ips >
+ *   5/1h" means more than five addresses within an hour of the first.
+ * - A threshold belongs to a rate of the account's own buckets; the
+ *   domain's and class's shared buckets (scopes) fire none, since no
+ *   single account's notice would be right for them.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "events.h"
+#include "log.h"
+#include "metrics.h"
+#include "safety.h"
+
+static const char *side(enum policy_direction dir)
+{
+	return dir == DIRECTION_INBOUND ? "in" : "";
+}
+
+bool safety_wants_mail_event(const struct policy_class *c)
+{
+	return c->suspend_if_count > 0 || c->suspended_line > 0;
+}
+
+static char *own(struct safety_block *b, char *key)
+{
+	if (key != NULL)
+		b->owned[b->nowned++] = key;
+	return key;
+}
+
+static bool counts_event(enum policy_suspend_kind k, bool message)
+{
+	switch (k) {
+	case SUSPEND_DISTINCT_IPS:
+		return message;
+	case SUSPEND_DISTINCT_RECIPIENTS:
+		return !message;
+	case SUSPEND_DEFERRED:
+		return true;
+	default:
+		return false;		/* bounce and complaint rates: read from reports */
+	}
+}
+
+int safety_block_build(struct safety_block *b, const struct policy_class *c,
+	enum policy_direction dir, const char *account, bool message, const char *element,
+	const struct store_bucket *buckets, const struct policy_rate *const *rates,
+	const bool *bmessage, size_t nb)
+{
+	char *key;
+	char tag[POLICY_ACCOUNT_MAX + 8];
+
+	memset(b, 0, sizeof(*b));
+	snprintf(tag, sizeof(tag), "%s{%s}:", side(dir), account);
+	if (asprintf(&key, "%s{%s}" SAFETY_SUSPENSION_SUFFIX, side(dir), account) < 0
+	    || own(b, key) == NULL)
+		goto nomem;
+	b->sf.suspension_key = key;
+	b->sf.account = account;
+	b->sf.suspend_for_ms = c->suspend_for_ms;
+
+	for (size_t i = 0; i < c->suspend_if_count && b->sf.ncounts < STORE_SAFETY_COUNTS_MAX; i++) {
+		const struct policy_suspend_rule *r = &c->suspend_if[i];
+		if (!counts_event(r->kind, message))
+			continue;
+		if (asprintf(&key, "%s%s:si:%s:%lu/%lu", tag, c->name, policy_suspend_kind_name(r->kind),
+			     r->limit, r->period_ms) < 0 || own(b, key) == NULL)
+			goto nomem;
+		size_t n = b->sf.ncounts++;
+		b->counts[n] = (struct store_safety_count){
+			.key = key,
+			.kind = r->kind == SUSPEND_DEFERRED ? STORE_COUNT_REFUSED : STORE_COUNT_DISTINCT,
+			.element = r->kind == SUSPEND_DEFERRED ? NULL : element,
+			.limit = r->limit, .period_ms = r->period_ms, .rule = r->text,
+		};
+		b->rule[n] = r;
+	}
+	b->sf.counts = b->counts;
+
+	for (size_t i = 0; i < nb; i++) {
+		if (strncmp(buckets[i].key, tag, strlen(tag)) != 0)
+			continue;
+		for (size_t j = 0; j < c->notify_count && b->sf.nnotify < STORE_SAFETY_NOTIFY_MAX; j++) {
+			if (asprintf(&key, "%s%s:n:%c:%s:%u", tag, c->name, bmessage[i] ? 'm' : 'r',
+				     rates[i]->text, c->notify_pct[j]) < 0 || own(b, key) == NULL)
+				goto nomem;
+			size_t n = b->sf.nnotify++;
+			b->notify[n] = (struct store_safety_notify){ key, i, c->notify_pct[j] };
+			b->nrate[n] = rates[i];
+			b->nmessage[n] = bmessage[i];
+		}
+	}
+	b->sf.notify = b->notify;
+	return 0;
+nomem:
+	safety_block_free(b);
+	return -1;
+}
+
+void safety_block_free(struct safety_block *b)
+{
+	for (size_t i = 0; i < b->nowned; i++)
+		free(b->owned[i]);
+	memset(b, 0, sizeof(*b));
+}
+
+void safety_block_outcome(const struct safety_block *b, const struct store_safety_result *r,
+	struct safety_outcome *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->suspended = r->suspended;
+	snprintf(out->by, sizeof(out->by), "%s", r->by);
+	snprintf(out->reason, sizeof(out->reason), "%s", r->reason);
+	out->until_ms = r->until_ms;
+	if (r->suspended == STORE_SUSPENDED_NOW && r->tripped >= 1 && r->tripped <= b->sf.ncounts) {
+		out->tripped = b->rule[r->tripped - 1];
+		out->figure = r->figure;
+	}
+	for (size_t i = 0; i < r->nfired && i < STORE_SAFETY_NOTIFY_MAX; i++) {
+		size_t n = r->fired[i].notify;
+		if (n >= b->sf.nnotify)
+			continue;
+		out->fired[out->nfired].rate = b->nrate[n];
+		out->fired[out->nfired].kind = b->nmessage[n] ? "messages" : "recipients";
+		out->fired[out->nfired].pct = b->notify[n].pct;
+		out->fired[out->nfired].used = r->fired[i].used;
+		out->fired[out->nfired].resets_ms = r->fired[i].resets_ms;
+		out->nfired++;
+	}
+}
+
+void safety_report(const struct safety_outcome *o, const char *qid,
+	const struct policy_class *c, const char *account)
+{
+	if (o->suspended == STORE_SUSPENDED_NOW && o->tripped != NULL) {
+		metrics_inc(METRIC_RULE_TRIPS);
+		metrics_inc(METRIC_SUSPENSIONS);
+		log_warning("%s: account=%s class=%s suspended by suspend-if %s (%lld)", qid, account,
+			    c->name, o->tripped->text, o->figure);
+		struct event e = {
+			.event = "rule-tripped", .account = account, .cls = c->name,
+			.rule = o->tripped->text, .figure = o->figure,
+		};
+		events_post(&e);
+		char reason[STORE_SAFETY_TEXT_MAX + 32];
+		snprintf(reason, sizeof(reason), "%s (%lld)", o->tripped->text, o->figure);
+		e = (struct event){
+			.event = "suspended", .account = account, .cls = c->name,
+			.rule = o->tripped->text, .reason = reason, .by = o->tripped->text,
+			.until_ms = o->until_ms,
+		};
+		events_post(&e);
+	}
+	for (size_t i = 0; i < o->nfired; i++) {
+		log_info("%s: account=%s class=%s reached %u%% of %s %s (%lld used)", qid, account,
+			 c->name, o->fired[i].pct, o->fired[i].kind, o->fired[i].rate->text, o->fired[i].used);
+		struct event e = {
+			.event = "threshold", .account = account, .cls = c->name,
+			.rate = o->fired[i].rate->text, .kind = o->fired[i].kind,
+			.used = o->fired[i].used, .limit = (long long)o->fired[i].rate->count,
+			.threshold_pct = o->fired[i].pct, .resets_ms = o->fired[i].resets_ms,
+		};
+		events_post(&e);
+	}
+}
+
+void safety_client_element(const struct netaddr *a, char *buf, size_t len)
+{
+	if (a == NULL || a->family == 0) {
+		snprintf(buf, len, "%s", "");
+		return;
+	}
+	struct netaddr copy = *a;
+	if (copy.family == AF_INET6) {
+		netaddr_mask(&copy, 64);
+		char text[NETADDR_TEXT_MAX];
+		netaddr_format(&copy, text, sizeof(text));
+		snprintf(buf, len, "%s/64", text);
+		return;
+	}
+	netaddr_format(&copy, buf, len);
+}

@@ -1,0 +1,117 @@
+/*
+ * NAME
+ *	safety - account safety on the mail path: suspension, suspend-if
+ *	rules and notify thresholds, as part of a rate-limit charge
+ * SYNOPSIS
+ *	bool safety_wants_mail_event(const struct policy_class *c);
+ *	int safety_block_build(struct safety_block *b,
+ *		const struct policy_class *c, enum policy_direction dir,
+ *		const char *account, bool message, const char *element,
+ *		const struct store_bucket *buckets,
+ *		const struct policy_rate *const *rates, const bool *bmessage,
+ *		size_t nb);
+ *	void safety_block_free(struct safety_block *b);
+ *	void safety_block_outcome(const struct safety_block *b,
+ *		const struct store_safety_result *r, struct safety_outcome *out);
+ *	void safety_report(const struct safety_outcome *o, const char *qid,
+ *		const struct policy_class *c, const char *account);
+ *	void safety_client_element(const struct netaddr *a, char *buf,
+ *		size_t len);
+ * DESCRIPTION
+ *	Every rate-limit charge of a classed account carries a safety part
+ *	(struct store_safety, store.h) in its one script: the account's
+ *	suspension is checked, its suspend-if counts are kept and its
+ *	notify thresholds fire there, so none of it costs a round trip.
+ *	Keys, under the account's hash tag like its buckets:
+ *
+ *	    {ACCOUNT}:susp                          the suspension (a hash:
+ *	                                            since, until, by, reason,
+ *	                                            account; expires at until)
+ *	    {ACCOUNT}:CLASS:si:KIND:LIMIT/PERIODMS  a suspend-if count
+ *	                                            (HyperLogLog or counter)
+ *	    {ACCOUNT}:CLASS:n:m|r:COUNT/PERIOD:PCT  a threshold already sent
+ *
+ *	("in{ACCOUNT}" for inbound accounts, as ratelimit.h.) bulkmilterctl
+ *	suspend/release/suspended work on the same hash.
+ *
+ *	safety_wants_mail_event: a message event must reach the store for
+ *	this class even without messages rates (it has suspend-if rules or
+ *	a suspended line). A class with recipients rates only is checked at
+ *	RCPT TO; a class with no rates and no safety lines is never checked
+ *	(class unlimited { } stays free).
+ *
+ *	safety_block_build fills b for one event: message (MAIL FROM;
+ *	element = the client, safety_client_element) or recipients (RCPT
+ *	TO; element = the recipient address, NULL when the event has no
+ *	single recipient). distinct-ips counts message events,
+ *	distinct-recipients recipient events, deferred every refused one.
+ *	The notify entries are the class's thresholds for each of the
+ *	charge's buckets that belong to the account (not its domain's or
+ *	class's). -1: out of memory (b is empty).
+ *
+ *	safety_block_outcome turns the store's answer into policy terms
+ *	(the rule that tripped, the rate of each threshold that fired);
+ *	safety_report logs, counts and posts the events of an outcome: a
+ *	trip logs one line "QID: account=A class=C suspended by suspend-if
+ *	RULE (FIGURE)" and sends rule-tripped and suspended; each fired
+ *	threshold sends threshold.
+ *
+ *	safety_client_element writes the client's text for distinct-ips:
+ *	an IPv4 address as it is, an IPv6 address as its /64
+ *	("2001:db8:1:2::/64"), so one host's many addresses count once.
+ * DIAGNOSTICS
+ *	Metrics: bulkmilter_rule_trips_total and bulkmilter_suspensions_total
+ *	per trip this milter saw; events.h for the events.
+ */
+#ifndef BM_SAFETY_H
+#define BM_SAFETY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "netaddr.h"
+#include "policy.h"
+#include "store.h"
+
+#define SAFETY_SUSPENSION_SUFFIX ":susp"
+
+struct safety_block {
+	struct store_safety sf;
+	struct store_safety_count counts[STORE_SAFETY_COUNTS_MAX];
+	const struct policy_suspend_rule *rule[STORE_SAFETY_COUNTS_MAX];
+	struct store_safety_notify notify[STORE_SAFETY_NOTIFY_MAX];
+	const struct policy_rate *nrate[STORE_SAFETY_NOTIFY_MAX];
+	bool nmessage[STORE_SAFETY_NOTIFY_MAX];
+	char *owned[1 + STORE_SAFETY_COUNTS_MAX + STORE_SAFETY_NOTIFY_MAX];	/* the keys */
+	size_t nowned;
+};
+
+struct safety_outcome {
+	enum store_suspension suspended;
+	char by[STORE_SAFETY_TEXT_MAX];
+	char reason[STORE_SAFETY_TEXT_MAX];
+	long long until_ms;
+	const struct policy_suspend_rule *tripped;	/* SUSPENDED_NOW */
+	long long figure;
+	size_t nfired;
+	struct {
+		const struct policy_rate *rate;
+		const char *kind;		/* "messages" or "recipients" */
+		unsigned pct;
+		long long used, resets_ms;
+	} fired[STORE_SAFETY_NOTIFY_MAX];
+};
+
+bool safety_wants_mail_event(const struct policy_class *c);
+int safety_block_build(struct safety_block *b, const struct policy_class *c,
+	enum policy_direction dir, const char *account, bool message, const char *element,
+	const struct store_bucket *buckets, const struct policy_rate *const *rates,
+	const bool *bmessage, size_t nb);
+void safety_block_free(struct safety_block *b);
+void safety_block_outcome(const struct safety_block *b, const struct store_safety_result *r,
+	struct safety_outcome *out);
+void safety_report(const struct safety_outcome *o, const char *qid,
+	const struct policy_class *c, const char *account);
+void safety_client_element(const struct netaddr *a, char *buf, size_t len);
+
+#endif
