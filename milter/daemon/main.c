@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "callbacks.h"
+#include "events.h"
 #include "log.h"
 #include "metrics.h"
 #include "shim.h"
@@ -58,6 +59,8 @@
 #define DEFAULT_CONFIG SYSCONFDIR "/bulkmilter/bulkmilter.conf"
 /* Longest wait for connections in progress after SIGTERM. */
 #define SHUTDOWN_GRACE_SECONDS 60
+/* Events still queued at exit get this long to reach NotifyURL. */
+#define SHUTDOWN_EVENTS_MS 500
 /* Postfix's own milter timeouts are 30 s and 300 s; stay above them. */
 #define MILTER_TIMEOUT_SECONDS 600
 
@@ -494,6 +497,11 @@ int main(int argc, char **argv)
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
+	/* the events thread (NotifyURL) runs even without a URL: a reload may set one */
+	if (events_start(err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		return 1;
+	}
 	if (s->metrics_listen && metrics_listen(s->metrics_listen, err, sizeof(err)) != 0) {
 		log_error("%s", err);
 		return 1;
@@ -536,6 +544,8 @@ int main(int argc, char **argv)
 	if (pid_file)
 		unlink(pid_file);
 	snapshot_release(cur);
+	events_flush(SHUTDOWN_EVENTS_MS);
+	events_stop();
 	log_info("bulkmilter stopped");
 	free(listen_socket);
 	return milter_rc;
