@@ -1,7 +1,7 @@
 /*
  * NAME
- *	store_redis_conn - the Redis backend's connections: pool, back-off,
- *	pipelined exchange
+ *	store_redis_conn - the Redis backend's connections: pools, back-off,
+ *	pipelined exchanges, Sentinel and Cluster routing
  * SYNOPSIS
  *	struct redis_conn *redis_conn_open(const struct store_redis_url *url,
  *		long timeout_ms, const char *sha);
@@ -12,6 +12,17 @@
  *	enum store_status redis_conn_bad_reply(struct redis_conn *rc,
  *		redisReply *r, char *err, size_t errlen);
  *	void redis_conn_stats(struct redis_conn *rc, struct store_stats *out);
+
+unsigned redis_cluster_keyslot(const char *key, size_t len);
+int redis_cluster_redirect(const char *msg, bool *ask, unsigned *slot, struct store_redis_seed *to);
+int redis_cluster_parse_slots(const redisReply *r, const struct store_redis_seed *asked,
+	struct store_redis_seed *masters, size_t max, size_t *nmasters, uint8_t *owner,
+	char *err, size_t errlen);
+int redis_cluster_slots(const struct store_redis_url *url, struct timeval timeout,
+	const struct store_redis_seed *at, struct store_redis_seed *masters, size_t max,
+	size_t *nmasters, uint8_t *owner, char *err, size_t errlen);
+int redis_sentinel_master(const struct store_redis_url *url, struct timeval timeout, size_t *first,
+	struct store_redis_seed *master, char *err, size_t errlen);
  *
  *	void redis_cmd_init(struct redis_cmd *c, int cap);
  *	void redis_cmd_put(struct redis_cmd *c, const char *a, size_t alen,
@@ -20,6 +31,21 @@
  *	void redis_cmd_num(struct redis_cmd *c, unsigned long long v);
  *	void redis_cmd_finish(struct redis_cmd *c);
  *	void redis_cmd_free(struct redis_cmd *c);
+ *
+ *	unsigned redis_cluster_keyslot(const char *key, size_t len);
+ *	int redis_cluster_redirect(const char *msg, bool *ask, unsigned *slot,
+ *		struct store_redis_seed *to);
+ *	int redis_cluster_parse_slots(const redisReply *r,
+ *		const struct store_redis_seed *asked,
+ *		struct store_redis_seed *masters, size_t max, size_t *nmasters,
+ *		uint8_t *owner, char *err, size_t errlen);
+ *	int redis_cluster_slots(const struct store_redis_url *url,
+ *		struct timeval timeout, const struct store_redis_seed *at,
+ *		struct store_redis_seed *masters, size_t max, size_t *nmasters,
+ *		uint8_t *owner, char *err, size_t errlen);
+ *	int redis_sentinel_master(const struct store_redis_url *url,
+ *		struct timeval timeout, size_t *first,
+ *		struct store_redis_seed *master, char *err, size_t errlen);
  * DESCRIPTION
  *	Internal to the Redis backend (store_redis.c builds the script
  *	calls, this layer carries them). redis_conn_open copies url (the
@@ -33,12 +59,30 @@
  *	non-error reply the caller frees. redis_conn_bad_reply counts a
  *	reply the caller cannot use as a failure, frees it and says so.
  *
+ *	The URL's topology decides where commands go (store_redis_conn.c
+ *	tells how): the one server; the master the sentinels name; in a
+ *	Cluster, the owner of the slot of the command's first key (EVAL and
+ *	EVALSHA: argv[3] when numkeys > 0; other commands: argv[1]; none:
+ *	any node), each command on its own, so a pipeline of n commands is
+ *	n round trips there.
+ *
  *	A redis_cmd is an argument vector whose strings live in one growing
  *	arena; cap is the most arguments it takes. Out of memory or
  *	beyond cap sets c->nomem, which the caller checks before
  *	redis_cmd_finish.
+ *
+ *	redis_cluster_keyslot is the Cluster slot of a key (of its hash tag,
+ *	when it has one). redis_cluster_redirect reads "MOVED SLOT HOST:PORT"
+ *	and "ASK SLOT HOST:PORT" (ask tells which). redis_cluster_parse_slots
+ *	reads a CLUSTER SLOTS reply: the masters (at most max) and, for each
+ *	of the REDIS_CLUSTER_SLOTS slots, owner[slot] = 1 + the master's
+ *	index, 0 when no master has it; redis_cluster_slots asks node at for
+ *	it. redis_sentinel_master asks the sentinels, starting with
+ *	*first and leaving there the one that answered, for the address of
+ *	the master url->master.
  * DIAGNOSTICS
- *	As store.h: STORE_FAILED with a one-line reason without secrets;
+ *	The cluster and sentinel functions return 0, or -1 with a reason in
+ *	err (redirect: none). redis_conn_run, as store.h: STORE_FAILED with a one-line reason without secrets;
  *	the back-off and its log lines (unavailable, available again) are
  *	kept here.
  */
@@ -47,11 +91,16 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/time.h>
 
 #include <hiredis/hiredis.h>
 
 #include "store.h"
 #include "store_redis.h"
+
+/* Slots of a Redis Cluster. */
+#define REDIS_CLUSTER_SLOTS 16384
 
 struct redis_cmd {
 	int argc, cap;
@@ -80,5 +129,16 @@ enum store_status redis_conn_run(struct redis_conn *rc, struct redis_cmd **cmds,
 enum store_status redis_conn_bad_reply(struct redis_conn *rc, redisReply *r, char *err,
 	size_t errlen);
 void redis_conn_stats(struct redis_conn *rc, struct store_stats *out);
+
+unsigned redis_cluster_keyslot(const char *key, size_t len);
+int redis_cluster_redirect(const char *msg, bool *ask, unsigned *slot, struct store_redis_seed *to);
+int redis_cluster_parse_slots(const redisReply *r, const struct store_redis_seed *asked,
+	struct store_redis_seed *masters, size_t max, size_t *nmasters, uint8_t *owner,
+	char *err, size_t errlen);
+int redis_cluster_slots(const struct store_redis_url *url, struct timeval timeout,
+	const struct store_redis_seed *at, struct store_redis_seed *masters, size_t max,
+	size_t *nmasters, uint8_t *owner, char *err, size_t errlen);
+int redis_sentinel_master(const struct store_redis_url *url, struct timeval timeout, size_t *first,
+	struct store_redis_seed *master, char *err, size_t errlen);
 
 #endif

@@ -145,8 +145,8 @@ static void store_open_reports_bad_settings_as_file_diagnostics(void **state)
 	assert_null(open_with("redis://:" SECRET "@h:99999", NULL, &d));
 	assert_one_error(&d, "test.conf: Redis: redis://: port out of range");
 	diag_free(&d);
-	assert_null(open_with("sentinel://h:26379/mymaster", NULL, &d));
-	assert_one_error(&d, "test.conf: Redis: sentinel:// is not supported yet");
+	assert_null(open_with("sentinel://h:26379", NULL, &d));
+	assert_one_error(&d, "test.conf: Redis: sentinel://: give /MASTERNAME");
 	diag_free(&d);
 	assert_null(open_with("rediss://:" SECRET "@h", NULL, &d));
 	assert_one_error(&d, "test.conf: Redis: unknown URL scheme");
