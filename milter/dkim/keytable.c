@@ -763,6 +763,30 @@ size_t keytable_count(const struct keytable *kt)
 	return strmap_count(kt->entries);
 }
 
+struct keytable_walk {
+	const struct keytable *kt;
+	void (*fn)(const struct keytable_entry_info *e, void *arg);
+	void *arg;
+};
+
+static void keytable_walk_one(const char *name, void *value, void *arg)
+{
+	const struct keytable_walk *w = arg;
+	const struct keytable_entry *e = value;
+	struct keytable_entry_info info = {
+		.name = name, .domain = e->domain, .selector = e->selector, .key = e->key,
+		.path_template = e->path_template, .table = w->kt->key_path, .line = e->line,
+	};
+	w->fn(&info, w->arg);
+}
+
+void keytable_entries(const struct keytable *kt,
+		      void (*fn)(const struct keytable_entry_info *e, void *arg), void *arg)
+{
+	struct keytable_walk w = { kt, fn, arg };
+	strmap_foreach(kt->entries, keytable_walk_one, &w);
+}
+
 void keytable_free(struct keytable *kt)
 {
 	if (kt == NULL)

@@ -8,6 +8,8 @@
  *		char *why, size_t len);
  *	DKIM_LIB *keytable_library(const struct keytable *kt);
  *	size_t keytable_count(const struct keytable *kt);
+ *	void keytable_entries(const struct keytable *kt,
+ *		void (*fn)(const struct keytable_entry_info *e, void *arg), void *arg);
  *	void keytable_free(struct keytable *kt);
  * DESCRIPTION
  *	keytable_load reads KeyTable and SigningTable exactly as OpenDKIM
@@ -62,6 +64,9 @@
  *	OpenDKIM's order. It returns how many (0: no entry), or -1 with why
  *	when a match cannot be used (a '%' key name or key file that does
  *	not exist for this domain, an unusable From domain).
+ *
+ *	keytable_entries calls fn for every KeyTable entry, in no particular
+ *	order (bulkmilterctl dkim check sorts them by line).
  */
 #ifndef BM_KEYTABLE_H
 #define BM_KEYTABLE_H
@@ -94,6 +99,17 @@ struct keytable_signing {
 	int line;				/* ... and line that matched */
 };
 
+/* One KeyTable line, as keytable_entries shows it. */
+struct keytable_entry_info {
+	const char *name;
+	const char *domain;			/* "%": the From domain */
+	const char *selector;
+	const struct privkey *key;		/* NULL when path_template is set */
+	const char *path_template;		/* a key file path holding '%' */
+	const char *table;			/* the KeyTable file ... */
+	int line;				/* ... and its line */
+};
+
 struct keytable;
 
 struct keytable *keytable_load(const struct settings *s, struct diag *errs);
@@ -102,6 +118,8 @@ int keytable_lookup(const struct keytable *kt, const char *address, bool multipl
 DKIM_LIB *keytable_library(const struct keytable *kt);
 /* KeyTable entries loaded (for logs and tests). */
 size_t keytable_count(const struct keytable *kt);
+void keytable_entries(const struct keytable *kt,
+	void (*fn)(const struct keytable_entry_info *e, void *arg), void *arg);
 void keytable_free(struct keytable *kt);
 
 #endif
