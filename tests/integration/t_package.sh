@@ -46,6 +46,16 @@ pkg_cleanup() {
 trap 'rc=$?; pkg_cleanup; (exit $rc); h__exit' EXIT
 
 # ---- build
+# Every Debian package configure.ac names for a library it needs is a
+# Build-Depends of scripts/debian/control (a clean builder has only those).
+needed=$(sed -n 's/^BM_NEED_PKG(\[[A-Z0-9]*\], \[[^]]*\], \[\([^]]*\)\])$/\1/p' "$H_SRCDIR/configure.ac")
+needed="$needed $(grep -o 'install the Debian package [a-z0-9.+-]*' "$H_SRCDIR/configure.ac" |
+	awk '{print $NF}' | grep -- '-dev$' | grep -v cmocka | sort -u)"
+missing=
+for p in $needed; do
+	grep -Eq "^(Build-Depends:)? +$p(,|$)" "$H_SRCDIR/scripts/debian/control" || missing="$missing $p"
+done
+h_assert_eq "" "$missing" "every library package configure.ac needs is in Build-Depends"
 "$H_SRCDIR/scripts/package" "$H_TMP/pkg" >"$H_TMP/package.out" 2>&1
 pkg_rc=$?
 deb=$(ls "$H_TMP"/pkg/bulkmilter_*.deb 2>/dev/null | head -n 1)
