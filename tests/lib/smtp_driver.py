@@ -85,6 +85,10 @@ MODULE
     timeout, xclient_attrs) is a Session past EHLO, XCLIENT and AUTH, or
     SmtpError. message(...) builds the message above; dot_stuff(bytes);
     queue_id(code, text) is the "queued as" ID of a 250, or None.
+
+    The one SMTP client of the tests and tools: h_smtp (harness.sh), the
+    integration tests' helpers and scripts/soak's load
+    (tests/lib/soak_client.py, which sets joiner to " | ") use it.
 """
 import argparse
 import base64

@@ -69,19 +69,24 @@ DESCRIPTION
     sessions, seconds, and the rate achieved. Exits 0 unless it could
     not run at all. It stops by itself: no session starts after
     --seconds, and every socket has a 180 s timeout.
+
+    The SMTP client is tests/lib/smtp_driver.py's Session (open_session,
+    dot_stuff, queue_id); the ledger's reply texts join the lines of a
+    multi-line reply with " | ".
 """
 
 import argparse
-import base64
 import hashlib
 import json
+import os
 import random
 import signal
-import socket
-import struct
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from smtp_driver import SmtpError, dot_stuff, open_session, queue_id  # noqa: E402
 
 PASSWORD = "soak-pw"
 AUTHSERV = "soak.bm.test"
@@ -244,46 +249,6 @@ class Drops:
             return False
 
 
-class SmtpError(Exception):
-    pass
-
-
-class Conn:
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.rfile = self.sock.makefile("rb")
-
-    def reply(self):
-        lines = []
-        while True:
-            line = self.rfile.readline(4096)
-            if not line:
-                raise SmtpError("connection closed")
-            lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
-            if len(line) < 4 or line[3:4] != b"-":
-                break
-        try:
-            code = int(lines[-1][:3])
-        except ValueError:
-            raise SmtpError("bad reply %r" % lines[-1])
-        return code, " | ".join(l[4:] for l in lines)
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def cmd(self, line):
-        self.send(line.encode() + b"\r\n")
-        return self.reply()
-
-    def close(self, reset=False):
-        try:
-            if reset:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.sock.close()
-        except OSError:
-            pass
-
-
 def body_text(rng, size):
     """CRLF lines of about size bytes, some dot-led or 8-bit."""
     out = []
@@ -404,13 +369,6 @@ def make_message(rng, kind, sid, login, domain=None):
     return m
 
 
-def dot_stuff(data):
-    out = data.replace(b"\r\n.", b"\r\n..")
-    if out.startswith(b"."):
-        out = b"." + out
-    return out
-
-
 def record(m, t, mail, rcpt, data, text, qid, outcome):
     accepted = [r for r, c in zip(m.rcpts, rcpt) if 200 <= c < 300] if data and data < 300 else []
     bulk = None
@@ -475,33 +433,17 @@ class Worker(threading.Thread):
             return
         with self.ledger.lock:
             self.ledger.sessions += 1
-        conn = None
         try:
-            conn = Conn(self.args.port)
-            code, text = conn.reply()
-            if code != 220:
-                raise SmtpError("greeting %d %s" % (code, text))
-            code, text = conn.cmd("EHLO soak-client.example")
-            if code != 250:
-                raise SmtpError("EHLO %d %s" % (code, text))
-            if ip:
-                code, text = conn.cmd("XCLIENT ADDR=%s NAME=[UNAVAILABLE]" % ip)
-                if code != 220:
-                    raise SmtpError("XCLIENT %d %s" % (code, text))
-                code, text = conn.cmd("EHLO mx.sender.example")
-                if code != 250:
-                    raise SmtpError("EHLO after XCLIENT %d %s" % (code, text))
-            if login:
-                token = base64.b64encode(("\0%s\0%s" % (login, self.args.password)).encode()).decode()
-                code, text = conn.cmd("AUTH PLAIN %s" % token)
-                if code != 235:
-                    raise SmtpError("AUTH %d %s" % (code, text))
+            conn = open_session(self.args.port, helo="soak-client.example", xclient=ip,
+                                xclient_attrs={"NAME": "[UNAVAILABLE]"},
+                                helo_after_xclient="mx.sender.example",
+                                auth=(login, self.args.password) if login else None,
+                                timeout=TIMEOUT)
         except (OSError, SmtpError) as e:
             print("soak_client: session setup (%s): %s" % (kind, e), file=sys.stderr)
             self.ledger.setup_failed(str(e))
-            if conn:
-                conn.close()
             return
+        conn.joiner = " | "
         try:
             for i in range(count):
                 if i > 0 and not self.pacer.take():
@@ -511,7 +453,7 @@ class Worker(threading.Thread):
                 if not self.transaction(conn, m):
                     return		# the connection is gone
             try:
-                conn.cmd("QUIT")
+                conn.quit()
             except (OSError, SmtpError):
                 pass
         finally:
@@ -530,19 +472,19 @@ class Worker(threading.Thread):
             written = True
 
         try:
-            mail, text = conn.cmd("MAIL FROM:<%s>" % m.sender)
+            mail, text = conn.mail(m.sender)
             if mail >= 300:
                 write(mail, [], None, text, None, outcome_of(mail))
-                conn.cmd("RSET")
+                conn.rset()
                 return True
             stage = "rcpt"
             for r in m.rcpts:
-                code, text = conn.cmd("RCPT TO:<%s>" % r)
+                code, text = conn.rcpt(r)
                 rcpt.append(code)
             if not [c for c in rcpt if c < 300]:
                 worst = "deferred" if any(400 <= c < 500 for c in rcpt) else "rejected"
                 write(mail, rcpt, None, text, None, worst)
-                conn.cmd("RSET")
+                conn.rset()
                 return True
             stage = "data"
             code, text = conn.cmd("DATA")
@@ -550,7 +492,7 @@ class Worker(threading.Thread):
                 write(mail, rcpt, code, text, None, outcome_of(code))
                 if code < 300:	# cannot happen; do not go on with a confused server
                     return False
-                conn.cmd("RSET")
+                conn.rset()
                 return True
             payload = dot_stuff(m.header.encode() + b"\r\n" + m.body)
             if self.drops.take():
@@ -565,10 +507,7 @@ class Worker(threading.Thread):
             conn.send(payload + b".\r\n")
             stage = "final"
             data, text = conn.reply()
-            qid = None
-            if data < 300 and "queued as " in text:
-                qid = text.split("queued as ")[-1].split()[0]
-            write(mail, rcpt, data, text, qid, outcome_of(data))
+            write(mail, rcpt, data, text, queue_id(data, text), outcome_of(data))
             return True
         except (OSError, SmtpError) as e:
             if not written:
