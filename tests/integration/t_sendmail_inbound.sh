@@ -15,6 +15,12 @@
 # client sent is removed (only ours arrives); one with another
 # authserv-id stays. Sendmail puts the header the milter inserts at
 # index 0 above its own Received header, as Postfix does.
+#
+# The same client after AUTH PLAIN as alice@example.com (Sendmail's own
+# sasldb, sm_sasl_user) is outbound: Sendmail hands {auth_authen} to
+# the milter at MAIL FROM, the line says sasl=alice@example.com,
+# direction=outbound, class=standard, account=alice@example.com, and
+# the message gets no Authentication-Results.
 
 # shellcheck source=../lib/harness.sh
 . "$(dirname "$0")/../lib/harness.sh"
@@ -32,13 +38,18 @@ h_policy <<'EOF'
 class inbound {
     spf-fail none
 }
+class standard {
+    account     sasl sender
+}
 assign inbound inbound
+assign outbound standard
 EOF
 h_conf "AuthservID mx.test.example"
 h_milter_start
 sm_sink_start main
+sm_sasl_user "$SM_ROOT" alice@example.com 'al1ce-pw' || h_fatal "sm_sasl_user failed"
 sm_build "$SM_ROOT" --smtpd "$H_SMTP_PORT" --relay "${H_SINK_PORT[main]}" \
-	--socket "$H_MILTER_SOCKET" || h_fatal "sm_build failed"
+	--socket "$H_MILTER_SOCKET" --sasl || h_fatal "sm_build failed"
 sm_start "$SM_ROOT" || h_fatal "sm_start failed"
 
 # send TAG FROM [smtp_driver options]: one message; QID and FILE (the
@@ -77,3 +88,9 @@ send forged mallory@fail.example \
 		'other.example; spf=pass smtp.mailfrom=fail.example')" \
 		"$(h_header "$FILE" Authentication-Results | sort)" \
 		"forged: ours replaced the client's, the other authserv-id's stays"
+
+send sasl someone@fail.example --auth 'alice@example.com:al1ce-pw' &&
+	h_assert_eq "" "$(h_header "$FILE" Authentication-Results)" "sasl: no Authentication-Results"
+for f in sasl=alice@example.com direction=outbound class=standard account=alice@example.com; do
+	h_assert_eq "${f#*=}" "$(h_milter_field "$QID" "${f%%=*}")" "sasl: the milter's line says $f"
+done

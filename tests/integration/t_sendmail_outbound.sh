@@ -16,11 +16,13 @@
 #   hold     class "holding", messages 1/1h, over-limit hold: the second
 #            message is accepted (250) but quarantined by Sendmail: its
 #            queue file is an hf file (Sendmail's hold queue) whose "q"
-#            line is bulkmilter's reason, and it never reaches the sink
+#            line is bulkmilter's reason, mailq -qQ lists it with that
+#            reason, and it does not reach the sink; released as the
+#            README says (sendmail -qQ -qIQID -Q), it is delivered
 #
-# The milter negotiated the macros it asked for (smfi_setsymlist):
-# Sendmail's {daemon_name} and the queue ID "i" at MAIL FROM reach it,
-# so its log lines name Sendmail's queue IDs.
+# No confMILTER_MACROS_* define: the queue ID "i" the milter asks for
+# (smfi_setsymlist) reaches it, and its log lines name Sendmail's queue
+# IDs.
 
 # shellcheck source=../lib/harness.sh
 . "$(dirname "$0")/../lib/harness.sh"
@@ -129,3 +131,9 @@ h_assert_grep "$SM_ROOT/queue/hf$held" '^qbulkmilter: held@example\.com over mes
 h_assert_eq "" "$(sm_queue_files "$SM_ROOT" qf)" "hold: no qf file (nothing left to deliver)"
 sleep 2
 h_assert_eq "" "$(h_sink_grep main " id $held")" "hold: it did not reach the sink (2 s of queue runs later)"
+sm_sendmail "$SM_ROOT" -bp -qQ >"$H_TMP/mailq.out" 2>&1
+h_assert_grep "$H_TMP/mailq.out" "^$held " "hold: mailq -qQ lists it"
+h_assert_grep "$H_TMP/mailq.out" 'QUARANTINE: bulkmilter: held@example\.com over messages rate 1/1h' \
+	"hold: with its reason"
+h_ok "hold: released with sendmail -qQ -qI$held -Q" sm_sendmail "$SM_ROOT" -qQ -qI"$held" -Q
+h_ok "hold: then delivered" test -n "$(sink_file "$held")"

@@ -10,8 +10,10 @@
 #	sm_need_debs
 #	sm_snippet
 #	sm_netns ADDR
-#	sm_build ROOT --smtpd PORT --relay PORT --socket SOCKET [--mc 'LINE']...
-#	sm_start ROOT; sm_stop ROOT
+#	sm_build ROOT --smtpd PORT --relay PORT --socket SOCKET [--sasl]
+#		 [--mc 'LINE']...
+#	sm_sasl_user ROOT USER PASS
+#	sm_start ROOT; sm_stop ROOT; sm_sendmail ROOT ARGS...
 #	sm_queue_files ROOT [PREFIX]
 #	sm_sink_start NAME
 #	sm_smtp [smtp_driver.py options...]; sm_send [h_send options...]
@@ -52,14 +54,23 @@
 #	--mc line, then MAILER(smtp). Sendmail refuses a milter socket in a
 #	world-writable directory path, and /tmp is one: the test's part
 #	adds DontBlameSendmail TrustStickyBit (a sticky /tmp is safe). m4
-#	with sendmail-cf makes ROOT/etc/sendmail.cf.
+#	with sendmail-cf makes ROOT/etc/sendmail.cf. --sasl offers AUTH
+#	PLAIN and LOGIN.
+#
+#	sm_sasl_user adds USER to ROOT/sasl/sasldb2 and writes
+#	ROOT/sasl/Sendmail.conf (auxprop sasldb on that file). Cyrus SASL
+#	reads Sendmail.conf from /usr/lib/sasl2 only, so sm_start then also
+#	gives Sendmail its own mount namespace in which ROOT/sasl is
+#	mounted on /usr/lib/sasl2 (the machine's stays as it is).
 #
 #	sm_start runs "sendmail -bd -q1s" in its own UTS namespace (unshare
 #	-u) whose host name is bm-sendmail.localdomain, with
 #	confDOMAIN_NAME the same: Sendmail then does not spend a minute
 #	trying to resolve the machine's own name. It daemonizes; sm_start
 #	waits until it listens. sm_stop sends its daemon SIGTERM (it stops
-#	its children) and waits; after 10 s, SIGKILL.
+#	its children) and waits; after 10 s, SIGKILL. sm_sendmail runs
+#	"sendmail -C ROOT/etc/sendmail.cf ARGS" the same way, in the
+#	foreground (e.g. -qQ -qIQID -Q: release a quarantined message).
 #
 #	Sendmail has no log here (no syslog daemon); the tests look at SMTP
 #	replies, the sink, the queue files and the milter's log.
@@ -150,6 +161,8 @@ sm_build() {
 		--smtpd) smtpd=$2; shift 2 ;;
 		--relay) relay=$2; shift 2 ;;
 		--socket) socket=$2; shift 2 ;;
+		--sasl) mc+=("define(\`confAUTH_MECHANISMS', \`PLAIN LOGIN')dnl"
+			     "TRUST_AUTH_MECH(\`PLAIN LOGIN')dnl"); shift ;;
 		--mc) mc+=("$2"); shift 2 ;;
 		*) echo "sm_build: unknown option $1" >&2; return 1 ;;
 		esac
@@ -214,16 +227,35 @@ EOF
 	done
 }
 
+sm_sasl_user() {
+	local dir=$1/sasl
+	mkdir -p "$dir" || return 1
+	printf '%s\n' "pwcheck_method: auxprop" "auxprop_plugin: sasldb" \
+		"sasldb_path: $dir/sasldb2" "mech_list: PLAIN LOGIN" >"$dir/Sendmail.conf"
+	printf '%s' "$3" | saslpasswd2 -f "$dir/sasldb2" -p -c "$2" ||
+		{ echo "sm_sasl_user: saslpasswd2 $2 failed" >&2; return 1; }
+	chmod 600 "$dir/sasldb2"
+}
+
+sm_sendmail() {
+	local root=$1 ns=-u mount=:
+	shift
+	if [ -d "$root/sasl" ]; then
+		ns=-um
+		mount="mount --bind '$root/sasl' /usr/lib/sasl2"
+	fi
+	# Its own host name in its own UTS namespace; a clean environment.
+	sm__run env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+		LD_LIBRARY_PATH="$root/pkg/usr/lib/x86_64-linux-gnu" \
+		unshare "$ns" sh -c "$mount"' && hostname "$1" && shift && exec "$@"' sh \
+		"$SM_HOSTNAME" "$root/pkg/usr/libexec/sendmail/sendmail" -C "$root/etc/sendmail.cf" "$@"
+}
+
 sm_start() {
 	local root=$1 port
 	port=$(sed -n 's/^O DaemonPortOptions=Port=\([0-9]*\),.*/\1/p' "$root/etc/sendmail.cf" | head -n 1)
 	rm -f "$root/sendmail.pid"
-	# Its own host name in its own UTS namespace; a clean environment.
-	if ! sm__run env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-		LD_LIBRARY_PATH="$root/pkg/usr/lib/x86_64-linux-gnu" \
-		unshare -u sh -c 'hostname "$1" && exec "$2" -C "$3" -bd -q1s' sh \
-		"$SM_HOSTNAME" "$root/pkg/usr/libexec/sendmail/sendmail" "$root/etc/sendmail.cf" \
-		>"$root/start.out" 2>&1 </dev/null; then
+	if ! sm_sendmail "$root" -bd -q1s >"$root/start.out" 2>&1 </dev/null; then
 		{ echo "sm_start: sendmail failed:"; cat "$root/start.out"; } >&2
 		return 1
 	fi
