@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "feedback.h"
 #include "report.h"
 
 /* A header or DSN field we read: longer values are cut (ours are short). */
@@ -42,6 +43,7 @@ struct walk {
 	struct report *r;
 	size_t parts;			/* parts looked at */
 	bool dsn_done, arf_done, orig_done;
+	bool feedback_ours;		/* r->feedback_id is one of ours */
 	char orig_to[ADDRESS_MAX];	/* the first quoted original's one To */
 	char arf_rcpt[ADDRESS_MAX];	/* Original-Rcpt-To */
 	char *decoded[REPORT_PARTS_MAX];	/* base64 buffers, freed at the end */
@@ -243,7 +245,8 @@ bool report_maybe(const char *ct)
 		return false;
 	while (isspace((unsigned char)*ct))
 		ct++;
-	return strncasecmp(ct, "multipart/", 10) == 0;
+	return strncasecmp(ct, "multipart/report", 16) == 0 &&
+	       (ct[16] == '\0' || ct[16] == ';' || isspace((unsigned char)ct[16]));
 }
 
 /* ---- base64 ------------------------------------------------------------- */
@@ -392,11 +395,21 @@ static void arf_read(struct walk *w, struct span s)
 		recipient_address(v, w->arf_rcpt, sizeof(w->arf_rcpt));
 }
 
-/* The headers of a quoted original; false when they carry no Feedback-ID. */
-static bool original_read(struct walk *w, struct span s)
+/* Does a Feedback-ID value end in ":bulkmilter" (ours, feedback.h)? */
+static bool feedback_id_ours(const char *v)
+{
+	size_t n = strlen(v), sl = strlen(FEEDBACK_SUFFIX);
+	return n > sl && v[n - sl - 1] == ':' && strcasecmp(v + n - sl, FEEDBACK_SUFFIX) == 0;
+}
+
+/*
+ * The headers of a quoted original: its To, and its Feedback-ID (ours
+ * when it has several: a sender may set its own as well).
+ */
+static void original_read(struct walk *w, struct span s)
 {
 	struct span head, body;
-	char v[REPORT_FIELD_MAX];
+	char name[REPORT_NAME_MAX], v[REPORT_FIELD_MAX];
 	split_header(s, &head, &body);
 	if (!w->orig_done) {
 		w->orig_done = true;
@@ -404,13 +417,19 @@ static bool original_read(struct walk *w, struct span s)
 		    address_from_header(v, w->orig_to, sizeof(w->orig_to)) != 0)
 			w->orig_to[0] = '\0';
 	}
-	if (w->r->feedback_id[0] || !field_get(head, "Feedback-ID", v, sizeof(v)) || v[0] == '\0')
-		return false;
-	size_t n = strlen(v);
-	if (n >= sizeof(w->r->feedback_id))
-		return false;
-	memcpy(w->r->feedback_id, v, n + 1);
-	return true;
+	if (w->feedback_ours)
+		return;
+	while (field_next(&head, name, sizeof(name), v, sizeof(v))) {
+		size_t n = strlen(v);
+		if (strcasecmp(name, "Feedback-ID") != 0 || n == 0 || n >= sizeof(w->r->feedback_id))
+			continue;
+		bool ours = feedback_id_ours(v);
+		if (w->r->feedback_id[0] && !ours)
+			continue;
+		memcpy(w->r->feedback_id, v, n + 1);
+		if ((w->feedback_ours = ours))
+			return;
+	}
 }
 
 /* ---- the MIME walk ---------------------------------------------------- */
@@ -509,7 +528,7 @@ static void walk_part(struct walk *w, const char *ct, struct span body, unsigned
 		arf_read(w, body);
 	else if (type_is(type, original_types))
 		original_read(w, body);
-	else if (strncmp(type, "text/", 5) == 0 && depth > 0 && opens_with_field(body))
+	else if (strncmp(type, "text/", 5) == 0 && depth > 0 && !w->feedback_ours && opens_with_field(body))
 		original_read(w, body);	/* a quoted original sent as text */
 }
 

@@ -10,10 +10,12 @@
  *		struct report *r);
  *	const char *report_kind_name(enum report_kind k);
  * DESCRIPTION
- *	report_maybe says whether a message whose top-level Content-Type
- *	value is content_type (NULL: none) can hold a report: a multipart
- *	type. The milter keeps the body of those only (at most
- *	REPORT_BODY_MAX octets; a larger report is read in what it kept).
+ *	report_maybe says whether the milter should keep the body of a
+ *	message whose top-level Content-Type value is content_type (NULL:
+ *	none) to read it: multipart/report only (at most REPORT_BODY_MAX
+ *	octets; a larger report is read in what was kept). The parser also
+ *	finds a report nested in another multipart (a forwarded bounce),
+ *	but keeping every multipart message would hold most newsletters.
  *
  *	report_parse reads the body of a message whose Content-Type is
  *	content_type; report_parse_message takes the whole message (its
@@ -38,7 +40,7 @@
  *	that is not a report at all); r holds nothing.
  *
  *	For both kinds, r->feedback_id is the first Feedback-ID header of
- *	the quoted original (message/rfc822, text/rfc822-headers and their
+ *	the quoted original ending in ":bulkmilter", else its first one, (message/rfc822, text/rfc822-headers and their
  *	RFC 6533 "global" forms, or as a last resort any part whose text
  *	starts with a header block holding one), "" when there is none.
  *
@@ -72,7 +74,7 @@
 #define REPORT_DEPTH_MAX 4
 #define REPORT_PARTS_MAX 64
 /* A Feedback-ID value we keep (ours are far shorter). */
-#define REPORT_FEEDBACK_ID_MAX 512
+#define REPORT_FEEDBACK_ID_MAX 640
 
 enum report_kind { REPORT_NONE = 0, REPORT_DSN, REPORT_ARF };
 

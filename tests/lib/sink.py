@@ -6,6 +6,7 @@ NAME
 SYNOPSIS
     sink.py --port PORT --dir DIR [--host 127.0.0.1] [--name NAME]
             [--rcpt-reply 'CODE TEXT'] [--data-reply 'CODE TEXT']
+            [--rcpt-reply-for 'ADDR=CODE TEXT']...
 
 DESCRIPTION
     Accepts SMTP (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) from any
@@ -30,7 +31,9 @@ DESCRIPTION
 
     --rcpt-reply / --data-reply make it answer every RCPT / DATA-end with
     that reply instead of 250 (to test the MTA's retries and bounces); a
-    message refused at DATA-end is not stored.
+    message refused at DATA-end is not stored. --rcpt-reply-for
+    'ADDR=CODE TEXT' (repeatable) answers RCPT TO:<ADDR> only (case
+    ignored) with that reply.
 
     When it listens, it writes DIR/.ready. SIGTERM stops it.
 """
@@ -56,6 +59,7 @@ class Sink:
         self.tmp = os.path.join(directory, ".tmp")
         self.name = name
         self.rcpt_reply = rcpt_reply
+        self.replies_for = {}
         self.data_reply = data_reply
         self.seq = itertools.count(1)
         os.makedirs(self.tmp, exist_ok=True)
@@ -69,6 +73,11 @@ class Sink:
                 f.write(content)
             os.rename(tmp, os.path.join(self.dir, n + suffix))
         return n
+
+    def reply_for(self, arg):
+        """The --rcpt-reply-for reply of a RCPT TO argument, or None."""
+        addr = arg[3:].strip().partition(" ")[0].strip("<>").lower()
+        return self.replies_for.get(addr)
 
     async def session(self, reader, writer):
         peer = writer.get_extra_info("peername") or ("?", 0)
@@ -111,6 +120,8 @@ class Sink:
                         await reply("503 5.5.1 need MAIL first")
                     elif self.rcpt_reply:
                         await reply(self.rcpt_reply)
+                    elif self.reply_for(arg):
+                        await reply(self.reply_for(arg))
                     else:
                         rcpts.append(arg[3:].strip().partition(" ")[0])
                         await reply("250 2.1.5 Ok")
@@ -178,9 +189,14 @@ async def main():
     ap.add_argument("--name", default="bm-sink.localdomain")
     ap.add_argument("--rcpt-reply")
     ap.add_argument("--data-reply")
+    ap.add_argument("--rcpt-reply-for", action="append", default=[],
+                    metavar="ADDR=CODE TEXT")
     args = ap.parse_args()
 
     sink = Sink(args.dir, args.name, args.rcpt_reply, args.data_reply)
+    for spec in args.rcpt_reply_for:
+        addr, _, text = spec.partition("=")
+        sink.replies_for[addr.strip("<>").lower()] = text
     server = await asyncio.start_server(sink.session, args.host, args.port,
                                         limit=MAX_LINE, reuse_address=True,
                                         backlog=512)

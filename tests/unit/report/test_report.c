@@ -136,11 +136,13 @@ static void nesting_past_the_limit_is_not_read(void **state)
 	assert_int_equal(r.nrcpt, 0);
 }
 
-static void only_multipart_messages_may_hold_a_report(void **state)
+static void only_multipart_report_bodies_are_kept(void **state)
 {
 	(void)state;
 	assert_true(report_maybe("multipart/report; report-type=delivery-status"));
-	assert_true(report_maybe("  Multipart/Mixed; boundary=x"));
+	assert_true(report_maybe("  Multipart/Report;boundary=x"));
+	assert_false(report_maybe("multipart/mixed; boundary=x"));
+	assert_false(report_maybe("multipart/reports"));
 	assert_false(report_maybe("text/plain"));
 	assert_false(report_maybe(NULL));
 	struct report r;
@@ -155,7 +157,7 @@ int main(void)
 		cmocka_unit_test(recipients_past_the_limit_are_counted_not_kept),
 		cmocka_unit_test(nul_octets_and_junk_base64_do_not_stop_the_parse),
 		cmocka_unit_test(nesting_past_the_limit_is_not_read),
-		cmocka_unit_test(only_multipart_messages_may_hold_a_report),
+		cmocka_unit_test(only_multipart_report_bodies_are_kept),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

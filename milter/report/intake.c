@@ -1,0 +1,238 @@
+/*
+ * intake - what the milter does with a report passing through it
+ * (intake.h). Decisions: only multipart/report bodies are kept (bounded);
+ * a report counts only through a Feedback-ID that verifies, so a report
+ * about mail we never sent, or a forged one, changes nothing; the
+ * message's own verdict never depends on any of it.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "intake.h"
+#include "log.h"
+#include "report.h"
+#include "suppress.h"
+
+void intake_reset(struct intake *in)
+{
+	free(in->body);
+	memset(in, 0, sizeof(*in));
+}
+
+void intake_begin(struct intake *in, bool reading)
+{
+	intake_reset(in);
+	in->reading = reading;
+}
+
+void intake_header(struct intake *in, const char *name, const char *value)
+{
+	if (!in->reading || in->ct_seen || strcasecmp(name, "Content-Type") != 0)
+		return;
+	in->ct_seen = true;
+	snprintf(in->ct, sizeof(in->ct), "%s", value);
+}
+
+bool intake_wants_body(const struct intake *in)
+{
+	return in->reading && !in->full && report_maybe(in->ct_seen ? in->ct : NULL);
+}
+
+void intake_body(struct intake *in, const unsigned char *chunk, size_t len)
+{
+	if (!intake_wants_body(in))
+		return;
+	if (len > REPORT_BODY_MAX - in->len) {
+		len = REPORT_BODY_MAX - in->len;
+		in->full = true;
+	}
+	if (in->len + len > in->cap) {
+		size_t cap = in->cap ? in->cap : 16384;
+		while (cap < in->len + len)
+			cap *= 2;
+		if (cap > REPORT_BODY_MAX)
+			cap = REPORT_BODY_MAX;
+		char *grown = realloc(in->body, cap);
+		if (grown == NULL) {
+			in->full = true;	/* read what we have */
+			return;
+		}
+		in->body = grown;
+		in->cap = cap;
+	}
+	memcpy(in->body + in->len, chunk, len);
+	in->len += len;
+}
+
+/* ---- the fleet's secret ------------------------------------------------- */
+
+static pthread_mutex_t fleet_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct feedback_key fleet_key;
+static bool fleet_known;
+static long long fleet_next_try_ms;
+
+static const char fleet_script[] =
+	"local s = redis.call('GET', KEYS[1])\n"
+	"if not s then\n"
+	"  redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
+	"  s = redis.call('GET', KEYS[1])\n"
+	"end\n"
+	"return s\n";
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const struct feedback_key *intake_feedback_key(struct snapshot *snap)
+{
+	if (snap->feedback)
+		return snap->feedback;
+	pthread_mutex_lock(&fleet_lock);
+	bool known = fleet_known, wait = mono_ms() < fleet_next_try_ms;
+	pthread_mutex_unlock(&fleet_lock);
+	if (known)
+		return &fleet_key;
+	if (wait || snap->store == NULL)
+		return NULL;
+
+	unsigned char rnd[32];
+	char mine[65], out[1][STORE_EVAL_VALUE_MAX], err[256];
+	const char *keys[1] = { INTAKE_SECRET_KEY }, *args[1] = { mine };
+	size_t got = 0;
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return NULL;
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(mine + 2 * i, 3, "%02x", rnd[i]);
+	enum store_status st = store_eval(snap->store, fleet_script, keys, 1, args, 1, out, 1, &got,
+					  err, sizeof(err));
+	OPENSSL_cleanse(mine, sizeof(mine));
+	OPENSSL_cleanse(rnd, sizeof(rnd));
+	struct feedback_key k;
+	bool ok = st == STORE_OK && got == 1 && strlen(out[0]) >= FEEDBACK_SECRET_MIN;
+	if (ok)
+		feedback_key_secret(out[0], strlen(out[0]), &k);
+	OPENSSL_cleanse(out, sizeof(out));
+	pthread_mutex_lock(&fleet_lock);
+	if (ok && !fleet_known) {
+		fleet_key = k;
+		fleet_known = true;
+	} else if (!ok) {
+		fleet_next_try_ms = mono_ms() + INTAKE_SECRET_RETRY_MS;
+	}
+	pthread_mutex_unlock(&fleet_lock);
+	OPENSSL_cleanse(&k, sizeof(k));
+	if (!ok) {
+		log_warning("Feedback-ID secret: cannot read it from Redis (%s): mail goes out without "
+			    "Feedback-ID, reports are not read, for %d s", st == STORE_OK ? "bad value" : err,
+			    INTAKE_SECRET_RETRY_MS / 1000);
+		return NULL;
+	}
+	return &fleet_key;
+}
+
+/* ---- reading a report --------------------------------------------------- */
+
+static const struct policy_class *class_named(const struct policy *p, const char *name)
+{
+	for (size_t i = 0; i < policy_class_count(p); i++) {
+		const struct policy_class *c = policy_class_at(p, i);
+		if (strcmp(c->name, name) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+static void act(const struct report *r, struct snapshot *snap, const char *qid)
+{
+	const struct feedback_key *key = intake_feedback_key(snap);
+	char cls_name[POLICY_NAME_MAX], account[POLICY_ACCOUNT_MAX];
+	const char *kind = report_kind_name(r->kind);
+	unsigned hard = 0;
+	for (size_t i = 0; i < r->nrcpt; i++)
+		hard += r->rcpt[i].hard;
+
+	if (r->feedback_id[0] == '\0') {
+		log_info("%s: report=%s rcpts=%zu hard=%u feedback_id=none decision=ignored", qid, kind,
+			 r->rcpts, hard);
+		return;
+	}
+	if (key == NULL ||
+	    feedback_read(key, r->feedback_id, cls_name, sizeof(cls_name), account, sizeof(account)) != 0) {
+		log_info("%s: report=%s rcpts=%zu hard=%u feedback_id=unverified decision=ignored", qid,
+			 kind, r->rcpts, hard);
+		return;
+	}
+	const struct policy_class *c = class_named(snap->policy, cls_name);
+	if (c == NULL || c->suppress == 0) {
+		log_info("%s: report=%s class=%s account=%s rcpts=%zu hard=%u decision=ignored "
+			 "reason=\"class %s %s\"", qid, kind, cls_name, account, r->rcpts, hard, cls_name,
+			 c ? "has no suppress line" : "is not in the policy");
+		return;
+	}
+
+	char addrs[REPORT_RCPTS_MAX][ADDRESS_MAX], list[1024] = "";
+	const char *ptr[REPORT_RCPTS_MAX];
+	size_t n = 0, used = 0;
+	for (size_t i = 0; i < r->nrcpt; i++) {
+		bool take = r->kind == REPORT_DSN ? r->rcpt[i].hard && (c->suppress & POLICY_SUPPRESS_HARD_BOUNCE)
+						  : r->complaint && (c->suppress & POLICY_SUPPRESS_COMPLAINT);
+		if (!take)
+			continue;
+		suppress_address(r->rcpt[i].address, addrs[n], sizeof(addrs[n]));
+		ptr[n] = addrs[n];
+		int w = snprintf(list + used, sizeof(list) - used, "%s%s", used ? "," : "", addrs[n]);
+		if (w > 0 && (size_t)w < sizeof(list) - used)
+			used += (size_t)w;
+		n++;
+	}
+	if (n == 0) {
+		log_info("%s: report=%s class=%s account=%s rcpts=%zu hard=%u%s%s decision=none", qid,
+			 kind, c->name, account, r->rcpts, hard,
+			 r->kind == REPORT_ARF ? " feedback_type=" : "",
+			 r->kind == REPORT_ARF ? r->feedback_type : "");
+		return;
+	}
+	char err[256];
+	long added = 0;
+	if (suppress_add(snap->store, account, ptr, n, SUPPRESS_DEFAULT_MS, &added, err, sizeof(err)) !=
+	    STORE_OK) {
+		log_warning("%s: report=%s class=%s account=%s suppress=%s decision=store-failed "
+			    "reason=\"%s\"", qid, kind, c->name, account, list, err);
+		return;
+	}
+	log_info("%s: report=%s class=%s account=%s rcpts=%zu hard=%u%s%s suppress=%s new=%ld "
+		 "decision=suppressed", qid, kind, c->name, account, r->rcpts, hard,
+		 r->kind == REPORT_ARF ? " feedback_type=" : "",
+		 r->kind == REPORT_ARF ? r->feedback_type : "", list, added);
+}
+
+void intake_finish(struct intake *in, struct snapshot *snap, const char *qid)
+{
+	if (!in->reading || !in->ct_seen || !report_maybe(in->ct) || snap == NULL)
+		return;
+	struct report *r = malloc(sizeof(*r));
+	if (r == NULL) {
+		log_warning("%s: report not read: out of memory", qid);
+		return;
+	}
+	if (report_parse(in->ct, in->body, in->len, r) == REPORT_NONE)
+		log_debug("%s: multipart/report without a delivery-status or feedback-report part", qid);
+	else
+		act(r, snap, qid);
+	free(r);
+	free(in->body);
+	in->body = NULL;
+	in->len = in->cap = 0;
+}
