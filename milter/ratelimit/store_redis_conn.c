@@ -458,13 +458,15 @@ static void redis_free_replies(redisReply **replies, size_t n)
 
 /* ---- topology ---- */
 
-/* The topology may have changed (a node failed, MOVED, -READONLY): ask again soon. */
+/*
+ * The topology may have changed (a node failed, MOVED, -READONLY): ask
+ * again soon. What is known stays in use meanwhile: a dead node fails
+ * fast in its back-off.
+ */
 static void redis_lookup_wanted(struct redis_conn *rc)
 {
 	pthread_mutex_lock(&rc->lock);
 	rc->lookup_wanted = true;
-	if (rc->url.topology == STORE_REDIS_SENTINEL)
-		rc->master = NULL;
 	pthread_mutex_unlock(&rc->lock);
 }
 
@@ -575,13 +577,18 @@ static void redis_lookup(struct redis_conn *rc, bool unknown)
 			 rc->url.topology == STORE_REDIS_SENTINEL ? "sentinel" : "cluster");
 }
 
+/* Whether argument i of the command is word (arguments are not NUL-terminated). */
+static bool redis_cmd_arg_is(const struct redis_cmd *cmd, int i, const char *word)
+{
+	return i < cmd->argc && cmd->argvlen[i] == strlen(word)
+		&& memcmp(cmd->argv[i], word, cmd->argvlen[i]) == 0;
+}
+
 /* The index of a command's first key in argv; 0 when it has none. */
 static int redis_cmd_first_key(const struct redis_cmd *cmd)
 {
-	bool eval = cmd->argc > 0 && (strcmp(cmd->argv[0], "EVALSHA") == 0 || strcmp(cmd->argv[0], "EVAL") == 0);
-
-	if (eval)
-		return cmd->argc > 3 && strcmp(cmd->argv[2], "0") != 0 ? 3 : 0;
+	if (redis_cmd_arg_is(cmd, 0, "EVALSHA") || redis_cmd_arg_is(cmd, 0, "EVAL"))
+		return cmd->argc > 3 && !redis_cmd_arg_is(cmd, 2, "0") ? 3 : 0;
 	return cmd->argc > 1 ? 1 : 0;
 }
 
@@ -733,6 +740,11 @@ enum store_status redis_conn_run(struct redis_conn *rc, struct redis_cmd **cmds,
 		pthread_mutex_unlock(&rc->lock);
 	}
 	return status;
+}
+
+bool redis_conn_splits(const struct redis_conn *rc)
+{
+	return rc->url.topology == STORE_REDIS_CLUSTER;
 }
 
 /* A reply that is not what the script returns: Redis answered, we cannot use it. */

@@ -12,6 +12,23 @@
  *	enum store_status redis_conn_bad_reply(struct redis_conn *rc,
  *		redisReply *r, char *err, size_t errlen);
  *	void redis_conn_stats(struct redis_conn *rc, struct store_stats *out);
+ *	bool redis_conn_splits(const struct redis_conn *rc);
+
+bool redis_conn_splits(const struct redis_conn *rc);
+
+typedef enum store_status (*redis_group_charge_fn)(void *ctx, size_t group,
+	const struct store_bucket *b, size_t nb, const struct store_window *w, size_t nw,
+	struct store_charge_result *res, char *err, size_t errlen);
+typedef enum store_status (*redis_group_refund_fn)(void *ctx, struct store_batch *batches,
+	size_t n, char *err, size_t errlen);
+size_t redis_tag_run(const struct store_bucket *b, size_t nb);
+bool redis_batches_one_tag(const struct store_batch *batches, size_t n);
+enum store_status redis_groups_charge(void *ctx, redis_group_charge_fn charge,
+	redis_group_refund_fn refund, const struct store_bucket *b, size_t nb,
+	const struct store_window *w, size_t nw, struct store_charge_result *res,
+	char *err, size_t errlen);
+enum store_status redis_groups_refund(void *ctx, redis_group_refund_fn refund,
+	struct store_batch *batches, size_t n, char *err, size_t errlen);
 
 unsigned redis_cluster_keyslot(const char *key, size_t len);
 int redis_cluster_redirect(const char *msg, bool *ask, unsigned *slot, struct store_redis_seed *to);
@@ -31,6 +48,17 @@ int redis_sentinel_master(const struct store_redis_url *url, struct timeval time
  *	void redis_cmd_num(struct redis_cmd *c, unsigned long long v);
  *	void redis_cmd_finish(struct redis_cmd *c);
  *	void redis_cmd_free(struct redis_cmd *c);
+ *
+ *	size_t redis_tag_run(const struct store_bucket *b, size_t nb);
+ *	bool redis_batches_one_tag(const struct store_batch *batches, size_t n);
+ *	enum store_status redis_groups_charge(void *ctx,
+ *		redis_group_charge_fn charge, redis_group_refund_fn refund,
+ *		const struct store_bucket *b, size_t nb,
+ *		const struct store_window *w, size_t nw,
+ *		struct store_charge_result *res, char *err, size_t errlen);
+ *	enum store_status redis_groups_refund(void *ctx,
+ *		redis_group_refund_fn refund, struct store_batch *batches,
+ *		size_t n, char *err, size_t errlen);
  *
  *	unsigned redis_cluster_keyslot(const char *key, size_t len);
  *	int redis_cluster_redirect(const char *msg, bool *ask, unsigned *slot,
@@ -70,6 +98,15 @@ int redis_sentinel_master(const struct store_redis_url *url, struct timeval time
  *	arena; cap is the most arguments it takes. Out of memory or
  *	beyond cap sets c->nomem, which the caller checks before
  *	redis_cmd_finish.
+ *
+ *	redis_conn_splits is true when keys of different hash tags may live
+ *	on different servers (Cluster): a call whose buckets carry several
+ *	tags (redis_tag_run: how many from b[0] share its tag) must then go
+ *	through redis_groups_charge / redis_groups_refund
+ *	(store_redis_groups.c), which call charge once per group of one tag
+ *	(windows only with group 0) in order and refund with refund the
+ *	groups charged before a refusal or a failure; refund gets batches of
+ *	one tag each.
  *
  *	redis_cluster_keyslot is the Cluster slot of a key (of its hash tag,
  *	when it has one). redis_cluster_redirect reads "MOVED SLOT HOST:PORT"
@@ -129,6 +166,22 @@ enum store_status redis_conn_run(struct redis_conn *rc, struct redis_cmd **cmds,
 enum store_status redis_conn_bad_reply(struct redis_conn *rc, redisReply *r, char *err,
 	size_t errlen);
 void redis_conn_stats(struct redis_conn *rc, struct store_stats *out);
+
+bool redis_conn_splits(const struct redis_conn *rc);
+
+typedef enum store_status (*redis_group_charge_fn)(void *ctx, size_t group,
+	const struct store_bucket *b, size_t nb, const struct store_window *w, size_t nw,
+	struct store_charge_result *res, char *err, size_t errlen);
+typedef enum store_status (*redis_group_refund_fn)(void *ctx, struct store_batch *batches,
+	size_t n, char *err, size_t errlen);
+size_t redis_tag_run(const struct store_bucket *b, size_t nb);
+bool redis_batches_one_tag(const struct store_batch *batches, size_t n);
+enum store_status redis_groups_charge(void *ctx, redis_group_charge_fn charge,
+	redis_group_refund_fn refund, const struct store_bucket *b, size_t nb,
+	const struct store_window *w, size_t nw, struct store_charge_result *res,
+	char *err, size_t errlen);
+enum store_status redis_groups_refund(void *ctx, redis_group_refund_fn refund,
+	struct store_batch *batches, size_t n, char *err, size_t errlen);
 
 unsigned redis_cluster_keyslot(const char *key, size_t len);
 int redis_cluster_redirect(const char *msg, bool *ask, unsigned *slot, struct store_redis_seed *to);
