@@ -34,6 +34,7 @@
 #include "direction.h"
 #include "log.h"
 #include "metrics.h"
+#include "safety.h"
 #include "transaction.h"
 
 static enum spf_outcome pool_check(void *impl, const struct netaddr *client, const char *helo,
@@ -203,8 +204,10 @@ static enum verdict charge(struct transaction *t, const struct ratelimit_rcpts *
 
 	memset(&v, 0, sizeof(v));
 	if (recipients == NULL) {
-		st = ratelimit_check_message(t->snap->store, m->cls, m->direction, m->account,
-					     &m->receipt, &v);
+		char client[NETADDR_TEXT_MAX + 4];
+		safety_client_element(t->client.family ? &t->client : NULL, client, sizeof(client));
+		st = ratelimit_check_message_from(t->snap->store, m->cls, m->direction, m->account,
+						  client, &m->receipt, &v);
 		if (st != RATELIMIT_STORE_FAILED) {
 			memcpy(m->volume, v.volume, sizeof(m->volume));
 			m->volume_known = true;
@@ -213,6 +216,8 @@ static enum verdict charge(struct transaction *t, const struct ratelimit_rcpts *
 		st = ratelimit_check_rcpts(t->snap->store, m->cls, m->direction, m->account,
 					   recipients, &m->receipt, &v);
 	}
+	safety_report(&v.safety, transaction_qid(t), m->cls, m->account);
+	m->suspended |= st == RATELIMIT_SUSPENDED;
 	if (st == RATELIMIT_OK)
 		return VERDICT_CONTINUE;
 	transaction_scope(t, &scope);
@@ -259,10 +264,13 @@ enum verdict transaction_mail(struct transaction *t, const char *arg, const char
 			return v;
 		}
 	}
-	if (m->cls == NULL || !m->has_account || (m->cls->messages_count == 0 && !m->cls->has_volume))
+	if (m->cls == NULL || !m->has_account
+	    || (m->cls->messages_count == 0 && !m->cls->has_volume && !safety_wants_mail_event(m->cls)))
 		return VERDICT_CONTINUE;
 	enum verdict v = charge(t, NULL, false);
-	if (v != VERDICT_CONTINUE)
+	if (v != VERDICT_CONTINUE && m->suspended)
+		end_early(t, v == VERDICT_REJECT ? DECISION_REJECT_SUSPENDED : DECISION_TEMPFAIL_SUSPENDED);
+	else if (v != VERDICT_CONTINUE)
 		end_early(t, v == VERDICT_REJECT ? DECISION_REJECT_RATE : DECISION_TEMPFAIL_RATE);
 	return v;
 }
@@ -291,7 +299,8 @@ enum verdict transaction_rcpt(struct transaction *t, const char *rcpt, const cha
 	}
 	transaction_note_queue_id(t, queue_id);	/* Postfix has one from the first accepted RCPT on */
 	/* local submission: charged at end of message, all recipients at once */
-	if (m->cls == NULL || !m->has_account || m->cls->recipients_count == 0) {
+	if (m->cls == NULL || !m->has_account
+	    || (m->cls->recipients_count == 0 && !safety_wants_rcpt_event(m->cls))) {
 		m->rcpts++;
 		return VERDICT_CONTINUE;
 	}
@@ -308,7 +317,13 @@ enum verdict transaction_rcpt(struct transaction *t, const char *rcpt, const cha
 		return VERDICT_CONTINUE;
 	}
 	struct ratelimit_rcpts one = { 0 };
+	char addr[ADDRESS_MAX];
 	ratelimit_rcpts_add(&one, m->cls, domain, 1);
+	if (rcpt != NULL && address_from_envelope(rcpt, addr, sizeof(addr)) == 0) {
+		for (char *p = addr; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		one.rcpt = addr;	/* distinct-recipients counts it */
+	}
 	enum verdict v = charge(t, &one, true);
 	if (v == VERDICT_CONTINUE)
 		m->rcpts++;

@@ -160,6 +160,7 @@ struct transaction_msg {
 	char sender[ADDRESS_MAX];		/* "" = null sender */
 	char queue_id[64];
 	struct ratelimit_receipt receipt;
+	bool suspended;				/* the account is suspended (safety.h) */
 	unsigned long rcpts;			/* recipients we accepted */
 	struct ratelimit_rcpts local_rcpts;	/* local submission: charged at end */
 	char local_domain[ADDRESS_MAX];		/* ... the domain its reply would name */

@@ -284,6 +284,8 @@ enum verdict verdict_ratelimit(const struct verdict_scope *s, const struct polic
 	}
 	case RATELIMIT_STORE_FAILED:
 		return store_failed(s, account, v, reply, marks);
+	case RATELIMIT_SUSPENDED:
+		return verdict_suspended(s, cls, account, v->safety.by, per_recipient, reply, marks);
 	}
 	return verdict_reply_set(reply, "451", "4.3.0", "Internal error, try again later");
 }

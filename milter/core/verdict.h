@@ -52,7 +52,7 @@
  *	leaves no other trace).
  *
  *	verdict_ratelimit maps a rate-limit result to a verdict: OK goes
- *	on; OVER is the class's over-limit hit (counted in
+ *	on; SUSPENDED is verdict_suspended; OVER is the class's over-limit hit (counted in
  *	bulkmilter_over_limit_total); STORE_FAILED is OnStoreFailure
  *	(logged, counted): tempfail is 451 4.3.0 in Mode enforce (monitor
  *	logs that it would), accept tags X-Bulk-Unchecked with v->brief.

@@ -330,8 +330,8 @@ static bool rl_receipt_reserve(struct ratelimit_receipt *r)
 
 static enum ratelimit_status rl_check(struct store *st, const struct policy_class *c,
 	enum policy_direction dir, const char *account, bool message,
-	const unsigned long costs[POLICY_RATES_MAX], struct ratelimit_receipt *r,
-	struct ratelimit_verdict *v)
+	const unsigned long costs[POLICY_RATES_MAX], const char *element,
+	struct ratelimit_receipt *r, struct ratelimit_verdict *v)
 {
 	if (!rl_account_ok(account))
 		return rl_failed(v, "no account, or an account too long to be a key");
@@ -353,12 +353,37 @@ static enum ratelimit_status rl_check(struct store *st, const struct policy_clas
 		return rl_failed(v, "out of memory");
 	}
 
+	/* the account-safety part rides along in the same script */
+	struct safety_block *sb = malloc(sizeof(*sb));
+	if (sb == NULL || safety_block_build(sb, c, dir, account, message, element, s.b, s.brate,
+					     s.bmessage, s.nb) != 0) {
+		free(sb);
+		rl_set_free(&s);
+		free(copy);
+		return rl_failed(v, "out of memory");
+	}
 	struct store_charge_result res;
+	struct store_safety_result *sr = malloc(sizeof(*sr));
 	char err[sizeof(v->reason)];
-	if (store_charge(st, s.b, s.nb, s.w, s.nw, &res, err, sizeof(err)) != STORE_OK) {
+	if (sr == NULL)
+		snprintf(err, sizeof(err), "out of memory");
+	if (sr == NULL || store_charge_safe(st, s.b, s.nb, s.w, s.nw, &sb->sf, &res, sr, err,
+					    sizeof(err)) != STORE_OK) {
+		safety_block_free(sb);
+		free(sb);
+		free(sr);
 		rl_set_free(&s);
 		free(copy);
 		return rl_failed(v, err);
+	}
+	safety_block_outcome(sb, sr, &v->safety);
+	safety_block_free(sb);
+	free(sb);
+	free(sr);
+	if (v->safety.suspended != STORE_NOT_SUSPENDED) {
+		rl_set_free(&s);
+		free(copy);
+		return RATELIMIT_SUSPENDED;
 	}
 	for (size_t i = 0; i < POLICY_BULK_MAX; i++)
 		if (s.rule_window[i] >= 0)
@@ -384,18 +409,25 @@ static enum ratelimit_status rl_check(struct store *st, const struct policy_clas
 	return RATELIMIT_OK;
 }
 
-enum ratelimit_status ratelimit_check_message(struct store *st, const struct policy_class *c,
-	enum policy_direction dir, const char *account, struct ratelimit_receipt *r,
-	struct ratelimit_verdict *v)
+enum ratelimit_status ratelimit_check_message_from(struct store *st, const struct policy_class *c,
+	enum policy_direction dir, const char *account, const char *client,
+	struct ratelimit_receipt *r, struct ratelimit_verdict *v)
 {
 	unsigned long costs[POLICY_RATES_MAX] = { 0 };
 
 	rl_verdict_init(v, true);
-	if (c->messages_count == 0 && !c->has_volume)
+	if (c->messages_count == 0 && !c->has_volume && !safety_wants_mail_event(c))
 		return RATELIMIT_OK;
 	for (size_t i = 0; i < c->messages_count; i++)
 		costs[i] = 1;
-	return rl_check(st, c, dir, account, true, costs, r, v);
+	return rl_check(st, c, dir, account, true, costs, client, r, v);
+}
+
+enum ratelimit_status ratelimit_check_message(struct store *st, const struct policy_class *c,
+	enum policy_direction dir, const char *account, struct ratelimit_receipt *r,
+	struct ratelimit_verdict *v)
+{
+	return ratelimit_check_message_from(st, c, dir, account, NULL, r, v);
 }
 
 void ratelimit_rcpts_add(struct ratelimit_rcpts *rc, const struct policy_class *c,
@@ -417,15 +449,15 @@ enum ratelimit_status ratelimit_check_rcpts(struct store *st, const struct polic
 	bool any = false;
 
 	rl_verdict_init(v, false);
-	if (c->recipients_count == 0 || rc->count == 0)
+	if (rc->count == 0)
 		return RATELIMIT_OK;
 	for (size_t i = 0; i < c->recipients_count; i++) {
 		costs[i] = c->recipients[i].to_count == 0 ? rc->count : rc->to[i];
 		any |= costs[i] > 0;
 	}
-	if (!any)
+	if (!any && !safety_wants_rcpt_event(c))
 		return RATELIMIT_OK;
-	enum ratelimit_status status = rl_check(st, c, dir, account, false, costs, r, v);
+	enum ratelimit_status status = rl_check(st, c, dir, account, false, costs, rc->rcpt, r, v);
 	/* The reply of a destination rate names the recipient's domain (SPEC). */
 	if (status == RATELIMIT_OVER && v->rate != NULL && v->rate->to_count > 0)
 		v->domain = rc->domain;

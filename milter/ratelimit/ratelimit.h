@@ -6,6 +6,10 @@
  *		const struct policy_class *c, enum policy_direction dir,
  *		const char *account, struct ratelimit_receipt *r,
  *		struct ratelimit_verdict *v);
+ *	enum ratelimit_status ratelimit_check_message_from(struct store *st,
+ *		const struct policy_class *c, enum policy_direction dir,
+ *		const char *account, const char *client,
+ *		struct ratelimit_receipt *r, struct ratelimit_verdict *v);
  *	enum ratelimit_status ratelimit_check_recipients(struct store *st,
  *		const struct policy_class *c, enum policy_direction dir,
  *		const char *account, const char *domain, unsigned long count,
@@ -74,6 +78,16 @@
  *	A class with no rates of the event's kind (and, for messages, no
  *	volume rule) costs no round trip and returns RATELIMIT_OK.
  *
+ *	Every event also carries the account-safety part (safety.h) in its
+ *	one script: a suspended account's event is not charged and answers
+ *	RATELIMIT_SUSPENDED (v->safety: by whom, until when), as does the
+ *	event that trips a suspend-if rule (v->safety.tripped); v->safety
+ *	also lists the notify thresholds the event reached. The caller
+ *	reports them (safety_report). ratelimit_check_message_from names
+ *	the client (safety_client_element) for distinct-ips; rc->rcpt the
+ *	recipient for distinct-recipients. A class with safety lines makes
+ *	the event even without rates of its kind (safety_wants_*_event).
+ *
  *	ratelimit_check_message also reads the account's volume windows, one
  *	per bulk "volume >= N/PERIOD" rule: v->volume[i] (i = index of the
  *	rule in c->bulk) is the number of messages the account sent in that
@@ -121,12 +135,15 @@
 #include <stddef.h>
 
 #include "policy.h"
+#include "safety.h"
 #include "store.h"
 
 enum ratelimit_status {
 	RATELIMIT_OK = 0,		/* all buckets had room and were charged */
 	RATELIMIT_OVER,			/* a bucket is empty; nothing was charged */
 	RATELIMIT_STORE_FAILED,		/* Redis did not answer (or in back-off) */
+	RATELIMIT_SUSPENDED,		/* the account is suspended (v->safety says
+					   by whom); nothing was charged */
 };
 
 struct ratelimit_charge;		/* one entry of a receipt (ratelimit.c) */
@@ -151,11 +168,18 @@ struct ratelimit_verdict {
 	/* per bulk rule of the class (same index): messages of the account
 	 * in the rule's window before this one; volume rules only */
 	unsigned long volume[POLICY_BULK_MAX];
+	/* account safety: the suspension, a rule this event tripped, the
+	   thresholds it reached (safety.h; safety_report tells the world) */
+	struct safety_outcome safety;
 };
 
 enum ratelimit_status ratelimit_check_message(struct store *st, const struct policy_class *c,
 	enum policy_direction dir, const char *account, struct ratelimit_receipt *r,
 	struct ratelimit_verdict *v);
+/* ratelimit_check_message with the client for distinct-ips (safety_client_element). */
+enum ratelimit_status ratelimit_check_message_from(struct store *st, const struct policy_class *c,
+	enum policy_direction dir, const char *account, const char *client,
+	struct ratelimit_receipt *r, struct ratelimit_verdict *v);
 enum ratelimit_status ratelimit_check_recipients(struct store *st, const struct policy_class *c,
 	enum policy_direction dir, const char *account, const char *domain, unsigned long count,
 	struct ratelimit_receipt *r, struct ratelimit_verdict *v);
@@ -165,6 +189,7 @@ struct ratelimit_rcpts {
 	unsigned long count;
 	unsigned long to[POLICY_RATES_MAX];	/* per recipients rate of the class */
 	const char *domain;		/* the last domain a destination rate covered */
+	const char *rcpt;		/* one recipient's address (distinct-recipients), or NULL */
 };
 void ratelimit_rcpts_add(struct ratelimit_rcpts *rc, const struct policy_class *c,
 	const char *domain, unsigned long n);

@@ -101,6 +101,23 @@ enum store_status store_charge(struct store *st, const struct store_bucket *b, s
 			       err, errlen);
 }
 
+enum store_status store_charge_safe(struct store *st, const struct store_bucket *b, size_t nb,
+	const struct store_window *w, size_t nw, const struct store_safety *sf,
+	struct store_charge_result *res, struct store_safety_result *sr, char *err, size_t errlen)
+{
+	memset(sr, 0, sizeof(*sr));
+	if (sf == NULL || sf->suspension_key == NULL || st->ops->charge_safe == NULL)
+		return store_charge(st, b, nb, w, nw, res, err, errlen);
+	memset(res, 0, sizeof(*res));
+	if (nw > STORE_WINDOWS_MAX || sf->ncounts > STORE_SAFETY_COUNTS_MAX
+	    || sf->nnotify > STORE_SAFETY_NOTIFY_MAX) {
+		snprintf(err, errlen, "store: too many windows, counts or thresholds in one charge");
+		return STORE_FAILED;
+	}
+	return st->ops->charge_safe(st->impl, atomic_load(&st->clock_offset_ms), b, nb, w, nw, sf,
+				    res, sr, err, errlen);
+}
+
 enum store_status store_refund(struct store *st, struct store_batch *batches, size_t n,
 	char *err, size_t errlen)
 {

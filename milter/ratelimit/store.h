@@ -12,6 +12,11 @@
  *		const struct store_bucket *b, size_t nb,
  *		const struct store_window *w, size_t nw,
  *		struct store_charge_result *res, char *err, size_t errlen);
+ *	enum store_status store_charge_safe(struct store *st,
+ *		const struct store_bucket *b, size_t nb,
+ *		const struct store_window *w, size_t nw,
+ *		const struct store_safety *sf, struct store_charge_result *res,
+ *		struct store_safety_result *sr, char *err, size_t errlen);
  *	enum store_status store_refund(struct store *st,
  *		struct store_batch *batches, size_t n,
  *		char *err, size_t errlen);
@@ -179,12 +184,87 @@ struct store_stats {
 	bool backing_off;		/* Redis is not being tried right now */
 };
 
+/*
+ * Account safety (safety.h builds it; SPEC.md "Account safety"): the part
+ * of one charge that checks the account's suspension, counts its
+ * suspend-if rules and fires its notify thresholds, in the same script
+ * and round trip. Keys are the account's (same hash tag as its buckets).
+ *
+ * A suspended account's event is not charged: res->admitted is false,
+ * res->over 0 and safety->suspended says why. A count rule counts the
+ * event (STORE_COUNT_DISTINCT adds element to a HyperLogLog,
+ * STORE_COUNT_REFUSED counts the event when the charge is refused) over
+ * a fixed window of period_ms from its first count; when the count goes
+ * beyond limit the rule trips: the account is suspended for
+ * suspend_for_ms (by = the rule), the rule's count starts afresh, and
+ * the event is not charged. A notify entry fires when its bucket's use
+ * after an admitted charge reaches pct% of the bucket (in whole tokens,
+ * rounded up: 50% of 10 is the 5th; a token being refilled still
+ * counts), once until the bucket has refilled below that share or its
+ * calendar window has ended (a key under the account's tag lives
+ * exactly that long, so the fleet fires once). The safety part travels
+ * with the account's own buckets (its hash tag); store_charge_safe with
+ * sf NULL is store_charge. A replayed charge (store.h, once) returns no
+ * safety outcome: sr says nothing happened.
+ */
+#define STORE_SAFETY_COUNTS_MAX 8
+#define STORE_SAFETY_NOTIFY_MAX 64
+#define STORE_SAFETY_TEXT_MAX 256
+
+enum store_count_kind { STORE_COUNT_DISTINCT, STORE_COUNT_REFUSED };
+
+struct store_safety_count {
+	const char *key;
+	enum store_count_kind kind;
+	const char *element;		/* DISTINCT: what to count ("" or NULL: nothing this event) */
+	unsigned long limit;		/* trips when the count exceeds it */
+	unsigned long period_ms;
+	const char *rule;		/* "distinct-ips > 5/1h": the suspension's by */
+};
+
+struct store_safety_notify {
+	const char *key;		/* the fleet's "already sent" flag */
+	size_t bucket;			/* index into the charge's buckets */
+	unsigned pct;			/* 1..100 */
+};
+
+struct store_safety {
+	const char *suspension_key;	/* NULL: no safety part in this charge */
+	const char *account;		/* stored in a suspension a rule makes */
+	unsigned long suspend_for_ms;
+	const struct store_safety_count *counts;
+	size_t ncounts;
+	const struct store_safety_notify *notify;
+	size_t nnotify;
+};
+
+enum store_suspension { STORE_NOT_SUSPENDED = 0, STORE_SUSPENDED, STORE_SUSPENDED_NOW };
+
+struct store_safety_result {
+	enum store_suspension suspended;
+	char by[STORE_SAFETY_TEXT_MAX];		/* SUSPENDED: "ctl" or the rule */
+	char reason[STORE_SAFETY_TEXT_MAX];	/* SUSPENDED: as given */
+	long long until_ms;			/* 0: until released */
+	size_t tripped;				/* SUSPENDED_NOW: counts[tripped - 1] tripped */
+	long long figure;			/* ... at this count */
+	size_t nfired;				/* notify entries that fired */
+	struct {
+		size_t notify;			/* index into notify */
+		long long used;			/* tokens in use after the charge */
+		long long resets_ms;		/* store clock when the bucket is full again */
+	} fired[STORE_SAFETY_NOTIFY_MAX];
+};
+
 struct store *store_open(const struct settings *s, struct diag *errs);
 void store_close(struct store *st);
 
 enum store_status store_charge(struct store *st, const struct store_bucket *b, size_t nb,
 	const struct store_window *w, size_t nw, struct store_charge_result *res,
 	char *err, size_t errlen);
+/* store_charge with the account-safety part sf (below); sr receives its outcome. */
+enum store_status store_charge_safe(struct store *st, const struct store_bucket *b, size_t nb,
+	const struct store_window *w, size_t nw, const struct store_safety *sf,
+	struct store_charge_result *res, struct store_safety_result *sr, char *err, size_t errlen);
 enum store_status store_refund(struct store *st, struct store_batch *batches, size_t n,
 	char *err, size_t errlen);
 enum store_status store_peek(struct store *st, const struct store_bucket *b, size_t nb,
@@ -244,77 +324,17 @@ struct store_ops {
 	enum store_status (*eval)(void *impl, const char *script, const char *const *keys,
 		size_t nk, const char *const *args, size_t na, char (*out)[STORE_EVAL_VALUE_MAX],
 		size_t nout, size_t *got, char *err, size_t errlen);	/* NULL: none */
+	/* charge with the account-safety part; NULL: the backend has none,
+	   and store_charge_safe charges without it */
+	enum store_status (*charge_safe)(void *impl, long long clock_offset_ms,
+		const struct store_bucket *b, size_t nb, const struct store_window *w, size_t nw,
+		const struct store_safety *sf, struct store_charge_result *res,
+		struct store_safety_result *sr, char *err, size_t errlen);
 };
 
 extern const struct store_ops store_redis_ops;
 
 struct store *store_open_backend(const struct store_ops *ops, const struct settings *s,
 	struct diag *errs);
-
-/*
- * Account safety (safety.h builds it; SPEC.md "Account safety"): the part
- * of one charge that checks the account's suspension, counts its
- * suspend-if rules and fires its notify thresholds, in the same script
- * and round trip. Keys are the account's (same hash tag as its buckets).
- *
- * A suspended account's event is not charged: res->admitted is false,
- * res->over 0 and safety->suspended says why. A count rule counts the
- * event (STORE_COUNT_DISTINCT adds element to a HyperLogLog,
- * STORE_COUNT_REFUSED counts the event when the charge is refused) over
- * a fixed window of period_ms from its first count; when the count goes
- * beyond limit the rule trips: the account is suspended for
- * suspend_for_ms (by = the rule), the rule's count starts afresh, and
- * the event is not charged. A notify entry fires when its bucket's use
- * after an admitted charge reaches pct% of the bucket, once until the
- * bucket has refilled below that share (a key under the account's tag
- * lives exactly that long, so the fleet fires once).
- */
-#define STORE_SAFETY_COUNTS_MAX 8
-#define STORE_SAFETY_NOTIFY_MAX 64
-#define STORE_SAFETY_TEXT_MAX 256
-
-enum store_count_kind { STORE_COUNT_DISTINCT, STORE_COUNT_REFUSED };
-
-struct store_safety_count {
-	const char *key;
-	enum store_count_kind kind;
-	const char *element;		/* DISTINCT: what to count ("" or NULL: nothing this event) */
-	unsigned long limit;		/* trips when the count exceeds it */
-	unsigned long period_ms;
-	const char *rule;		/* "distinct-ips > 5/1h": the suspension's by */
-};
-
-struct store_safety_notify {
-	const char *key;		/* the fleet's "already sent" flag */
-	size_t bucket;			/* index into the charge's buckets */
-	unsigned pct;			/* 1..100 */
-};
-
-struct store_safety {
-	const char *suspension_key;	/* NULL: no safety part in this charge */
-	const char *account;		/* stored in a suspension a rule makes */
-	unsigned long suspend_for_ms;
-	const struct store_safety_count *counts;
-	size_t ncounts;
-	const struct store_safety_notify *notify;
-	size_t nnotify;
-};
-
-enum store_suspension { STORE_NOT_SUSPENDED = 0, STORE_SUSPENDED, STORE_SUSPENDED_NOW };
-
-struct store_safety_result {
-	enum store_suspension suspended;
-	char by[STORE_SAFETY_TEXT_MAX];		/* SUSPENDED: "ctl" or the rule */
-	char reason[STORE_SAFETY_TEXT_MAX];	/* SUSPENDED: as given */
-	long long until_ms;			/* 0: until released */
-	size_t tripped;				/* SUSPENDED_NOW: counts[tripped - 1] tripped */
-	long long figure;			/* ... at this count */
-	size_t nfired;				/* notify entries that fired */
-	struct {
-		size_t notify;			/* index into notify */
-		long long used;			/* tokens in use after the charge */
-		long long resets_ms;		/* store clock when the bucket is full again */
-	} fired[STORE_SAFETY_NOTIFY_MAX];
-};
 
 #endif

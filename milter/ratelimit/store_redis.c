@@ -144,24 +144,43 @@ static void redis_cmd_once(struct redis_cmd *c, struct redis_store *rs, const ch
 	free(full);
 }
 
-/* EVALSHA of the script for one op; charge and refund carry a once key. */
+/* The safety part's arguments after its count (store_redis_script.c). */
+static size_t redis_safety_args(const struct store_safety *sf)
+{
+	return 4 + 5 * sf->ncounts + 2 * sf->nnotify;
+}
+
+/*
+ * EVALSHA of the script for one op; charge and refund carry a once key.
+ * sf (charge only, may be NULL) is the account-safety part: its keys
+ * after the once key, its arguments after the volume windows'.
+ */
 static int redis_cmd_script(struct redis_cmd *c, struct redis_store *rs, const char *op,
 	const struct store_bucket *b, size_t nb, const struct store_window *w, size_t nw,
-	long long offset, char *err, size_t errlen)
+	const struct store_safety *sf, long long offset, char *err, size_t errlen)
 {
 	size_t plen = strlen(rs->prefix);
 	bool once = strcmp(op, "peek") != 0 && nb + nw > 0;
+	size_t nsk = sf ? 1 + sf->ncounts + sf->nnotify : 0;
 
-	redis_cmd_init(c, (int)(9 + (1 + STORE_REDIS_BUCKET_ARGS) * nb + 3 * nw));
+	redis_cmd_init(c, (int)(10 + (1 + STORE_REDIS_BUCKET_ARGS) * nb + 3 * nw + nsk
+				+ (sf ? redis_safety_args(sf) : 0)));
 	redis_cmd_str(c, "EVALSHA");
 	redis_cmd_str(c, rs->sha);
-	redis_cmd_num(c, nb + nw + once);
+	redis_cmd_num(c, nb + nw + once + nsk);
 	for (size_t i = 0; i < nb; i++)
 		redis_cmd_put(c, rs->prefix, plen, b[i].key, strlen(b[i].key));
 	for (size_t i = 0; i < nw; i++)
 		redis_cmd_put(c, rs->prefix, plen, w[i].key, strlen(w[i].key));
 	if (once)
 		redis_cmd_once(c, rs, nb > 0 ? b[0].key : w[0].key);
+	if (sf) {
+		redis_cmd_put(c, rs->prefix, plen, sf->suspension_key, strlen(sf->suspension_key));
+		for (size_t i = 0; i < sf->ncounts; i++)
+			redis_cmd_put(c, rs->prefix, plen, sf->counts[i].key, strlen(sf->counts[i].key));
+		for (size_t i = 0; i < sf->nnotify; i++)
+			redis_cmd_put(c, rs->prefix, plen, sf->notify[i].key, strlen(sf->notify[i].key));
+	}
 	redis_cmd_str(c, op);
 	redis_cmd_num(c, nb);
 	redis_cmd_num(c, nw);
@@ -188,6 +207,30 @@ static int redis_cmd_script(struct redis_cmd *c, struct redis_store *rs, const c
 		redis_cmd_num(c, w[i].period_ms);
 		redis_cmd_num(c, (unsigned long long)w[i].at_ms);
 	}
+	redis_cmd_num(c, sf ? redis_safety_args(sf) : 0);
+	if (sf) {
+		redis_cmd_num(c, sf->suspend_for_ms);
+		redis_cmd_str(c, sf->account ? sf->account : "");
+		redis_cmd_num(c, sf->ncounts);
+		redis_cmd_num(c, sf->nnotify);
+		for (size_t i = 0; i < sf->ncounts; i++) {
+			const struct store_safety_count *k = &sf->counts[i];
+			redis_cmd_str(c, k->kind == STORE_COUNT_DISTINCT ? "d" : "r");
+			redis_cmd_str(c, k->element ? k->element : "");
+			redis_cmd_num(c, k->limit);
+			redis_cmd_num(c, k->period_ms);
+			redis_cmd_str(c, k->rule ? k->rule : "");
+		}
+		for (size_t i = 0; i < sf->nnotify; i++) {
+			if (sf->notify[i].bucket >= nb) {
+				snprintf(err, errlen, "store: threshold of a bucket the charge does not have");
+				redis_cmd_free(c);
+				return -1;
+			}
+			redis_cmd_num(c, sf->notify[i].bucket + 1);
+			redis_cmd_num(c, sf->notify[i].pct);
+		}
+	}
 	if (offset > 0)
 		redis_cmd_num(c, (unsigned long long)offset);
 	if (c->nomem) {
@@ -212,21 +255,71 @@ static bool redis_integers(const redisReply *r, size_t n)
 
 /* ---- the backend ---- */
 
-static enum store_status redis_charge(void *impl, long long offset, const struct store_bucket *b,
-	size_t nb, const struct store_window *w, size_t nw, struct store_charge_result *res,
-	char *err, size_t errlen)
+/*
+ * The safety outcome after a charge's 4 + nw numbers: state, by, reason,
+ * until, tripped, figure, nfired, then per fired threshold: index, used,
+ * resets (store_redis_script.c). A replayed charge has none: nothing
+ * happened. false: the reply is not of that shape.
+ */
+static bool redis_safety_outcome(const redisReply *r, size_t at, size_t nnotify,
+	struct store_safety_result *sr)
+{
+	if (r->elements == at)
+		return true;
+	if (r->elements < at + 7)
+		return false;
+	redisReply *const *e = r->element + at;
+	if (e[0]->type != REDIS_REPLY_INTEGER || e[1]->type != REDIS_REPLY_STRING
+	    || e[2]->type != REDIS_REPLY_STRING)
+		return false;
+	for (size_t i = 3; i < 7; i++)
+		if (e[i]->type != REDIS_REPLY_INTEGER)
+			return false;
+	size_t nfired = (size_t)e[6]->integer;
+	if (e[0]->integer < 0 || e[0]->integer > STORE_SUSPENDED_NOW || nfired > nnotify
+	    || r->elements != at + 7 + 3 * nfired)
+		return false;
+	for (size_t i = 0; i < 3 * nfired; i++)
+		if (e[7 + i]->type != REDIS_REPLY_INTEGER)
+			return false;
+	sr->suspended = (enum store_suspension)e[0]->integer;
+	snprintf(sr->by, sizeof(sr->by), "%s", e[1]->str);
+	snprintf(sr->reason, sizeof(sr->reason), "%s", e[2]->str);
+	sr->until_ms = e[3]->integer;
+	sr->tripped = (size_t)e[4]->integer;
+	sr->figure = e[5]->integer;
+	sr->nfired = nfired;
+	for (size_t i = 0; i < nfired; i++) {
+		if (e[7 + 3 * i]->integer < 0 || (size_t)e[7 + 3 * i]->integer >= nnotify)
+			return false;
+		sr->fired[i].notify = (size_t)e[7 + 3 * i]->integer;
+		sr->fired[i].used = e[8 + 3 * i]->integer;
+		sr->fired[i].resets_ms = e[9 + 3 * i]->integer;
+	}
+	return true;
+}
+
+static enum store_status redis_charge_safe(void *impl, long long offset,
+	const struct store_bucket *b, size_t nb, const struct store_window *w, size_t nw,
+	const struct store_safety *sf, struct store_charge_result *res,
+	struct store_safety_result *sr, char *err, size_t errlen)
 {
 	struct redis_store *rs = impl;
 	struct redis_cmd cmd, *cmds[1] = { &cmd };
 	redisReply *r;
 
-	if (redis_cmd_script(&cmd, rs, "charge", b, nb, w, nw, offset, err, errlen) < 0)
+	if (redis_cmd_script(&cmd, rs, "charge", b, nb, w, nw, sf, offset, err, errlen) < 0)
 		return STORE_FAILED;
 	enum store_status status = redis_conn_run(rs->conn, cmds, 1, &r, err, errlen);
 	redis_cmd_free(&cmd);
 	if (status != STORE_OK)
 		return status;
-	if (!redis_integers(r, 4 + nw))
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < 4 + nw)
+		return redis_conn_bad_reply(rs->conn, r, err, errlen);
+	for (size_t i = 0; i < 4 + nw; i++)
+		if (r->element[i]->type != REDIS_REPLY_INTEGER)
+			return redis_conn_bad_reply(rs->conn, r, err, errlen);
+	if (sf ? !redis_safety_outcome(r, 4 + nw, sf->nnotify, sr) : r->elements != 4 + nw)
 		return redis_conn_bad_reply(rs->conn, r, err, errlen);
 	long long over = r->element[1]->integer;
 	if (over < 0 || (size_t)over > nb)
@@ -239,6 +332,20 @@ static enum store_status redis_charge(void *impl, long long offset, const struct
 		res->volume[i] = (unsigned long)r->element[4 + i]->integer;
 	freeReplyObject(r);
 	return STORE_OK;
+}
+
+static enum store_status redis_charge_tags(void *impl, long long offset,
+	const struct store_bucket *b, size_t nb, const struct store_window *w, size_t nw,
+	const struct store_safety *sf, struct store_charge_result *res,
+	struct store_safety_result *sr, char *err, size_t errlen);
+
+static enum store_status redis_charge(void *impl, long long offset, const struct store_bucket *b,
+	size_t nb, const struct store_window *w, size_t nw, struct store_charge_result *res,
+	char *err, size_t errlen)
+{
+	struct store_safety_result none;
+
+	return redis_charge_tags(impl, offset, b, nb, w, nw, NULL, res, &none, err, errlen);
 }
 
 static enum store_status redis_refund(void *impl, long long offset, struct store_batch *batches,
@@ -258,7 +365,7 @@ static enum store_status redis_refund(void *impl, long long offset, struct store
 	for (; built < n; built++) {
 		const struct store_batch *bt = &batches[built];
 		if (redis_cmd_script(&cmd[built], rs, "refund", bt->buckets, bt->nb, bt->windows,
-				     bt->nw, offset, err, errlen) < 0)
+				     bt->nw, NULL, offset, err, errlen) < 0)
 			goto out;
 		cmds[built] = &cmd[built];
 	}
@@ -284,7 +391,7 @@ static enum store_status redis_peek(void *impl, long long offset, const struct s
 	struct redis_cmd cmd, *cmds[1] = { &cmd };
 	redisReply *r;
 
-	if (redis_cmd_script(&cmd, rs, "peek", b, nb, NULL, 0, offset, err, errlen) < 0)
+	if (redis_cmd_script(&cmd, rs, "peek", b, nb, NULL, 0, NULL, offset, err, errlen) < 0)
 		return STORE_FAILED;
 	enum store_status status = redis_conn_run(rs->conn, cmds, 1, &r, err, errlen);
 	redis_cmd_free(&cmd);
@@ -480,12 +587,71 @@ failed:
 	return NULL;
 }
 
+/*
+ * ---- calls over several hash tags ----
+ * In a Cluster the scopes of one call (account, domain, class: each its
+ * own tag) may live on different masters: store_redis_groups.c charges
+ * them one group at a time and refunds on a later refusal. The account
+ * safety part goes with the first group, the account's.
+ */
+struct redis_group_call {
+	void *impl;
+	long long offset;
+	const struct store_safety *sf;
+	struct store_safety_result *sr;
+};
+
+static enum store_status redis_group_charge(void *ctx, size_t group, const struct store_bucket *b,
+	size_t nb, const struct store_window *w, size_t nw, struct store_charge_result *res,
+	char *err, size_t errlen)
+{
+	struct redis_group_call *gc = ctx;
+	struct store_safety_result none;
+
+	return redis_charge_safe(gc->impl, gc->offset, b, nb, w, nw, group == 0 ? gc->sf : NULL,
+				 res, group == 0 ? gc->sr : &none, err, errlen);
+}
+
+static enum store_status redis_group_refund(void *ctx, struct store_batch *batches, size_t n,
+	char *err, size_t errlen)
+{
+	struct redis_group_call *gc = ctx;
+
+	return redis_refund(gc->impl, gc->offset, batches, n, err, errlen);
+}
+
+static enum store_status redis_charge_tags(void *impl, long long offset,
+	const struct store_bucket *b, size_t nb, const struct store_window *w, size_t nw,
+	const struct store_safety *sf, struct store_charge_result *res,
+	struct store_safety_result *sr, char *err, size_t errlen)
+{
+	struct redis_store *rs = impl;
+	struct redis_group_call gc = { impl, offset, sf, sr };
+
+	if (!redis_conn_splits(rs->conn) || redis_tag_run(b, nb) == nb)
+		return redis_charge_safe(impl, offset, b, nb, w, nw, sf, res, sr, err, errlen);
+	return redis_groups_charge(&gc, redis_group_charge, redis_group_refund, b, nb, w, nw, res,
+				   err, errlen);
+}
+
+static enum store_status redis_refund_tags(void *impl, long long offset,
+	struct store_batch *batches, size_t n, char *err, size_t errlen)
+{
+	struct redis_store *rs = impl;
+	struct redis_group_call gc = { impl, offset, NULL, NULL };
+
+	if (!redis_conn_splits(rs->conn) || redis_batches_one_tag(batches, n))
+		return redis_refund(impl, offset, batches, n, err, errlen);
+	return redis_groups_refund(&gc, redis_group_refund, batches, n, err, errlen);
+}
+
 const struct store_ops store_redis_ops = {
 	.name = "redis",
 	.open = redis_open,
 	.close = redis_close,
 	.charge = redis_charge,
-	.refund = redis_refund,
+	.charge_safe = redis_charge_tags,
+	.refund = redis_refund_tags,
 	.peek = redis_peek,
 	.forget = redis_forget,
 	.stats = redis_stats,

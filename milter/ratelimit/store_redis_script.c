@@ -23,6 +23,22 @@
  *	later append their own arguments after the volume windows' and
  *	before the clock offset, and say so here.
  *
+ * Account safety part (store.h "Account safety"; every op sends its
+ *	count, 0 but for a charge with one): at sa = 5 + 8 * nb + 2 * nw,
+ *	ns = the number of its arguments that follow (so the clock offset
+ *	is ARGV[sa + 1 + ns]): suspend_for_ms, account, nc, nn, per count
+ *	rule 5: kind ("d": distinct, HyperLogLog; "r": refused events),
+ *	element ("" = nothing to add), limit, period_ms, rule text; per
+ *	threshold 2: bucket (1-based), percent. Its keys follow the once
+ *	key (or the windows when there is none): the suspension hash, the
+ *	nc count keys, the nn threshold keys.
+ *	A suspension stops the charge before any bucket is read; a count
+ *	beyond its limit suspends the account (hash: since, until, by,
+ *	reason, account; PEXPIRE suspend_for_ms), starts that count afresh
+ *	and stops the charge; thresholds fire after an admitted charge,
+ *	each SET NX for as long as the bucket stays at or above it (a
+ *	calendar window: until it ends), its TTL renewed when it holds.
+ *
  * Once key: names the call by an id no other call has (store_redis.c),
  * under the account's hash tag. A charge that was admitted and every
  * refund store their reply in it for once_ttl_ms; a call that finds it
@@ -54,7 +70,12 @@
  * end; 60 fields at most per window, the key expires after a quiet period.
  *
  * Returns: charge {admitted, over (1-based, 0 = none), retry_ms (-1 =
- * never), now, volume...}; peek {u, full_in_ms} per bucket (a calendar
+ * never), now, volume...}, and with a safety part: state (0, 1 =
+ * suspended, 2 = suspended by this charge's count), by, reason, until,
+ * tripped (1-based count rule, 0), figure, nfired, then per fired
+ * threshold: index (0-based), tokens used, ms when full again (a
+ * stopped charge: admitted 0, over 0, volumes 0; a replay from the once
+ * key: no safety part); peek {u, full_in_ms} per bucket (a calendar
  * window: tokens used, ms until it ends), then now; refund now.
  */
 #include "config.h"
@@ -77,9 +98,11 @@ const char store_redis_script[] =
 	"    return res\n"
 	"  end\n"
 	"end\n"
+	"local sa = wa + 2 * nw\n"
+	"local ns = tonumber(ARGV[sa]) or 0\n"
 	"local tm = redis.call('TIME')\n"
 	"local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)"
-	" + (tonumber(ARGV[wa + 2 * nw]) or 0)\n"
+	" + (tonumber(ARGV[sa + 1 + ns]) or 0)\n"
 	"local function int(x) return string.format('%.0f', x) end\n"
 	"local function remember(res)\n"
 	"  if not once then return end\n"
@@ -129,7 +152,21 @@ const char store_redis_script[] =
 	"  local len = math.max(1, math.floor(period / 60))\n"
 	"  return len, math.floor(period / len)\n"
 	"end\n"
+	"local function stopped(state, by, reason, untl, trip, fig)\n"
+	"  local res = {0, 0, 0, now}\n"
+	"  for j = 1, nw do res[4 + j] = 0 end\n"
+	"  for _, x in ipairs({state, by, reason, untl, trip, fig, 0}) do res[#res + 1] = x end\n"
+	"  return res\n"
+	"end\n"
 	"if op == 'charge' then\n"
+	"  local sk, sfor, acct, nc, nn\n"
+	"  if ns > 0 then\n"
+	"    sk = nb + nw + (once and 1 or 0) + 1\n"
+	"    sfor, acct = tonumber(ARGV[sa + 1]), ARGV[sa + 2]\n"
+	"    nc, nn = tonumber(ARGV[sa + 3]), tonumber(ARGV[sa + 4])\n"
+	"    local v = redis.call('HMGET', KEYS[sk], 'by', 'reason', 'until')\n"
+	"    if v[1] then return stopped(1, v[1], v[2] or '', tonumber(v[3]) or 0, 0, 0) end\n"
+	"  end\n"
 	"  local over, retry, us, ats = 0, 0, {}, {}\n"
 	"  for i = 1, nb do\n"
 	"    local count, tu, refill, cost = bucket(i)\n"
@@ -149,6 +186,34 @@ const char store_redis_script[] =
 	"      if over == 0 then over = i end\n"
 	"      if cost > count then retry = -1\n"
 	"      elseif retry >= 0 then retry = math.max(retry, wait) end\n"
+	"    end\n"
+	"  end\n"
+	"  if ns > 0 then\n"
+	"    local trip, fig = 0, 0\n"
+	"    for c = 1, nc do\n"
+	"      local a = sa + 4 + 5 * (c - 1)\n"
+	"      local key, kind, el = KEYS[sk + c], ARGV[a + 1], ARGV[a + 2]\n"
+	"      local limit, period = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])\n"
+	"      local n\n"
+	"      if kind == 'd' and el ~= '' then\n"
+	"        if redis.call('PFADD', key, el) == 1 then\n"
+	"          if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, int(period)) end\n"
+	"          n = redis.call('PFCOUNT', key)\n"
+	"        end\n"
+	"      elseif kind == 'r' and over > 0 then\n"
+	"        n = redis.call('INCR', key)\n"
+	"        if n == 1 then redis.call('PEXPIRE', key, int(period)) end\n"
+	"      end\n"
+	"      if n and n > limit and trip == 0 then trip, fig = c, n end\n"
+	"    end\n"
+	"    if trip > 0 then\n"
+	"      local rule = ARGV[sa + 4 + 5 * (trip - 1) + 5]\n"
+	"      local why = rule .. ' (' .. int(fig) .. ')'\n"
+	"      redis.call('DEL', KEYS[sk], KEYS[sk + trip])\n"
+	"      redis.call('HSET', KEYS[sk], 'since', int(now), 'until', int(now + sfor), 'by', rule,"
+	" 'reason', why, 'account', acct)\n"
+	"      redis.call('PEXPIRE', KEYS[sk], int(sfor))\n"
+	"      return stopped(2, rule, why, now + sfor, trip, fig)\n"
 	"    end\n"
 	"  end\n"
 	"  local res = {over == 0 and 1 or 0, over, retry, now}\n"
@@ -179,6 +244,34 @@ const char store_redis_script[] =
 	"      end\n"
 	"    end\n"
 	"    remember(res)\n"
+	"  end\n"
+	"  if ns > 0 then\n"
+	"    local fired = {}\n"
+	"    for t = 1, (over == 0 and nn or 0) do\n"
+	"      local a = sa + 4 + 5 * nc + 2 * (t - 1)\n"
+	"      local i, pct = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])\n"
+	"      local count, tu, refill = bucket(i)\n"
+	"      local T = ceildiv(pct * count, 100)\n"
+	"      local used, ttl, resets\n"
+	"      if tu == 0 then\n"
+	"        local _, e = cal(i, now)\n"
+	"        if us[i] >= T then used, ttl, resets = us[i], e - now, e end\n"
+	"      elseif us[i] > (T - 1) * tu then\n"
+	"        used = ceildiv(us[i], tu)\n"
+	"        ttl = ats[i] - now + ceildiv(us[i] - (T - 1) * tu, refill)\n"
+	"        resets = ats[i] + ceildiv(us[i], refill)\n"
+	"      end\n"
+	"      if ttl then\n"
+	"        local key = KEYS[sk + nc + t]\n"
+	"        if redis.call('SET', key, '1', 'NX', 'PX', int(math.max(1, ttl))) then\n"
+	"          fired[#fired + 1] = {t - 1, used, resets}\n"
+	"        else redis.call('PEXPIRE', key, int(math.max(1, ttl))) end\n"
+	"      end\n"
+	"    end\n"
+	"    for _, x in ipairs({0, '', '', 0, 0, 0, #fired}) do res[#res + 1] = x end\n"
+	"    for _, f in ipairs(fired) do\n"
+	"      for _, x in ipairs(f) do res[#res + 1] = x end\n"
+	"    end\n"
 	"  end\n"
 	"  return res\n"
 	"elseif op == 'refund' then\n"

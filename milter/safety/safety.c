@@ -37,6 +37,14 @@ bool safety_wants_mail_event(const struct policy_class *c)
 	return c->suspend_if_count > 0 || c->suspended_line > 0;
 }
 
+bool safety_wants_rcpt_event(const struct policy_class *c)
+{
+	for (size_t i = 0; i < c->suspend_if_count; i++)
+		if (c->suspend_if[i].kind == SUSPEND_DISTINCT_RECIPIENTS)
+			return true;
+	return false;
+}
+
 static char *own(struct safety_block *b, char *key)
 {
 	if (key != NULL)

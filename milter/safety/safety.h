@@ -4,6 +4,7 @@
  *	rules and notify thresholds, as part of a rate-limit charge
  * SYNOPSIS
  *	bool safety_wants_mail_event(const struct policy_class *c);
+ *	bool safety_wants_rcpt_event(const struct policy_class *c);
  *	int safety_block_build(struct safety_block *b,
  *		const struct policy_class *c, enum policy_direction dir,
  *		const char *account, bool message, const char *element,
@@ -38,7 +39,9 @@
  *	this class even without messages rates (it has suspend-if rules or
  *	a suspended line). A class with recipients rates only is checked at
  *	RCPT TO; a class with no rates and no safety lines is never checked
- *	(class unlimited { } stays free).
+ *	(class unlimited { } stays free). safety_wants_rcpt_event: a
+ *	recipient event must reach the store even when no recipients rate
+ *	covers it (the class counts distinct-recipients).
  *
  *	safety_block_build fills b for one event: message (MAIL FROM;
  *	element = the client, safety_client_element) or recipients (RCPT
@@ -103,6 +106,7 @@ struct safety_outcome {
 };
 
 bool safety_wants_mail_event(const struct policy_class *c);
+bool safety_wants_rcpt_event(const struct policy_class *c);
 int safety_block_build(struct safety_block *b, const struct policy_class *c,
 	enum policy_direction dir, const char *account, bool message, const char *element,
 	const struct store_bucket *buckets, const struct policy_rate *const *rates,
