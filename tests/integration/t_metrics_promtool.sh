@@ -49,7 +49,7 @@ names=$(sed -n 's/^\(bulkmilter_[a-z_]*\) [0-9][0-9]*$/\1/p' "$scrape" | sort -u
 h_ok "the scrape has 15 or more metrics" test "$(wc -l <<<"$names")" -ge 15
 bad=
 for n in $names; do
-	grep -q "^# HELP $n [A-Z]" "$scrape" && grep -qx "# TYPE $n counter" "$scrape" &&
+	grep -q "^# HELP $n [^ ]" "$scrape" && grep -qx "# TYPE $n counter" "$scrape" &&
 		[[ $n =~ ^bulkmilter_[a-z_]+_total$ ]] || bad="$bad $n"
 done
 h_assert_eq "" "$bad" "every metric: HELP, TYPE counter, name bulkmilter_..._total"
