@@ -19,6 +19,14 @@
 #            line is bulkmilter's reason, mailq -qQ lists it with that
 #            reason, and it does not reach the sink; released as the
 #            README says (sendmail -qQ -qIQID -Q), it is delivered
+#   local    sendmail(1) with Sendmail's submission program (submit.cf,
+#            FEATURE(msp)) to three recipients of dave@example.com
+#            (standard, recipients 2/1h): it hands the message to the MTA
+#            over SMTP from 127.0.0.1, so it is outbound and answered per
+#            recipient: two reach the sink, the third stays in the
+#            submission queue with "Deferred: 451 4.7.1 Sending rate
+#            limit exceeded for dave@example.com, try again later" (no
+#            hold, unlike Postfix's non_smtpd_milters)
 #
 # No confMILTER_MACROS_* define: the queue ID "i" the milter asks for
 # (smfi_setsymlist) reaches it, and its log lines name Sendmail's queue
@@ -128,7 +136,7 @@ h_assert_eq hold "$(h_milter_field "$held" decision)" "hold: the milter's line s
 h_ok "hold: the second is quarantined (queue file hf$held)" test -f "$SM_ROOT/queue/hf$held"
 h_assert_grep "$SM_ROOT/queue/hf$held" '^qbulkmilter: held@example\.com over messages rate 1/1h$' \
 	"hold: its q line is bulkmilter's reason"
-h_assert_eq "" "$(sm_queue_files "$SM_ROOT" qf)" "hold: no qf file (nothing left to deliver)"
+h_assert_eq "" "$(sm_queue_files "$SM_ROOT/queue" qf)" "hold: no qf file (nothing left to deliver)"
 sleep 2
 h_assert_eq "" "$(h_sink_grep main " id $held")" "hold: it did not reach the sink (2 s of queue runs later)"
 sm_sendmail "$SM_ROOT" -bp -qQ >"$H_TMP/mailq.out" 2>&1
@@ -137,3 +145,25 @@ h_assert_grep "$H_TMP/mailq.out" 'QUARANTINE: bulkmilter: held@example\.com over
 	"hold: with its reason"
 h_ok "hold: released with sendmail -qQ -qI$held -Q" sm_sendmail "$SM_ROOT" -qQ -qI"$held" -Q
 h_ok "hold: then delivered" test -n "$(sink_file "$held")"
+
+# --- local submission: sendmail(1) -> submit.cf -> SMTP to the MTA
+printf 'From: dave@example.com\nSubject: local\n\nhello\n' |
+	sm_submit "$SM_ROOT" -f dave@example.com l1@example.net l2@example.net l3@example.net
+h_assert_eq 0 "$?" "local: sendmail(1) exits 0"
+h_wait_sink_grep main 'Subject: local' 30 >/dev/null
+file=$(h_sink_grep main 'Subject: local' | head -n 1)
+h_ok "local: a message arrives at the sink" test -n "$file"
+got=$(rcpts "$file")
+h_assert_eq 2 "$(wc -w <<<"$got")" "local: for two of the three recipients ($got)"
+qf=$(sm_queue_files "$SM_ROOT/clientqueue" qf)
+h_assert_eq 1 "$(wc -w <<<"$qf")" "local: one queue file in the submission queue"
+h_assert_grep "$qf" '^MDeferred: 451 4\.7\.1 Sending rate limit exceeded for dave@example\.com, try again later$' \
+	"local: deferred with the 451 4.7.1 of the rate"
+left=$(sed -n 's/^rRFC822; //p' "$qf")
+h_ok "local: it holds the third recipient ($left), not one the sink got" \
+	bash -c '[ -n "$1" ] && [[ " l1@example.net l2@example.net l3@example.net " == *" $1 "* ]] && [[ "$2" != *"<$1>"* ]]' \
+	_ "$left" "$got"
+qid=$(grep -o ' id [0-9A-Za-z]*;' "$file" | head -n 1 | sed 's/ id \(.*\);/\1/')
+for f in direction=outbound client=127.0.0.1 account=dave@example.com rcpts=2 decision=accept; do
+	h_assert_eq "${f#*=}" "$(h_milter_field "$qid" "${f%%=*}")" "local: the milter's line ($qid) says $f"
+done

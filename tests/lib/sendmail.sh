@@ -14,7 +14,8 @@
 #		 [--mc 'LINE']...
 #	sm_sasl_user ROOT USER PASS
 #	sm_start ROOT; sm_stop ROOT; sm_sendmail ROOT ARGS...
-#	sm_queue_files ROOT [PREFIX]
+#	sm_submit ROOT ARGS...
+#	sm_queue_files QUEUE [PREFIX]
 #	sm_sink_start NAME
 #	sm_smtp [smtp_driver.py options...]; sm_send [h_send options...]
 #
@@ -55,7 +56,10 @@
 #	world-writable directory path, and /tmp is one: the test's part
 #	adds DontBlameSendmail TrustStickyBit (a sticky /tmp is safe). m4
 #	with sendmail-cf makes ROOT/etc/sendmail.cf. --sasl offers AUTH
-#	PLAIN and LOGIN.
+#	PLAIN and LOGIN. sm_build also makes ROOT/etc/submit.cf, the
+#	submission program's configuration (FEATURE(msp), as Sendmail's own
+#	submit.mc, its queue in ROOT/clientqueue), which hands mail to the
+#	MTA over SMTP at $SM_ADDR:PORT.
 #
 #	sm_sasl_user adds USER to ROOT/sasl/sasldb2 and writes
 #	ROOT/sasl/Sendmail.conf (auxprop sasldb on that file). Cyrus SASL
@@ -71,11 +75,14 @@
 #	its children) and waits; after 10 s, SIGKILL. sm_sendmail runs
 #	"sendmail -C ROOT/etc/sendmail.cf ARGS" the same way, in the
 #	foreground (e.g. -qQ -qIQID -Q: release a quarantined message).
+#	sm_submit is sendmail(1) as a local program calls it: "sendmail -C
+#	ROOT/etc/submit.cf ARGS", the message on stdin.
 #
 #	Sendmail has no log here (no syslog daemon); the tests look at SMTP
 #	replies, the sink, the queue files and the milter's log.
 #
-#	sm_queue_files lists the queue's files whose names start with
+#	sm_queue_files lists the files of QUEUE (ROOT/queue, the MTA's, or
+#	ROOT/clientqueue, the submission program's) whose names start with
 #	PREFIX (default any): qf (queued), hf (quarantined, Sendmail's hold
 #	queue: its "q" line is the reason), df (bodies).
 #
@@ -221,6 +228,26 @@ EOF
 	m4 -D_CF_DIR_="$cf/" "$cf/m4/cf.m4" "$root/etc/sendmail.mc" \
 		>"$root/etc/sendmail.cf" 2>"$root/m4.err" ||
 		{ echo "sm_build: m4 failed:" >&2; cat "$root/m4.err" >&2; return 1; }
+	install -d -o nobody -m 770 "$root/clientqueue" || return 1
+	cat >"$root/etc/submit.mc" <<EOF
+divert(0)dnl
+VERSIONID(\`bulkmilter tests: submission')dnl
+define(\`confCF_VERSION', \`Submit')dnl
+define(\`__OSTYPE__',\`')dnl
+define(\`confTIME_ZONE', \`USE_TZ')dnl
+define(\`confDONT_INIT_GROUPS', \`True')dnl
+define(\`confDOMAIN_NAME', \`$SM_HOSTNAME')dnl
+define(\`confRUN_AS_USER', \`nobody')dnl
+define(\`MSP_QUEUE_DIR', \`$root/clientqueue')dnl
+define(\`confSERVICE_SWITCH_FILE', \`$root/etc/service.switch')dnl
+define(\`confHOSTS_FILE', \`$root/etc/hosts')dnl
+define(\`confDONT_BLAME_SENDMAIL', \`TrustStickyBit')dnl
+define(\`RELAY_MAILER_ARGS', \`TCP \$h $smtpd')dnl
+FEATURE(\`msp', \`[$SM_ADDR]')dnl
+EOF
+	m4 -D_CF_DIR_="$cf/" "$cf/m4/cf.m4" "$root/etc/submit.mc" \
+		>"$root/etc/submit.cf" 2>>"$root/m4.err" ||
+		{ echo "sm_build: m4 submit.mc failed:" >&2; cat "$root/m4.err" >&2; return 1; }
 	for line in "O InputMailFilters=" "Xbulkmilter, S=$socket"; do
 		grep -qF "$line" "$root/etc/sendmail.cf" ||
 			{ echo "sm_build: sendmail.cf lacks '$line'" >&2; return 1; }
@@ -238,8 +265,16 @@ sm_sasl_user() {
 }
 
 sm_sendmail() {
-	local root=$1 ns=-u mount=:
-	shift
+	sm__sendmail "$1" "$1/etc/sendmail.cf" "${@:2}"
+}
+
+sm_submit() {
+	sm__sendmail "$1" "$1/etc/submit.cf" "${@:2}"
+}
+
+sm__sendmail() {
+	local root=$1 cf=$2 ns=-u mount=:
+	shift 2
 	if [ -d "$root/sasl" ]; then
 		ns=-um
 		mount="mount --bind '$root/sasl' /usr/lib/sasl2"
@@ -248,7 +283,7 @@ sm_sendmail() {
 	sm__run env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 		LD_LIBRARY_PATH="$root/pkg/usr/lib/x86_64-linux-gnu" \
 		unshare "$ns" sh -c "$mount"' && hostname "$1" && shift && exec "$@"' sh \
-		"$SM_HOSTNAME" "$root/pkg/usr/libexec/sendmail/sendmail" -C "$root/etc/sendmail.cf" "$@"
+		"$SM_HOSTNAME" "$root/pkg/usr/libexec/sendmail/sendmail" -C "$cf" "$@"
 }
 
 sm_start() {
@@ -280,7 +315,7 @@ sm_stop() {
 
 sm_queue_files() {
 	local f
-	for f in "$1/queue/${2:-}"*; do
+	for f in "$1/${2:-}"*; do
 		[ -f "$f" ] && echo "$f"
 	done
 }
