@@ -1,4 +1,5 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2004
+# (the harness's arrays and H_QID are set here for the tests to read)
 #
 # NAME
 #	sendmail.sh - a private Sendmail 8.17 on loopback, for the
@@ -28,7 +29,8 @@
 #	Postfix does not, liblockfile1 and libwrap0) into SM_DEBS
 #	($BM_SENDMAIL_DEBS, default /var/cache/bulkmilter-tests/sendmail),
 #	and sm_build unpacks them with dpkg-deb -x under ROOT/pkg. Nothing
-#	outside ROOT is written or read as configuration.
+#	outside ROOT is written, and no system file is read as Sendmail
+#	configuration.
 #
 #	sm_need_debs skips the test (exit 0, "ok ... # SKIP") when the
 #	.debs are not there (run scripts/deps).
@@ -58,8 +60,9 @@
 #	with sendmail-cf makes ROOT/etc/sendmail.cf. --sasl offers AUTH
 #	PLAIN and LOGIN. sm_build also makes ROOT/etc/submit.cf, the
 #	submission program's configuration (FEATURE(msp), as Sendmail's own
-#	submit.mc, its queue in ROOT/clientqueue), which hands mail to the
-#	MTA over SMTP at $SM_ADDR:PORT.
+#	submit.mc, its queue in ROOT/clientqueue, run as nobody: it refuses
+#	to run as root), which hands mail to the MTA over SMTP at
+#	$SM_ADDR:PORT.
 #
 #	sm_sasl_user adds USER to ROOT/sasl/sasldb2 and writes
 #	ROOT/sasl/Sendmail.conf (auxprop sasldb on that file). Cyrus SASL
@@ -69,8 +72,9 @@
 #
 #	sm_start runs "sendmail -bd -q1s" in its own UTS namespace (unshare
 #	-u) whose host name is bm-sendmail.localdomain, with
-#	confDOMAIN_NAME the same: Sendmail then does not spend a minute
-#	trying to resolve the machine's own name. It daemonizes; sm_start
+#	confDOMAIN_NAME the same and the name in the hosts file it reads
+#	(ROOT/etc/hosts): Sendmail then does not spend a minute trying to
+#	resolve the machine's own name. It daemonizes; sm_start
 #	waits until it listens. sm_stop sends its daemon SIGTERM (it stops
 #	its children) and waits; after 10 s, SIGKILL. sm_sendmail runs
 #	"sendmail -C ROOT/etc/sendmail.cf ARGS" the same way, in the
@@ -122,8 +126,10 @@ sm_netns() {
 	unshare --net="$SM_ROOT/netns" true ||
 		{ echo "sm_netns: unshare --net failed" >&2; return 1; }
 	SM_NETNS=$SM_ROOT/netns
-	sm__run ip link set lo up && sm__run ip addr add "$1/32" dev lo ||
-		{ echo "sm_netns: cannot put $1 on lo" >&2; return 1; }
+	if ! sm__run ip link set lo up || ! sm__run ip addr add "$1/32" dev lo; then
+		echo "sm_netns: cannot put $1 on lo" >&2
+		return 1
+	fi
 	SM_ADDR=$1
 }
 
