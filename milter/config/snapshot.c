@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "events.h"
+#include <openssl/crypto.h>
+
 #include "log.h"
 #include "snapshot.h"
 
@@ -27,6 +29,9 @@ static void snapshot_free(struct snapshot *s)
 	store_close(s->store);
 	keytable_free(s->keys);
 	authority_free(s->authority);
+	if (s->feedback)
+		OPENSSL_cleanse(s->feedback, sizeof(*s->feedback));
+	free(s->feedback);
 	policy_free(s->policy);
 	settings_free(s->settings);
 	free(s);
@@ -65,6 +70,14 @@ struct snapshot *snapshot_load(const char *config_path, const char *socket_overr
 	s->policy = policy_load_zone(s->settings->policy_path, s->settings->timezone, errs);
 	s->keys = keytable_load(s->settings, errs);
 	s->authority = authority_load(s->settings, errs);
+	if (s->settings->feedback_key_file) {
+		char err[512];
+		s->feedback = malloc(sizeof(*s->feedback));
+		if (s->feedback == NULL)
+			diag_add(errs, config_path, 0, "out of memory");
+		else if (feedback_key_file(s->settings->feedback_key_file, s->feedback, err, sizeof(err)) != 0)
+			diag_add(errs, config_path, 0, "%s", err);
+	}
 	if (settings_ok)
 		s->store = store_open(s->settings, errs);
 	if (diag_errors(errs) != before || s->policy == NULL) {

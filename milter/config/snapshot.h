@@ -14,7 +14,8 @@
  *	otherwise. A connection acquires the current snapshot at connect and
  *	releases it at close, so mail in flight finishes under the rules it
  *	started with; the old snapshot is freed when its last connection
- *	ends. With start_services false (-n, bulkmilterctl check/explain)
+ *	ends. The SigningAuthority file: map is part of the snapshot, so a
+ *	reload reads it again. With start_services false (-n, bulkmilterctl check/explain)
  *	nothing is spawned and the network is not touched.
  */
 #ifndef BM_SNAPSHOT_H
@@ -22,7 +23,9 @@
 
 #include <stdbool.h>
 
+#include "authority.h"
 #include "diag.h"
+#include "feedback.h"
 #include "keytable.h"
 #include "policy.h"
 #include "settings.h"
@@ -35,6 +38,8 @@ struct snapshot {
 	struct settings *settings;
 	struct policy *policy;
 	struct keytable *keys;		/* NULL: no signing */
+	struct authority *authority;	/* NULL: SigningAuthority none */
+	struct feedback_key *feedback;	/* FeedbackKeyFile's; NULL: the fleet's, in Redis (intake.h) */
 	struct store *store;
 	struct spf_pool *spf;		/* NULL unless services started */
 };

@@ -90,6 +90,7 @@ void transaction_reset(struct transaction *t)
 	ratelimit_receipt_clear(&m->receipt);
 	free(m->receipt.charges);
 	signer_free(m->signer);
+	intake_reset(&m->intake);
 	memset(m, 0, sizeof(*m));	/* sign_state SIGNER_SIGN until a stage says otherwise */
 }
 
@@ -249,6 +250,7 @@ enum verdict transaction_mail(struct transaction *t, const char *arg, const char
 	if (t->local_submission)
 		transaction_note_queue_id(t, queue_id);	/* cleanup knows it already */
 	m->direction = direction_decide(t->sasl, t->internal, t->local_submission);
+	intake_begin(&m->intake, m->direction == DIRECTION_INBOUND || t->local_submission);
 	struct policy_facts facts = {
 		.direction = m->direction, .sasl = t->sasl, .sender = m->sender,
 		.client = t->client.family ? &t->client : NULL,
@@ -358,6 +360,7 @@ enum verdict transaction_header(struct transaction *t, const char *name, const c
 	s = t->snap->settings;
 	bool removed = header_facts_note(&m->headers, name, value, m->cls, s->tag_header,
 					 s->authserv_id);
+	intake_header(&m->intake, name, value);
 	if (removed || !signing(t))
 		return VERDICT_CONTINUE;
 	if (m->signer == NULL) {
@@ -375,6 +378,26 @@ enum verdict transaction_header(struct transaction *t, const char *name, const c
 	return VERDICT_CONTINUE;
 }
 
+/*
+ * Our Feedback-ID, for outbound mail of a class with "suppress": made
+ * here, before the signer picks its keys, so that it is signed. No key
+ * (the fleet's secret unreadable just now): the message goes without.
+ */
+static void feedback_note(struct transaction *t)
+{
+	struct transaction_msg *m = &t->msg;
+	const struct feedback_key *k;
+	if (m->direction != DIRECTION_OUTBOUND || m->cls == NULL || m->cls->suppress == 0 ||
+	    !m->has_account || (k = intake_feedback_key(t->snap)) == NULL)
+		return;
+	m->feedback_id[0] = ' ';
+	if (feedback_make(k, m->cls->name, m->account, m->feedback_id + 1, sizeof(m->feedback_id) - 1) != 0) {
+		log_warning("%s: no Feedback-ID: cannot make the token for account=%s", transaction_qid(t),
+			    m->account);
+		m->feedback_id[0] = '\0';
+	}
+}
+
 /* The signer picks its keys now that the From header is known. */
 enum verdict transaction_eoh(struct transaction *t, const char *queue_id)
 {
@@ -385,6 +408,7 @@ enum verdict transaction_eoh(struct transaction *t, const char *queue_id)
 		return VERDICT_TEMPFAIL;
 	}
 	transaction_note_queue_id(t, queue_id);
+	feedback_note(t);
 	if (m->direction != DIRECTION_OUTBOUND || t->snap->keys == NULL) {
 		sign_fail(m, SIGNER_SKIP, m->direction != DIRECTION_OUTBOUND ? "inbound" : "no KeyTable");
 		return VERDICT_CONTINUE;
@@ -395,6 +419,11 @@ enum verdict transaction_eoh(struct transaction *t, const char *queue_id)
 		m->signer = signer_begin(t->snap->keys, t->snap->settings, transaction_qid(t));
 	if (m->signer == NULL) {
 		sign_fail(m, SIGNER_ERROR, "cannot start signer");
+		return VERDICT_CONTINUE;
+	}
+	/* ours is added below every header (transaction_eom.c) and signed */
+	if (m->feedback_id[0] && signer_header(m->signer, "Feedback-ID", m->feedback_id) == SIGNER_ERROR) {
+		sign_fail(m, SIGNER_ERROR, "cannot hold headers for signing");
 		return VERDICT_CONTINUE;
 	}
 	m->sign_state = signer_eoh(m->signer, header_facts_from(h), m->sign_why, sizeof(m->sign_why));
@@ -414,8 +443,9 @@ enum verdict transaction_body(struct transaction *t, const unsigned char *chunk,
 		t->reply.code = NULL;
 		return VERDICT_TEMPFAIL;
 	}
+	intake_body(&m->intake, chunk, len);
 	if (m->sign_state != SIGNER_SIGN)
-		return VERDICT_SKIP_BODY;
+		return intake_wants_body(&m->intake) ? VERDICT_CONTINUE : VERDICT_SKIP_BODY;
 	/*
 	 * Postfix's smtp client breaks lines over 998 octets after we signed
 	 * (smtp_line_length_limit), which breaks the body hash: say so.

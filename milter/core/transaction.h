@@ -95,7 +95,9 @@
 #include <sys/socket.h>
 
 #include "address.h"
+#include "feedback.h"
 #include "header_facts.h"
+#include "intake.h"
 #include "netaddr.h"
 #include "policy.h"
 #include "ratelimit.h"
@@ -110,10 +112,11 @@
 #define TRANSACTION_LINE_MAX 998
 /* Header edits of one message: removals of forged Authentication-Results,
  * one removal of every TagHeader copy, and the headers we add. */
-#define TRANSACTION_EDITS_MAX (HEADER_FACTS_FORGED_AR_MAX + 9)
+#define TRANSACTION_EDITS_MAX (HEADER_FACTS_FORGED_AR_MAX + 10)
 /* The values of the headers we add, as the MTA takes them: at most an
- * Authentication-Results (600), the class name and five short tags. */
-#define TRANSACTION_VALUES_MAX 2048
+ * Authentication-Results (600), the class name, five short tags and a
+ * Feedback-ID (FEEDBACK_VALUE_MAX). */
+#define TRANSACTION_VALUES_MAX (2048 + FEEDBACK_VALUE_MAX)
 /* One value we add is cut here (leading space included). */
 #define TRANSACTION_VALUE_MAX 1023
 
@@ -178,6 +181,9 @@ struct transaction_msg {
 	struct signer *signer;
 	int sign_state;				/* SIGNER_SIGN/SKIP/ERROR once decided */
 	char sign_why[160];
+	char feedback_id[FEEDBACK_VALUE_MAX + 1];	/* " CLASS:TOKEN:bulkmilter", as the MTA
+						   takes it; "" none (feedback.h) */
+	struct intake intake;			/* a report being read (intake.h) */
 };
 
 /* What end of message found, for its edits and its log line. */

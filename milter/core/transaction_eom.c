@@ -1,7 +1,7 @@
 /*
  * transaction_eom - end of message: what bulkmilter decides once it has
  * seen the whole message, in this order: local-submission recipients,
- * the DKIM signature, outbound SPF and alignment, bulk classification
+ * signing authority (the class's from-unauthorized), the DKIM signature, outbound SPF and alignment, bulk classification
  * and the bulk-sender checks, then the header edits, and (in
  * transaction_end, once the milter layer made them) the one log line.
  *
@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "align.h"
+#include "authority.h"
 #include "bulk.h"
 #include "direction.h"
 #include "log.h"
@@ -122,6 +123,37 @@ static void classify_and_check(struct transaction *t, struct transaction_outcome
 	bulk_failures_text(o->failed, o->failed_text, sizeof(o->failed_text));
 }
 
+/*
+ * SigningAuthority: a SASL login's mail with a From domain the login may
+ * not sign for goes unsigned, and gets the class's from-unauthorized.
+ * The check needs the one From address; without it the message is not
+ * signed anyway (transaction_eoh says why).
+ */
+static enum verdict authorize(struct transaction *t)
+{
+	struct transaction_msg *m = &t->msg;
+	const struct header_facts *h = &m->headers;
+	const char *from = header_facts_from(h);
+	const char *fd = from && h->from_count == 1 && h->from_ok ? address_domain(from) : NULL;
+	char why[512];
+
+	if (t->snap->authority == NULL || m->direction != DIRECTION_OUTBOUND || fd == NULL ||
+	    authority_allows(t->snap->authority, t->sasl, fd, why, sizeof(why)))
+		return VERDICT_CONTINUE;
+	m->sign_state = SIGNER_SKIP;
+	snprintf(m->sign_why, sizeof(m->sign_why), "not authorized for %s", fd);
+	log_info("%s: sasl=%s not authorized for %s: %s", transaction_qid(t), t->sasl, fd, why);
+	if (m->cls == NULL)
+		return VERDICT_CONTINUE;
+	struct verdict_scope scope;
+	struct verdict_hit hit = {
+		.rule = RULE_FROM_UNAUTHORIZED, .action = m->cls->from_unauthorized,
+		.text = m->cls->from_unauthorized_text, .account = t->sasl, .identity = fd,
+	};
+	transaction_scope(t, &scope);
+	return verdict_apply(&scope, &hit, &t->reply, &m->marks);
+}
+
 /* Signs the message; VERDICT_TEMPFAIL (reply set) on a failure of ours. */
 static enum verdict sign(struct transaction *t, struct transaction_outcome *o)
 {
@@ -180,6 +212,10 @@ static int edits(struct transaction *t, struct transaction_outcome *o)
 		rc |= edit(o, EDIT_ADD, "X-Bulk-Over-Limit", k->over_tag, 0, 0);
 	if (k->unchecked[0])
 		rc |= edit(o, EDIT_ADD, "X-Bulk-Unchecked", k->unchecked, 0, 0);
+	if (k->unauthorized[0])
+		rc |= edit(o, EDIT_ADD, "X-Bulk-Unauthorized", k->unauthorized, 0, 0);
+	if (m->feedback_id[0])	/* signed as " VALUE" (transaction_eoh); keep_value adds the space */
+		rc |= edit(o, EDIT_ADD, "Feedback-ID", m->feedback_id + 1, 0, 0);
 	o->result.sig = o->sigs.sig;
 	o->result.sigs = o->sigs.count;
 	o->result.hold_reason = k->hold_reason[0] ? k->hold_reason : NULL;
@@ -196,7 +232,7 @@ static enum verdict decide(struct transaction *t, struct transaction_outcome *o)
 	if (t->local_submission && m->cls && m->has_account && m->cls->recipients_count && m->rcpts &&
 	    (v = transaction_charge_recipients(t, m->rcpts)) != VERDICT_CONTINUE)
 		return v;
-	if ((v = sign(t, o)) != VERDICT_CONTINUE)
+	if ((v = authorize(t)) != VERDICT_CONTINUE || (v = sign(t, o)) != VERDICT_CONTINUE)
 		return v;
 	if (m->direction == DIRECTION_OUTBOUND)
 		outbound_spf(t, o);
@@ -237,8 +273,11 @@ enum verdict transaction_eom(struct transaction *t, const char *queue_id,
 	transaction_note_queue_id(t, queue_id);
 	o->long_line = m->long_line && m->sign_state == SIGNER_SIGN;
 	enum verdict v = decide(t, o);
-	if (v == VERDICT_CONTINUE || v == VERDICT_HOLD)
+	if (v == VERDICT_CONTINUE || v == VERDICT_HOLD) {
 		*res = &o->result;
+		/* a report is acted on once accepted; refused, it comes again */
+		intake_finish(&m->intake, t->snap, transaction_qid(t));
+	}
 	return v;
 }
 

@@ -5,9 +5,10 @@
  *	bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--local] [--rcpts N]
  *		[--from ADDRESS-OR-DOMAIN]
  *	bulkmilterctl [-c FILE] [--json] usage [--inbound] ACCOUNT
- *	bulkmilterctl [-c FILE] [--json] reset [--inbound] ACCOUNT
+ *	bulkmilterctl [-c FILE] [--json] reset [--inbound] [--scope account|domain|class|all] ACCOUNT
  *	bulkmilterctl [-c FILE] [--json] stats
  *	bulkmilterctl [-c FILE] [--json] suspend|release ACCOUNT, suspended (ctl_safety.c)
+ *	bulkmilterctl [-c FILE] [--json] suppress add|del|list|import|export ... (ctl_suppress.c)
  *	bulkmilterctl [-c FILE] [--json] dkim check [DOMAIN]
  *	bulkmilterctl [--json] dkim keygen --algorithm rsa-2048|ed25519 DOMAIN SELECTOR DIR
  *
@@ -23,6 +24,10 @@
  * bulk-noncompliant tempfail or reject becomes (verdict.h). usage and reset reach the
  * buckets of the outbound account ACCOUNT; with --inbound, those of the
  * inbound account of that name, which are kept apart (ratelimit.h).
+ * usage shows every bucket and calendar window in use in every scope,
+ * with when it resets in its class's zone (RFC 3339 with --json); reset
+ * takes the account's buckets (and volume windows), or with --scope
+ * those of its domain, of its classes' class scope, or all of them.
  * explain --from says whether that From may be signed for the login
  * (SigningAuthority). The dkim commands are ctl_dkim.c's.
  */
@@ -39,7 +44,9 @@
 #include <strings.h>
 
 #include "bulk.h"
+#include "calendar.h"
 #include "ctl_safety.h"
+#include "ctl_suppress.h"
 #include "ctl_dkim.h"
 #include "direction.h"
 #include "netaddr.h"
@@ -59,11 +66,15 @@ static void usage(void)
 		"usage: bulkmilterctl [-c FILE] [--json] check\n"
 		"       bulkmilterctl [-c FILE] [--json] explain [--sasl X] [--sender Y] [--ip Z] [--local] [--rcpts N] [--from F]\n"
 		"       bulkmilterctl [-c FILE] [--json] usage [--inbound] ACCOUNT\n"
-		"       bulkmilterctl [-c FILE] [--json] reset [--inbound] ACCOUNT\n"
+		"       bulkmilterctl [-c FILE] [--json] reset [--inbound] [--scope account|domain|class|all] ACCOUNT\n"
 		"       bulkmilterctl [-c FILE] [--json] stats\n"
 		"       bulkmilterctl [-c FILE] [--json] suspend ACCOUNT [--for DURATION] [--reason TEXT]\n"
 		"       bulkmilterctl [-c FILE] [--json] release ACCOUNT\n"
 		"       bulkmilterctl [-c FILE] [--json] suspended\n"
+		"       bulkmilterctl [-c FILE] [--json] suppress add ACCOUNT ADDRESS [--for DURATION]\n"
+		"       bulkmilterctl [-c FILE] [--json] suppress del ACCOUNT ADDRESS\n"
+		"       bulkmilterctl [-c FILE] [--json] suppress list|export ACCOUNT\n"
+		"       bulkmilterctl [-c FILE] [--json] suppress import ACCOUNT FILE [--for DURATION]\n"
 		"       bulkmilterctl [-c FILE] [--json] dkim check [DOMAIN]\n"
 		"       bulkmilterctl [--json] dkim keygen --algorithm rsa-2048|ed25519 DOMAIN SELECTOR DIR\n");
 }
@@ -106,16 +117,60 @@ static int cmd_check(struct snapshot *s, struct diag *errs)
 	return 0;
 }
 
-static void print_rates(const char *kind, const struct policy_rate *r, size_t n, bool *first)
+/*
+ * One rate of a class as explain shows it: its window or bucket, its scope
+ * (whose bucket: the account's, the account's domain's, the class's) and
+ * its destinations.
+ */
+static void print_rates(const char *kind, const struct policy_class *c, const struct policy_rate *r,
+			size_t n, const char *account, bool *first)
 {
 	for (size_t i = 0; i < n; i++) {
+		const char *zone = calendar_zone_name(c->zone);
+		const char *period = calendar_period_name(r[i].calendar);
+		const char *at = account ? strrchr(account, '@') : NULL;
+		char whose[POLICY_ACCOUNT_MAX + 64];
+		switch (r[i].scope) {
+		case SCOPE_DOMAIN:
+			snprintf(whose, sizeof(whose), "domain %s", at && at[1] ? at + 1 : "(none: the account has no domain)");
+			break;
+		case SCOPE_CLASS:
+			snprintf(whose, sizeof(whose), "class %s", c->name);
+			break;
+		default:
+			snprintf(whose, sizeof(whose), "account %s", account ? account : "(none)");
+			break;
+		}
 		if (json) {
 			printf("%s{\"kind\":\"%s\",\"rate\":", *first ? "" : ",", kind);
 			json_str(r[i].text);
-			printf(",\"count\":%lu,\"period_seconds\":%.3f}", r[i].count, r[i].period_ms / 1000.0);
+			printf(",\"count\":%lu,", r[i].count);
+			if (period) {
+				printf("\"window\":\"%s\",\"timezone\":", period);
+				json_str(zone);
+			} else {
+				printf("\"period_seconds\":%.3f", r[i].period_ms / 1000.0);
+			}
+			printf(",\"scope\":\"%s\",\"to\":[", policy_scope_name(r[i].scope));
+			for (size_t j = 0; j < r[i].to_count; j++) {
+				printf("%s", j ? "," : "");
+				json_str(r[i].to[j]);
+			}
+			printf("]}");
 		} else {
-			printf("  %-10s %s (%lu per %.0fs, refills one every %.3fs)\n", kind, r[i].text,
-			       r[i].count, r[i].period_ms / 1000.0, (double)r[i].period_ms / 1000.0 / (double)r[i].count);
+			char d[512];
+			policy_rate_describe(&r[i], d, sizeof(d));
+			if (period)
+				printf("  %-10s %s (%lu per calendar %s from local midnight%s in %s; bucket of %s)\n",
+				       kind, d, r[i].count, period,
+				       r[i].calendar == CALENDAR_WEEK ? " on Monday" :
+				       r[i].calendar == CALENDAR_MONTH ? " on the 1st" : "", zone, whose);
+			else
+				printf("  %-10s %s (%lu per %.0fs, refills one every %.3fs; bucket of %s)\n", kind, d,
+				       r[i].count, r[i].period_ms / 1000.0,
+				       (double)r[i].period_ms / 1000.0 / (double)r[i].count, whose);
+			if (r[i].to_count)
+				printf("  %-10s   only recipients at those domains; over it they get \"Sending rate to DOMAIN exceeded\"\n", "");
 		}
 		*first = false;
 	}
@@ -220,8 +275,10 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 		printf(",\"rates\":[");
 		bool first = true;
 		if (c) {
-			print_rates("messages", c->messages, c->messages_count, &first);
-			print_rates("recipients", c->recipients, c->recipients_count, &first);
+			print_rates("messages", c, c->messages, c->messages_count,
+				    has_account ? account : NULL, &first);
+			print_rates("recipients", c, c->recipients, c->recipients_count,
+				    has_account ? account : NULL, &first);
 		}
 		printf("],\"over_limit\":");
 		if (c) json_str(over); else printf("null");
@@ -263,8 +320,9 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 	printf("account: %s\n", has_account ? account : "none (the message has none of the account sources: not rate-limited)");
 	printf("rates:%s\n", c->messages_count + c->recipients_count ? "" : " none");
 	bool first = true;
-	print_rates("messages", c->messages, c->messages_count, &first);
-	print_rates("recipients", c->recipients, c->recipients_count, &first);
+	print_rates("messages", c, c->messages, c->messages_count, has_account ? account : NULL, &first);
+	print_rates("recipients", c, c->recipients, c->recipients_count, has_account ? account : NULL,
+		    &first);
 	if (c->messages_count + c->recipients_count)
 		printf("over-limit: %s%s%s%s%s%s\n", over, c->over_limit_text[0] ? " " : "",
 		       c->over_limit_text, over_note[0] ? " (" : "", over_note, over_note[0] ? ")" : "");
@@ -287,11 +345,19 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 	return 0;
 }
 
+/* When a bucket is full again (a window: when it ends), in its class's zone. */
+static void usage_resets(const struct ratelimit_usage *u, char *buf, size_t len)
+{
+	long long ms = u->resets_ms;
+	/* a bucket refills to the millisecond; show the second it is full by */
+	calendar_rfc3339(u->cls->zone, (ms + (u->rate->calendar ? 0 : 999)) / 1000, buf, len);
+}
+
 static int cmd_usage(struct snapshot *s, enum policy_direction dir, const char *account)
 {
 	struct ratelimit_usage u[USAGE_MAX];
 	size_t n = 0;
-	char err[256] = "";
+	char err[256] = "", resets[48];
 	if (ratelimit_usage(s->store, s->policy, dir, account, u, USAGE_MAX, &n, err, sizeof(err)) != 0) {
 		fprintf(stderr, "usage: %s\n", err);
 		return 1;
@@ -301,12 +367,26 @@ static int cmd_usage(struct snapshot *s, enum policy_direction dir, const char *
 		json_str(account);
 		printf(",\"direction\":\"%s\",\"buckets\":[", direction_name(dir));
 		for (size_t i = 0; i < n; i++) {
+			const char *period = calendar_period_name(u[i].rate->calendar);
+			usage_resets(&u[i], resets, sizeof(resets));
 			printf("%s{\"class\":", i ? "," : "");
 			json_str(u[i].cls->name);
 			printf(",\"kind\":\"%s\",\"rate\":", u[i].kind);
 			json_str(u[i].rate->text);
-			printf(",\"used\":%.3f,\"left\":%.3f,\"full_in_seconds\":%.3f}", u[i].used, u[i].left,
-			       u[i].full_in_ms / 1000.0);
+			printf(",\"scope\":\"%s\",\"window\":", policy_scope_name(u[i].rate->scope));
+			if (period)
+				printf("\"%s\"", period);
+			else
+				printf("null");
+			printf(",\"to\":[");
+			for (size_t j = 0; j < u[i].rate->to_count; j++) {
+				printf("%s", j ? "," : "");
+				json_str(u[i].rate->to[j]);
+			}
+			printf("],\"used\":%.3f,\"left\":%.3f,\"full_in_seconds\":%.3f,\"resets\":\"%s\",\"timezone\":",
+			       u[i].used, u[i].left, u[i].full_in_ms / 1000.0, resets);
+			json_str(calendar_zone_name(u[i].cls->zone));
+			printf("}");
 		}
 		printf("]}\n");
 		return 0;
@@ -316,10 +396,21 @@ static int cmd_usage(struct snapshot *s, enum policy_direction dir, const char *
 		       dir == DIRECTION_INBOUND ? " (inbound)" : "");
 		return 0;
 	}
-	printf("%-16s %-10s %-12s %10s %10s %12s\n", "class", "kind", "rate", "used", "left", "full in");
-	for (size_t i = 0; i < n; i++)
-		printf("%-16s %-10s %-12s %10.2f %10.2f %11.1fs\n", u[i].cls->name, u[i].kind,
-		       u[i].rate->text, u[i].used, u[i].left, u[i].full_in_ms / 1000.0);
+	printf("%-16s %-10s %-8s %-24s %10s %10s %12s  %s\n", "class", "kind", "scope", "rate", "used", "left",
+	       "full in", "resets");
+	for (size_t i = 0; i < n; i++) {
+		char d[512];
+		policy_rate_describe(u[i].rate, d, sizeof(d));
+		/* the scope is its own column */
+		char *by = strstr(d, " by ");
+		if (by != NULL)
+			memmove(by, by + 4 + strlen(policy_scope_name(u[i].rate->scope)),
+				strlen(by + 4 + strlen(policy_scope_name(u[i].rate->scope))) + 1);
+		usage_resets(&u[i], resets, sizeof(resets));
+		printf("%-16s %-10s %-8s %-24s %10.2f %10.2f %11.1fs  %s%s\n", u[i].cls->name, u[i].kind,
+		       policy_scope_name(u[i].rate->scope), d, u[i].used, u[i].left,
+		       u[i].full_in_ms / 1000.0, resets, u[i].rate->calendar ? " (window ends)" : "");
+	}
 	return 0;
 }
 
@@ -403,21 +494,51 @@ static int cmd_reset(struct snapshot *s, enum policy_direction dir, const char *
 		json_str(account);
 		printf(",\"direction\":\"%s\",\"reset\":true}\n", direction_name(dir));
 	} else {
-		printf("%s%s: every bucket reset\n", account, dir == DIRECTION_INBOUND ? " (inbound)" : "");
+		printf("%s%s: every bucket reset (%s)\n", account, dir == DIRECTION_INBOUND ? " (inbound)" : "",
+		       scopes == RATELIMIT_SCOPES_ALL ? "every scope"
+		       : scopes == RATELIMIT_SCOPE(SCOPE_DOMAIN) ? "the account's domain"
+		       : scopes == RATELIMIT_SCOPE(SCOPE_CLASS) ? "its classes' class buckets" : "the account");
 	}
 	return 0;
 }
 
-/* usage|reset [--inbound] ACCOUNT: argv[0] is the command. */
+/* usage|reset [--inbound] [--scope S] ACCOUNT: argv[0] is the command. */
 static int cmd_account(struct snapshot *s, int argc, char **argv)
 {
-	bool inbound = argc == 3 && strcmp(argv[1], "--inbound") == 0;
-	if (argc != 2 + inbound || strncmp(argv[argc - 1], "--", 2) == 0) {
+	bool inbound = false, reset = argv[0][0] == 'r';
+	unsigned scopes = RATELIMIT_SCOPE(SCOPE_ACCOUNT);
+	const char *account = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--inbound") == 0) {
+			inbound = true;
+		} else if (reset && strcmp(argv[i], "--scope") == 0 && i + 1 < argc) {
+			const char *sc = argv[++i];
+			if (strcmp(sc, "account") == 0)
+				scopes = RATELIMIT_SCOPE(SCOPE_ACCOUNT);
+			else if (strcmp(sc, "domain") == 0)
+				scopes = RATELIMIT_SCOPE(SCOPE_DOMAIN);
+			else if (strcmp(sc, "class") == 0)
+				scopes = RATELIMIT_SCOPE(SCOPE_CLASS);
+			else if (strcmp(sc, "all") == 0)
+				scopes = RATELIMIT_SCOPES_ALL;
+			else {
+				fprintf(stderr, "reset: --scope takes account, domain, class or all\n");
+				return 2;
+			}
+		} else if (strncmp(argv[i], "--", 2) == 0 || account != NULL) {
+			usage();
+			return 2;
+		} else {
+			account = argv[i];
+		}
+	}
+	if (account == NULL) {
 		usage();
 		return 2;
 	}
 	enum policy_direction dir = inbound ? DIRECTION_INBOUND : DIRECTION_OUTBOUND;
-	return argv[0][0] == 'u' ? cmd_usage(s, dir, argv[argc - 1]) : cmd_reset(s, dir, argv[argc - 1], RATELIMIT_SCOPE(SCOPE_ACCOUNT));
+	return reset ? cmd_reset(s, dir, account, scopes) : cmd_usage(s, dir, account);
 }
 
 int main(int argc, char **argv)
@@ -458,6 +579,8 @@ int main(int argc, char **argv)
 		rc = cmd_explain(s, argc - i, argv + i);
 	} else if (strcmp(cmd, "stats") == 0 && i + 1 == argc) {
 		rc = cmd_stats(s);
+	} else if (strcmp(cmd, "suppress") == 0) {
+		rc = ctl_suppress(s, json, argc - i, argv + i);
 	} else if (ctl_safety_command(cmd)) {
 		rc = ctl_safety(s, json, argc - i, argv + i);
 	} else if (strcmp(cmd, "usage") == 0 || strcmp(cmd, "reset") == 0) {

@@ -27,8 +27,14 @@
 
 #include "dkimlib.h"
 
-/* Headers we add to dkim_should_signhdrs: RFC 8058 wants both signed. */
-static const char *const dkimlib_extra_signed[] = { "list-unsubscribe", "list-unsubscribe-post" };
+/*
+ * Headers we add to dkim_should_signhdrs: RFC 8058 wants both
+ * List-Unsubscribe headers signed; our Feedback-ID must be signed so a
+ * report that quotes it is about mail we sent (feedback.h).
+ */
+static const char *const dkimlib_extra_signed[] = { "list-unsubscribe", "list-unsubscribe-post",
+						    "feedback-id" };
+#define DKIMLIB_EXTRA (sizeof(dkimlib_extra_signed) / sizeof(dkimlib_extra_signed[0]))
 /* Room for libopendkim's list (20 in 2.11) and ours. */
 #define DKIMLIB_SIGNED_MAX 64
 
@@ -104,9 +110,9 @@ DKIM_LIB *dkimlib_open(const struct settings *s, char *why, size_t len)
 		snprintf(why, len, "libopendkim: dkim_init() failed");
 		return NULL;
 	}
-	for (size_t i = 0; dkim_should_signhdrs[i] != NULL && n < DKIMLIB_SIGNED_MAX - 2; i++)
+	for (size_t i = 0; dkim_should_signhdrs[i] != NULL && n < DKIMLIB_SIGNED_MAX - DKIMLIB_EXTRA; i++)
 		sign[n++] = (const char *)dkim_should_signhdrs[i];
-	for (size_t j = 0; j < sizeof(dkimlib_extra_signed) / sizeof(dkimlib_extra_signed[0]); j++) {
+	for (size_t j = 0; j < DKIMLIB_EXTRA; j++) {
 		bool have = false;
 		for (size_t i = 0; i < n; i++)
 			have = have || strcasecmp(sign[i], dkimlib_extra_signed[j]) == 0;

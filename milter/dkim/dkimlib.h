@@ -10,7 +10,8 @@
  *	dkimlib_open makes the DKIM_LIB every signer shares, with its
  *	options set once (they are not locked, so never after threads run):
  *	headers to sign are libopendkim's dkim_should_signhdrs plus
- *	List-Unsubscribe and List-Unsubscribe-Post (RFC 8058), and
+ *	List-Unsubscribe and List-Unsubscribe-Post (RFC 8058) and
+ *	Feedback-ID (ours must be signed: feedback.h), and
  *	s->oversign_headers are signed once more than they occur. It
  *	returns NULL with why when libopendkim refuses.
  *
