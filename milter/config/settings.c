@@ -206,8 +206,10 @@ static int p_policy(struct settings_ctx *c, const char *v)
 static int p_redis(struct settings_ctx *c, const char *v)
 {
 	/* The URL may carry a password: never echo it in an error. */
-	if (strncmp(v, "redis://", 8) != 0 && strncmp(v, "unix:/", 6) != 0)
-		return SETTINGS_ERR(c, "Redis: expected redis://[:PASS@]HOST:PORT/DB or unix:/PATH[?db=N]");
+	if (strncmp(v, "redis://", 8) != 0 && strncmp(v, "unix:/", 6) != 0
+	    && strncmp(v, "sentinel://", 11) != 0 && strncmp(v, "cluster://", 10) != 0)
+		return SETTINGS_ERR(c, "Redis: expected redis://[:PASS@]HOST:PORT/DB, unix:/PATH[?db=N], "
+				    "sentinel://HOST:PORT[,...]/MASTER[?db=N] or cluster://HOST:PORT[,...]");
 	return set_string(c, &c->s->redis_url, v);
 }
 
