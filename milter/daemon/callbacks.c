@@ -141,8 +141,8 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
 {
 	struct conn *c = smfi_getpriv(ctx);
-	(void)argv;
-	return c ? answer(ctx, c, transaction_rcpt(&c->t, argv ? argv[0] : NULL, queue_id(ctx, c)), 0) : SMFIS_TEMPFAIL;
+	return c ? answer(ctx, c, transaction_rcpt(&c->t, argv ? argv[0] : NULL, queue_id(ctx, c)), 0)
+		 : SMFIS_TEMPFAIL;
 }
 
 static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)

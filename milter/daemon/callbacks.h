@@ -10,9 +10,10 @@
  *	granted) lives only in smfi_setpriv, from negotiation or connect to
  *	close, because Debian's libmilter runs one connection's callbacks on
  *	different worker threads. The snapshot (config, policy, keys, store)
- *	is acquired at connect and released at close. Every internal error
- *	answers tempfail; no path accepts and drops. callbacks_connections
- *	counts the connections open now, for a graceful stop.
+ *	is acquired at connect and released at close (transaction_open,
+ *	transaction_release). Every internal error answers tempfail; no path
+ *	accepts and drops. callbacks_connections counts the connections
+ *	open now (libmilter contexts holding our state), for a graceful stop.
  */
 #ifndef BM_CALLBACKS_H
 #define BM_CALLBACKS_H
