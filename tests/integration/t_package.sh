@@ -73,7 +73,7 @@ files=$(dpkg -L bulkmilter)
 for f in /usr/sbin/bulkmilter /usr/sbin/bulkmilterctl /usr/share/man/man8/bulkmilter.8.gz \
 	 /usr/share/man/man5/bulkmilter.conf.5.gz /usr/share/man/man5/bulkmilter.policy.5.gz \
 	 "$unit" /usr/share/doc/bulkmilter/postfix/main.cf /usr/share/doc/bulkmilter/postfix/master.cf \
-	 /usr/share/doc/bulkmilter/postfix/bulk_routes; do
+	 /usr/share/doc/bulkmilter/postfix/bulk_routes /usr/share/doc/bulkmilter/grafana/bulkmilter.json; do
 	h_ok "the package installs $f" grep -qxF "$f" <<<"$files"
 done
 conffiles=$(dpkg-query -W -f='${Conffiles}' bulkmilter)
