@@ -26,6 +26,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "safety.h"
+#include "suppress.h"
 
 static const char *side(enum policy_direction dir)
 {
@@ -37,10 +38,20 @@ bool safety_wants_mail_event(const struct policy_class *c)
 	return c->suspend_if_count > 0 || c->suspended_line > 0;
 }
 
+/* Whether RCPT TO looks the recipient up in the account's suppression list. */
+static bool checks_suppression(const struct policy_class *c)
+{
+	return c->suppressed != ACTION_NONE && (c->suppress != 0 || c->suppressed_line > 0);
+}
+
 bool safety_wants_rcpt_event(const struct policy_class *c)
 {
+	if (checks_suppression(c))
+		return true;
 	for (size_t i = 0; i < c->suspend_if_count; i++)
-		if (c->suspend_if[i].kind == SUSPEND_DISTINCT_RECIPIENTS)
+		if (c->suspend_if[i].kind == SUSPEND_DISTINCT_RECIPIENTS
+		    || c->suspend_if[i].kind == SUSPEND_BOUNCE_RATE
+		    || c->suspend_if[i].kind == SUSPEND_COMPLAINT_RATE)
 			return true;
 	return false;
 }
@@ -62,8 +73,23 @@ static bool counts_event(enum policy_suspend_kind k, bool message)
 	case SUSPEND_DEFERRED:
 		return true;
 	default:
-		return false;		/* bounce and complaint rates: read from reports */
+		return false;		/* bounce and complaint rates: sent counts, below */
 	}
+}
+
+unsigned long safety_rate_period_ms(const struct policy_suspend_rule *r)
+{
+	return r->min_period_ms ? r->min_period_ms : SAFETY_RATE_PERIOD_DEFAULT_MS;
+}
+
+int safety_rate_keys(const struct policy_class *c, const char *account,
+	const struct policy_suspend_rule *r, char *sent, char *events, size_t len)
+{
+	unsigned long p = safety_rate_period_ms(r);
+	int a = snprintf(sent, len, "{%s}:%s:si:sent:%lu", account, c->name, p);
+	int b = snprintf(events, len, "{%s}:%s:si:%s:%lu", account, c->name,
+			 policy_suspend_kind_name(r->kind), p);
+	return a > 0 && (size_t)a < len && b > 0 && (size_t)b < len ? 0 : -1;
 }
 
 int safety_block_build(struct safety_block *b, const struct policy_class *c,
@@ -81,6 +107,12 @@ int safety_block_build(struct safety_block *b, const struct policy_class *c,
 		goto nomem;
 	b->sf.suspension_key = key;
 	b->sf.account = account;
+	if (!message && element != NULL && dir == DIRECTION_OUTBOUND && checks_suppression(c)) {
+		if (asprintf(&key, "{%s}" SUPPRESS_KEY_SUFFIX, account) < 0 || own(b, key) == NULL)
+			goto nomem;
+		b->sf.suppression_key = key;
+		b->sf.recipient = element;
+	}
 	b->sf.suspend_for_ms = c->suspend_for_ms;
 
 	for (size_t i = 0; i < c->suspend_if_count && b->sf.ncounts < STORE_SAFETY_COUNTS_MAX; i++) {
@@ -96,6 +128,29 @@ int safety_block_build(struct safety_block *b, const struct policy_class *c,
 			.kind = r->kind == SUSPEND_DEFERRED ? STORE_COUNT_REFUSED : STORE_COUNT_DISTINCT,
 			.element = r->kind == SUSPEND_DEFERRED ? NULL : element,
 			.limit = r->limit, .period_ms = r->period_ms, .rule = r->text,
+		};
+		b->rule[n] = r;
+	}
+	/* bounce-rate, complaint-rate: an outbound recipient counts as sent
+	 * once admitted, one count per period however many rules share it */
+	for (size_t i = 0; i < c->suspend_if_count && !message && dir == DIRECTION_OUTBOUND; i++) {
+		const struct policy_suspend_rule *r = &c->suspend_if[i];
+		char sent[POLICY_ACCOUNT_MAX + POLICY_NAME_MAX + 64], events[sizeof(sent)];
+		bool have = false;
+		if (r->kind != SUSPEND_BOUNCE_RATE && r->kind != SUSPEND_COMPLAINT_RATE)
+			continue;
+		if (safety_rate_keys(c, account, r, sent, events, sizeof(sent)) != 0)
+			continue;
+		for (size_t j = 0; j < b->sf.ncounts; j++)
+			have = have || strcmp(b->counts[j].key, sent) == 0;
+		if (have || b->sf.ncounts >= STORE_SAFETY_COUNTS_MAX)
+			continue;
+		if ((key = strdup(sent)) == NULL || own(b, key) == NULL)
+			goto nomem;
+		size_t n = b->sf.ncounts++;
+		b->counts[n] = (struct store_safety_count){
+			.key = key, .kind = STORE_COUNT_SENT, .period_ms = safety_rate_period_ms(r),
+			.rule = r->text,
 		};
 		b->rule[n] = r;
 	}
@@ -153,28 +208,31 @@ void safety_block_outcome(const struct safety_block *b, const struct store_safet
 	}
 }
 
+/* A rule tripped: the log line, the counts and the two events. */
+static void report_trip(const char *qid, const struct policy_class *c, const char *account,
+	const char *rule, long long figure, const char *reason, long long until_ms)
+{
+	metrics_inc(METRIC_RULE_TRIPS);
+	metrics_inc(METRIC_SUSPENSIONS);
+	log_warning("%s: account=%s class=%s suspended by suspend-if %s", qid, account, c->name,
+		    reason);
+	struct event e = {
+		.event = "rule-tripped", .account = account, .cls = c->name, .rule = rule,
+		.figure = figure,
+	};
+	events_post(&e);
+	e = (struct event){
+		.event = "suspended", .account = account, .cls = c->name, .rule = rule,
+		.reason = reason, .by = rule, .until_ms = until_ms,
+	};
+	events_post(&e);
+}
+
 void safety_report(const struct safety_outcome *o, const char *qid,
 	const struct policy_class *c, const char *account)
 {
-	if (o->suspended == STORE_SUSPENDED_NOW && o->tripped != NULL) {
-		metrics_inc(METRIC_RULE_TRIPS);
-		metrics_inc(METRIC_SUSPENSIONS);
-		log_warning("%s: account=%s class=%s suspended by suspend-if %s (%lld)", qid, account,
-			    c->name, o->tripped->text, o->figure);
-		struct event e = {
-			.event = "rule-tripped", .account = account, .cls = c->name,
-			.rule = o->tripped->text, .figure = o->figure,
-		};
-		events_post(&e);
-		char reason[STORE_SAFETY_TEXT_MAX + 32];
-		snprintf(reason, sizeof(reason), "%s (%lld)", o->tripped->text, o->figure);
-		e = (struct event){
-			.event = "suspended", .account = account, .cls = c->name,
-			.rule = o->tripped->text, .reason = reason, .by = o->tripped->text,
-			.until_ms = o->until_ms,
-		};
-		events_post(&e);
-	}
+	if (o->suspended == STORE_SUSPENDED_NOW && o->tripped != NULL)
+		report_trip(qid, c, account, o->tripped->text, o->figure, o->reason, o->until_ms);
 	for (size_t i = 0; i < o->nfired; i++) {
 		log_info("%s: account=%s class=%s reached %u%% of %s %s (%lld used)", qid, account,
 			 c->name, o->fired[i].pct, o->fired[i].kind, o->fired[i].rate->text, o->fired[i].used);
@@ -186,6 +244,43 @@ void safety_report(const struct safety_outcome *o, const char *qid,
 		};
 		events_post(&e);
 	}
+}
+
+/*
+ * The suspension a rule makes outside a charge (safety_suspend), as the
+ * charge script makes it: the hash, and its expiry.
+ */
+static const char suspend_script[] =
+	"local tm = redis.call('TIME')\n"
+	"local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)\n"
+	"local untl = now + tonumber(ARGV[1])\n"
+	"redis.call('DEL', KEYS[1])\n"
+	"redis.call('HSET', KEYS[1], 'since', string.format('%.0f', now),"
+	" 'until', string.format('%.0f', untl), 'by', ARGV[2], 'reason', ARGV[3], 'account', ARGV[4])\n"
+	"redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+	"return string.format('%.0f', untl)\n";
+
+int safety_suspend(struct store *st, const struct policy_class *c, enum policy_direction dir,
+	const char *account, const struct policy_suspend_rule *rule, long long figure,
+	const char *reason, const char *qid, char *err, size_t errlen)
+{
+	char *key, sfor[32], out[1][STORE_EVAL_VALUE_MAX];
+	size_t got = 0;
+
+	if (asprintf(&key, "%s{%s}" SAFETY_SUSPENSION_SUFFIX, side(dir), account) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	snprintf(sfor, sizeof(sfor), "%lu", c->suspend_for_ms);
+	const char *keys[1] = { key };
+	const char *args[4] = { sfor, rule->text, reason, account };
+	enum store_status s = store_eval(st, suspend_script, keys, 1, args, 4, out, 1, &got, err,
+					 errlen);
+	free(key);
+	if (s != STORE_OK)
+		return -1;
+	report_trip(qid, c, account, rule->text, figure, reason, got ? atoll(out[0]) : 0);
+	return 0;
 }
 
 void safety_client_element(const struct netaddr *a, char *buf, size_t len)

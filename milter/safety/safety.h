@@ -16,7 +16,15 @@
  *		const struct store_safety_result *r, struct safety_outcome *out);
  *	void safety_report(const struct safety_outcome *o, const char *qid,
  *		const struct policy_class *c, const char *account);
+ *	int safety_suspend(struct store *st, const struct policy_class *c,
+ *		enum policy_direction dir, const char *account,
+ *		const struct policy_suspend_rule *rule, long long figure,
+ *		const char *reason, const char *qid, char *err, size_t errlen);
  *	void safety_client_element(const struct netaddr *a, char *buf,
+ *		size_t len);
+ *	unsigned long safety_rate_period_ms(const struct policy_suspend_rule *r);
+ *	int safety_rate_keys(const struct policy_class *c, const char *account,
+ *		const struct policy_suspend_rule *r, char *sent, char *events,
  *		size_t len);
  * DESCRIPTION
  *	Every rate-limit charge of a classed account carries a safety part
@@ -41,7 +49,10 @@
  *	RCPT TO; a class with no rates and no safety lines is never checked
  *	(class unlimited { } stays free). safety_wants_rcpt_event: a
  *	recipient event must reach the store even when no recipients rate
- *	covers it (the class counts distinct-recipients).
+ *	covers it (the class counts distinct-recipients, or looks recipients
+ *	up in the account's suppression list: "suppress" or "suppressed"
+ *	and not "suppressed none"). An outbound recipient event of such a
+ *	class carries the list's key and the recipient (store.h).
  *
  *	safety_block_build fills b for one event: message (MAIL FROM;
  *	element = the client, safety_client_element) or recipients (RCPT
@@ -58,6 +69,26 @@
  *	trip logs one line "QID: account=A class=C suspended by suspend-if
  *	RULE (FIGURE)" and sends rule-tripped and suspended; each fired
  *	threshold sends threshold.
+ *
+ *	safety_suspend is a trip found outside a charge (bounce-rate and
+ *	complaint-rate, evaluated when a report is read): it suspends
+ *	account for the class's suspend-for by rule (one round trip,
+ *	store_eval; safe to run twice), then logs, counts and sends the
+ *	events as a trip in a charge does; reason is what the suspension
+ *	and the log show ("bounce-rate > 5% min 200/1d (14 of 210)"),
+ *	figure the rule-tripped event's figure. qid names the report in the
+ *	log line. 0, or -1 with err (Redis did not answer: nothing was
+ *	suspended, nothing sent).
+ *
+ *	bounce-rate and complaint-rate (SPEC "Bounces, complaints and
+ *	suppression"): each admitted outbound recipient of the class counts
+ *	as sent, in the recipient's script, in the sliding window of the
+ *	rule's min period (a rolling day without one); the hard bounces and
+ *	complaints are counted, and the rule evaluated, when a report is
+ *	read (intake.h). safety_rate_keys names both counts:
+ *
+ *	    {ACCOUNT}:CLASS:si:sent:PERIODMS
+ *	    {ACCOUNT}:CLASS:si:bounce-rate|complaint-rate:PERIODMS
  *
  *	safety_client_element writes the client's text for distinct-ips:
  *	an IPv4 address as it is, an IPv6 address as its /64
@@ -85,7 +116,7 @@ struct safety_block {
 	struct store_safety_notify notify[STORE_SAFETY_NOTIFY_MAX];
 	const struct policy_rate *nrate[STORE_SAFETY_NOTIFY_MAX];
 	bool nmessage[STORE_SAFETY_NOTIFY_MAX];
-	char *owned[1 + STORE_SAFETY_COUNTS_MAX + STORE_SAFETY_NOTIFY_MAX];	/* the keys */
+	char *owned[2 + STORE_SAFETY_COUNTS_MAX + STORE_SAFETY_NOTIFY_MAX];	/* the keys */
 	size_t nowned;
 };
 
@@ -105,7 +136,13 @@ struct safety_outcome {
 	} fired[STORE_SAFETY_NOTIFY_MAX];
 };
 
+/* bounce-rate, complaint-rate without "min N/PERIOD": a rolling day. */
+#define SAFETY_RATE_PERIOD_DEFAULT_MS (24UL * 3600 * 1000)
+
 bool safety_wants_mail_event(const struct policy_class *c);
+unsigned long safety_rate_period_ms(const struct policy_suspend_rule *r);
+int safety_rate_keys(const struct policy_class *c, const char *account,
+	const struct policy_suspend_rule *r, char *sent, char *events, size_t len);
 bool safety_wants_rcpt_event(const struct policy_class *c);
 int safety_block_build(struct safety_block *b, const struct policy_class *c,
 	enum policy_direction dir, const char *account, bool message, const char *element,
@@ -116,6 +153,9 @@ void safety_block_outcome(const struct safety_block *b, const struct store_safet
 	struct safety_outcome *out);
 void safety_report(const struct safety_outcome *o, const char *qid,
 	const struct policy_class *c, const char *account);
+int safety_suspend(struct store *st, const struct policy_class *c, enum policy_direction dir,
+	const char *account, const struct policy_suspend_rule *rule, long long figure,
+	const char *reason, const char *qid, char *err, size_t errlen);
 void safety_client_element(const struct netaddr *a, char *buf, size_t len);
 
 #endif
