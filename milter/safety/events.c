@@ -19,6 +19,9 @@
  *   bulkmilter links) rather than hand-written HTTP: redirects are not
  *   followed, no signal is used for timeouts (CURLOPT_NOSIGNAL: we are
  *   threaded), and any 2xx is success.
+ * - A full queue logs its first drop and then, once there is room
+ *   again, how many followed: an outage under load must not turn into
+ *   a log line per message.
  * - The body is copied into the ring at post time: the caller's strings
  *   (a transaction's account) need not outlive the call.
  */
@@ -46,6 +49,8 @@ struct events_queue {
 	bool sending;			/* the thread holds the head outside the lock */
 	char *url;			/* NULL: no NotifyURL */
 	bool started, stop;
+	bool dropping;			/* the last event was dropped: log no more */
+	unsigned long dropped_quiet;	/* dropped since, not logged one by one */
 	pthread_t thread;
 	char host[256];
 };
@@ -180,7 +185,8 @@ size_t events_format(const struct event *e, char *buf, size_t len)
 bool events_post(const struct event *e)
 {
 	char body[EVENTS_BODY_MAX];
-	bool queued = false;
+	bool queued = false, first_drop = false;
+	unsigned long quiet = 0;
 
 	if (events_format(e, body, sizeof(body)) == 0) {
 		log_warning("events: %s event for %s too large, dropped", e->event, e->account);
@@ -201,12 +207,23 @@ bool events_post(const struct event *e)
 			pthread_cond_signal(&q.wake);
 		}
 	}
+	if (queued && q.dropping) {
+		quiet = q.dropped_quiet;
+		q.dropping = false;
+		q.dropped_quiet = 0;
+	} else if (!queued) {
+		first_drop = !q.dropping;
+		q.dropped_quiet += !first_drop;
+		q.dropping = true;
+	}
 	pthread_mutex_unlock(&q.lock);
-	if (!queued) {
+	if (!queued)
 		metrics_inc(METRIC_EVENTS_DROPPED);
+	if (first_drop)
 		log_warning("events: queue full (%d), %s event for %s dropped", EVENTS_QUEUE_MAX,
 			    e->event, e->account);
-	}
+	if (quiet)
+		log_warning("events: %lu more events dropped while the queue was full", quiet);
 	return queued;
 }
 

@@ -38,8 +38,9 @@
  *	bulkmilter_events_failed_total (POSTs that failed; each is retried),
  *	bulkmilter_events_dropped_total. Log lines: a failure of the
  *	receiver once when it starts ("events: POST to NotifyURL failed:
- *	REASON; retrying") and once when it recovers; each drop (warning,
- *	naming the event and account). The URL is logged without its
+ *	REASON; retrying") and once when it recovers; the first drop of a
+ *	run of drops (warning, naming the event and account), and how many
+ *	more there were once an event is queued again. The URL is logged without its
  *	query, which may hold a token.
  */
 #ifndef BM_EVENTS_H

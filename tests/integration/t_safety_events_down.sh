@@ -11,7 +11,7 @@
 #   - receiver hanging (no answer; each POST times out after 2 s): the
 #     same burst takes about as long as with the receiver answering; the
 #     queue (1024) fills and the 64 events beyond it are dropped, counted
-#     in bulkmilter_events_dropped_total and logged; when the receiver
+#     in bulkmilter_events_dropped_total and logged once; when the receiver
 #     answers again the 1024 queued events arrive.
 
 . "$(dirname "$0")/../lib/harness.sh"
@@ -87,6 +87,8 @@ h_assert_eq 64 "$(( $(metric bulkmilter_events_dropped_total) - dropped0 ))" \
 	"hanging: the 64 events beyond the queue of 1024 are dropped and counted"
 h_assert_grep "$H_MILTER_LOG" 'warning: events: queue full \(1024\), threshold event for hang[0-9]+@burst.example dropped' \
 	"hanging: drops are logged"
+h_assert_eq 1 "$(grep -c 'events: queue full' "$H_MILTER_LOG")" \
+	"hanging: a run of drops is logged once, not once per event"
 h_assert_eq 0 "$(sf_events account=hang1@burst.example)" "hanging: nothing delivered meanwhile"
 sf_webhook_mode ok
 h__wait_for 40 sf__enough 2176 event=threshold
