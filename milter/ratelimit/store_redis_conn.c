@@ -690,6 +690,8 @@ static enum store_status redis_run_routed(struct redis_conn *rc, struct redis_cm
 				redis_lookup_wanted(rc);
 				return STORE_FAILED;
 			}
+			log_debug("redis cluster: %s from %s: %s %s", is_ask ? "ASK" : "MOVED",
+				  node->where, is_ask ? "asking" : "now at", to->where);
 			if (is_ask)
 				ask = to;
 			redirects++;
@@ -701,6 +703,7 @@ static enum store_status redis_run_routed(struct redis_conn *rc, struct redis_cm
 			redis_free_replies(replies, n);
 			if (redis_error_is(bad, "CLUSTERDOWN"))
 				redis_lookup_wanted(rc);
+			log_debug("%s; trying again in %ld ms", err, wait);
 			redis_sleep_ms(wait);
 			waited += wait;
 			wait = wait * 2 > 100 ? 100 : wait * 2;

@@ -14,7 +14,8 @@
 #	fl_owner_port KEY		(cluster: port of the master of KEY's slot)
 # DESCRIPTION
 #	fl_start runs scripts/redis-fleet in $H_TMP/fleet on this test's
-#	ports (h_port 14 to 19; the cluster's bus on h_port 8 to 13) and
+#	ports (sentinel: h_port 14 to 18; cluster: h_port 6 to 11, its bus
+#	on h_port 12 to 17; h_port 5 is free for a second smtpd) and
 #	bails out when it does not come up. The EXIT trap stops the fleet
 #	(by the PIDs redis-fleet wrote) after the milters (rl_it_lib.sh) and
 #	before the harness looks for leftovers.
@@ -27,7 +28,7 @@ fl_start() {
 	FL_DIR=$H_TMP/fleet
 	case $1 in
 	sentinel) FL_URL=$(FLEET_WAIT=40 "$FL_FLEET" sentinel "$FL_DIR" "$(h_port 14)" 2>"$H_TMP/fleet.err") ;;
-	cluster) FL_URL=$(FLEET_WAIT=40 "$FL_FLEET" cluster "$FL_DIR" "$(h_port 14)" "$(h_port 8)" 2>"$H_TMP/fleet.err") ;;
+	cluster) FL_URL=$(FLEET_WAIT=40 "$FL_FLEET" cluster "$FL_DIR" "$(h_port 6)" "$(h_port 12)" 2>"$H_TMP/fleet.err") ;;
 	esac || h_fatal "redis-fleet $1 did not come up: $(cat "$H_TMP/fleet.err")"
 	export FL_URL
 }
