@@ -105,6 +105,7 @@ struct redis_conn {
 	uint8_t owner[REDIS_CLUSTER_SLOTS];	/* cluster: 1 + index in nodes; 0 = not known */
 	bool lookup_wanted;		/* the topology may have changed: ask again */
 	bool looking;			/* one call is asking */
+	pthread_cond_t looked;		/* signalled when it has its answer */
 	long long lookup_after_ms;	/* monotonic; no question before */
 	bool lookup_failing;		/* the last question had no answer (logged once) */
 	size_t sentinel_first;		/* the sentinel that answered last */
@@ -563,6 +564,7 @@ static void redis_lookup(struct redis_conn *rc, bool unknown)
 	pthread_mutex_lock(&rc->lock);
 	bool was_failing = rc->lookup_failing;
 	rc->looking = false;
+	pthread_cond_broadcast(&rc->looked);
 	rc->lookup_after_ms = redis_mono_ms() + REDIS_LOOKUP_INTERVAL_MS;
 	rc->lookup_failing = rv < 0;
 	if (rv == 0)
@@ -610,6 +612,16 @@ static struct redis_node *redis_route(struct redis_conn *rc, const struct redis_
 	pthread_mutex_unlock(&rc->lock);
 	redis_lookup(rc, unknown);
 	pthread_mutex_lock(&rc->lock);
+	if (unknown && rc->looking) {
+		/* Another call is asking (at start-up, say): its answer is near. */
+		struct timespec until;
+		long ms = (long)(rc->url.nseeds + 2) * (rc->timeout.tv_sec * 1000 + rc->timeout.tv_usec / 1000);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += ms / 1000 + (until.tv_nsec + (ms % 1000) * 1000000L) / 1000000000L;
+		until.tv_nsec = (until.tv_nsec + (ms % 1000) * 1000000L) % 1000000000L;
+		while (rc->looking && pthread_cond_timedwait(&rc->looked, &rc->lock, &until) == 0)
+			;
+	}
 	node = cluster ? (rc->owner[slot] ? rc->nodes[rc->owner[slot] - 1] : NULL) : rc->master;
 	pthread_mutex_unlock(&rc->lock);
 	if (node == NULL && cluster)
@@ -800,6 +812,7 @@ struct redis_conn *redis_conn_open(const struct store_redis_url *url, long timeo
 	rc->timeout.tv_usec = (timeout_ms % 1000) * 1000;
 	snprintf(rc->sha, sizeof(rc->sha), "%s", sha);
 	pthread_mutex_init(&rc->lock, NULL);
+	pthread_cond_init(&rc->looked, NULL);
 	if (url->topology == STORE_REDIS_STANDALONE) {
 		struct store_redis_seed addr = { "", 0 };	/* port 0: the unix socket */
 		if (!url->unix_socket) {
@@ -823,6 +836,7 @@ void redis_conn_close(struct redis_conn *rc)
 			redisFree(rc->nodes[i]->idle[k]);
 		free(rc->nodes[i]);
 	}
+	pthread_cond_destroy(&rc->looked);
 	pthread_mutex_destroy(&rc->lock);
 	explicit_bzero(&rc->url, sizeof(rc->url));
 	free(rc);
