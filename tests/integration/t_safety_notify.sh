@@ -7,7 +7,9 @@
 #     (100%), none at the others, none for the refused 11th and 12th;
 #   - two milters racing (10 sessions through two smtpd, 30 recipients
 #     against the 10): exactly 10 accepted, exactly one 50% and one 100%
-#     event for that account, none more in the window.
+#     event for that account, none more in the window;
+#   - a calendar window (messages 4/day): one event at the 2nd message,
+#     "resets" at the next midnight (UTC), none at the 3rd.
 
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/../lib/rl_it_lib.sh"
@@ -20,7 +22,13 @@ class watched {
     recipients  10/1h
     notify      50% 100%
 }
+class daily {
+    account     sasl sender
+    messages    4/day
+    notify      50%
+}
 assign sender  serial@example.com  watched
+assign sender  daily@example.com   daily
 assign sender  race@example.com    watched
 EOF_POLICY
 sf_webhook_start
@@ -71,4 +79,13 @@ h_assert_eq 10 "$(( $(rl_count raceA 'rcpt[0-9]+' 250) + $(rl_count raceB 'rcpt[
 h_assert_eq 1 "$(sf_wait_events 1 event=threshold account=race@example.com threshold=100%)" "race: a 100% event came"
 sleep 1
 h_assert_eq "1 1" "$(thresholds race@example.com)" "race: exactly one 50% and one 100% event"
-h_assert_eq 4 "$(sf_events event=threshold)" "no other threshold event at all"
+
+# ---- a calendar window -------------------------------------------------------
+rl_smtp d2 "${XC[@]}" --messages 3 --tag d2 --from daily@example.com
+h_assert_eq 3 "$(rl_count d2 data 250)" "window: 3 messages accepted"
+midnight=$(date -u -d 'tomorrow 00:00' +%Y-%m-%dT%H:%M:%SZ)
+h_assert_eq 1 "$(sf_wait_events 1 event=threshold account=daily@example.com threshold=50% used=2 limit=4 rate=4/day kind=messages "resets=$midnight")" \
+	"window: one 50% event at the 2nd message of 4/day, resets at the next midnight"
+sleep 0.5
+h_assert_eq 1 "$(sf_events account=daily@example.com)" "window: none at the 3rd"
+h_assert_eq 5 "$(sf_events event=threshold)" "no other threshold event at all"
