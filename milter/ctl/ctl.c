@@ -494,10 +494,10 @@ static int cmd_reset(struct snapshot *s, enum policy_direction dir, const char *
 		json_str(account);
 		printf(",\"direction\":\"%s\",\"reset\":true}\n", direction_name(dir));
 	} else {
-		printf("%s%s: every bucket reset (%s)\n", account, dir == DIRECTION_INBOUND ? " (inbound)" : "",
-		       scopes == RATELIMIT_SCOPES_ALL ? "every scope"
-		       : scopes == RATELIMIT_SCOPE(SCOPE_DOMAIN) ? "the account's domain"
-		       : scopes == RATELIMIT_SCOPE(SCOPE_CLASS) ? "its classes' class buckets" : "the account");
+		printf("%s%s: every bucket reset%s\n", account, dir == DIRECTION_INBOUND ? " (inbound)" : "",
+		       scopes == RATELIMIT_SCOPES_ALL ? " (every scope)"
+		       : scopes == RATELIMIT_SCOPE(SCOPE_DOMAIN) ? " (scope domain)"
+		       : scopes == RATELIMIT_SCOPE(SCOPE_CLASS) ? " (scope class)" : "");
 	}
 	return 0;
 }
