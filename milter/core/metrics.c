@@ -76,6 +76,10 @@ static const struct {
 	[METRIC_EVENTS_SENT] = { "bulkmilter_events_sent_total", "Events delivered to NotifyURL" },
 	[METRIC_EVENTS_FAILED] = { "bulkmilter_events_failed_total", "POSTs to NotifyURL that failed (each retried)" },
 	[METRIC_EVENTS_DROPPED] = { "bulkmilter_events_dropped_total", "Events dropped: queue full" },
+	[METRIC_SUPPRESSED] = { "bulkmilter_suppressed_recipients_total", "Recipients on their account's suppression list given the suppressed action" },
+	[METRIC_REPORTS_READ] = { "bulkmilter_reports_read_total", "Delivery and abuse reports read (DSN, ARF)" },
+	[METRIC_REPORTS_UNVERIFIED] = { "bulkmilter_reports_unverified_total", "Reports whose Feedback-ID did not verify (not ours, or forged)" },
+	[METRIC_REPORT_SUPPRESSIONS] = { "bulkmilter_report_suppressions_total", "Recipients put on a suppression list by a report" },
 };
 
 void metrics_inc(enum metric m)

@@ -379,7 +379,8 @@ enum verdict transaction_header(struct transaction *t, const char *name, const c
 }
 
 /*
- * Our Feedback-ID, for outbound mail of a class with "suppress": made
+ * Our Feedback-ID, for outbound mail of a class whose reports are acted
+ * on (intake_wants_feedback_id): made
  * here, before the signer picks its keys, so that it is signed. No key
  * (the fleet's secret unreadable just now): the message goes without.
  */
@@ -387,7 +388,7 @@ static void feedback_note(struct transaction *t)
 {
 	struct transaction_msg *m = &t->msg;
 	const struct feedback_key *k;
-	if (m->direction != DIRECTION_OUTBOUND || m->cls == NULL || m->cls->suppress == 0 ||
+	if (m->direction != DIRECTION_OUTBOUND || m->cls == NULL || !intake_wants_feedback_id(m->cls) ||
 	    !m->has_account || (k = intake_feedback_key(t->snap)) == NULL)
 		return;
 	m->feedback_id[0] = ' ';

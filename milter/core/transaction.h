@@ -112,7 +112,7 @@
 #define TRANSACTION_LINE_MAX 998
 /* Header edits of one message: removals of forged Authentication-Results,
  * one removal of every TagHeader copy, and the headers we add. */
-#define TRANSACTION_EDITS_MAX (HEADER_FACTS_FORGED_AR_MAX + 10)
+#define TRANSACTION_EDITS_MAX (HEADER_FACTS_FORGED_AR_MAX + 11)
 /* The values of the headers we add, as the MTA takes them: at most an
  * Authentication-Results (600), the class name, five short tags and a
  * Feedback-ID (FEEDBACK_VALUE_MAX). */

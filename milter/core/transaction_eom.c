@@ -214,6 +214,8 @@ static int edits(struct transaction *t, struct transaction_outcome *o)
 		rc |= edit(o, EDIT_ADD, "X-Bulk-Unchecked", k->unchecked, 0, 0);
 	if (k->unauthorized[0])
 		rc |= edit(o, EDIT_ADD, "X-Bulk-Unauthorized", k->unauthorized, 0, 0);
+	if (k->suppressed[0])
+		rc |= edit(o, EDIT_ADD, "X-Bulk-Suppressed", k->suppressed, 0, 0);
 	if (m->feedback_id[0])	/* signed as " VALUE" (transaction_eoh); keep_value adds the space */
 		rc |= edit(o, EDIT_ADD, "Feedback-ID", m->feedback_id + 1, 0, 0);
 	o->result.sig = o->sigs.sig;

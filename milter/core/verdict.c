@@ -28,6 +28,7 @@ static const struct verdict_rule_desc {
 	[RULE_BULK_NONCOMPLIANT] = { "bulk-noncompliant", "4.7.1", "5.7.1", false },
 	[RULE_FROM_UNAUTHORIZED] = { "from-unauthorized", "4.7.1", "5.7.1", false },
 	[RULE_SUSPENDED] = { "suspended", "4.7.1", "5.7.1", true },
+	[RULE_SUPPRESSED] = { "suppressed", "4.7.1", "5.1.1", true },
 };
 
 static const char *const verdict_names[] = {
@@ -113,6 +114,9 @@ static void hit_describe(const struct verdict_hit *h, char *buf, size_t len)
 	case RULE_SUSPENDED:
 		snprintf(buf, len, "account=%s suspended by %s", h->account, h->reason);
 		break;
+	case RULE_SUPPRESSED:
+		snprintf(buf, len, "account=%s recipient %s suppressed", h->account, h->identity);
+		break;
 	}
 }
 
@@ -145,6 +149,9 @@ static void hit_text(const struct verdict_hit *h, bool temporary, char *buf, siz
 	case RULE_SUSPENDED:
 		snprintf(buf, len, "Account %s is suspended", h->account);
 		break;
+	case RULE_SUPPRESSED:
+		snprintf(buf, len, "Recipient %s is suppressed for %s", h->identity, h->account);
+		break;
 	}
 }
 
@@ -175,6 +182,9 @@ static void hit_hold_reason(const struct verdict_hit *h, char *buf, size_t len)
 		else
 			snprintf(buf, len, "bulkmilter: account %s is suspended (by %s)", h->account, h->reason);
 		break;
+	case RULE_SUPPRESSED:		/* never held: suppressed takes no hold */
+		snprintf(buf, len, "bulkmilter: recipient %s is suppressed for %s", h->identity, h->account);
+		break;
 	}
 }
 
@@ -196,6 +206,13 @@ static void hit_tag(const struct verdict_hit *h, struct verdict_marks *m)
 		break;
 	case RULE_SUSPENDED:
 		break;			/* monitor: the log line says what it would have done */
+	case RULE_SUPPRESSED: {
+		size_t n = strlen(m->suppressed);
+		if (strlen(h->identity) + 2 < sizeof(m->suppressed) - n)
+			snprintf(m->suppressed + n, sizeof(m->suppressed) - n, "%s%s", n ? ", " : "",
+				 h->identity);
+		break;
+	}
 	}
 }
 
@@ -286,6 +303,14 @@ enum verdict verdict_ratelimit(const struct verdict_scope *s, const struct polic
 		return store_failed(s, account, v, reply, marks);
 	case RATELIMIT_SUSPENDED:
 		return verdict_suspended(s, cls, account, v->safety.by, per_recipient, reply, marks);
+	case RATELIMIT_SUPPRESSED: {
+		struct verdict_hit hit = {
+			.rule = RULE_SUPPRESSED, .action = cls->suppressed, .account = account,
+			.identity = v->recipient ? v->recipient : "?", .per_recipient = per_recipient,
+		};
+		metrics_inc(METRIC_SUPPRESSED);
+		return verdict_apply(s, &hit, reply, marks);
+	}
 	}
 	return verdict_reply_set(reply, "451", "4.3.0", "Internal error, try again later");
 }

@@ -103,6 +103,7 @@ enum verdict {
 /* The rules whose action a class chooses. */
 enum verdict_rule {
 	RULE_OVER_LIMIT, RULE_SPF_FAIL, RULE_BULK_NONCOMPLIANT, RULE_FROM_UNAUTHORIZED, RULE_SUSPENDED,
+	RULE_SUPPRESSED,
 };
 
 enum verdict_decision {
@@ -126,6 +127,8 @@ struct verdict_marks {
 	char noncompliant[96];		/* X-Bulk-Noncompliant value, "" = none */
 	char unchecked[160];		/* X-Bulk-Unchecked value, "" = checked */
 	char unauthorized[254];		/* X-Bulk-Unauthorized value (a domain), "" = none */
+	char suppressed[512];		/* X-Bulk-Suppressed value: the suppressed
+					   recipients accepted (tag), ", "-separated */
 };
 
 /* Where a rule fires. */

@@ -22,6 +22,16 @@
  *   refund uncounts, and a transaction has one.
  * - The receipt entry is made ready before the round trip, so a charge
  *   Redis accepted can always be recorded (no out-of-memory after it).
+ * - A receipt entry keeps a cost per rate of its kind: a destination
+ *   rate ("to") takes only the recipients at its domains, so the costs
+ *   of one entry differ from rate to rate, and its refund gives each
+ *   rate back exactly what it took.
+ * - Calendar windows: the boundaries are computed here, around the
+ *   caller's view of the store clock (store_now_ms), and passed with the
+ *   windows before and after; the script picks by the Redis clock. A
+ *   refund names the window of the first charge (at_ms, the store clock
+ *   the script ran at): if the transaction crossed midnight, that window
+ *   is gone and nothing is given back (never too much).
  */
 #include "config.h"
 
@@ -383,7 +393,7 @@ static enum ratelimit_status rl_check(struct store *st, const struct policy_clas
 	if (v->safety.suspended != STORE_NOT_SUSPENDED) {
 		rl_set_free(&s);
 		free(copy);
-		return RATELIMIT_SUSPENDED;
+		return v->safety.suspended == STORE_SUPPRESSED ? RATELIMIT_SUPPRESSED : RATELIMIT_SUSPENDED;
 	}
 	for (size_t i = 0; i < POLICY_BULK_MAX; i++)
 		if (s.rule_window[i] >= 0)
@@ -458,6 +468,8 @@ enum ratelimit_status ratelimit_check_rcpts(struct store *st, const struct polic
 	if (!any && !safety_wants_rcpt_event(c))
 		return RATELIMIT_OK;
 	enum ratelimit_status status = rl_check(st, c, dir, account, false, costs, rc->rcpt, r, v);
+	if (status == RATELIMIT_SUPPRESSED)
+		v->recipient = rc->rcpt;
 	/* The reply of a destination rate names the recipient's domain (SPEC). */
 	if (status == RATELIMIT_OVER && v->rate != NULL && v->rate->to_count > 0)
 		v->domain = rc->domain;

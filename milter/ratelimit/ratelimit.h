@@ -87,6 +87,11 @@
  *	the client (safety_client_element) for distinct-ips; rc->rcpt the
  *	recipient for distinct-recipients. A class with safety lines makes
  *	the event even without rates of its kind (safety_wants_*_event).
+ *	An outbound recipient event of a class with "suppress" or
+ *	"suppressed" also looks rc->rcpt up in the account's suppression
+ *	list (suppress.h), in the same script: a listed recipient is not
+ *	charged and answers RATELIMIT_SUPPRESSED (v->safety.until_ms: when
+ *	the entry expires).
  *
  *	ratelimit_check_message also reads the account's volume windows, one
  *	per bulk "volume >= N/PERIOD" rule: v->volume[i] (i = index of the
@@ -144,6 +149,8 @@ enum ratelimit_status {
 	RATELIMIT_STORE_FAILED,		/* Redis did not answer (or in back-off) */
 	RATELIMIT_SUSPENDED,		/* the account is suspended (v->safety says
 					   by whom); nothing was charged */
+	RATELIMIT_SUPPRESSED,		/* the recipient is on the account's
+					   suppression list; nothing was charged */
 };
 
 struct ratelimit_charge;		/* one entry of a receipt (ratelimit.c) */
@@ -162,6 +169,7 @@ struct ratelimit_verdict {
 	long retry_ms;			/* when the event fits; -1 never */
 	const char *domain;		/* RATELIMIT_OVER of a destination rate: the
 					   recipient's domain (the caller's string) */
+	const char *recipient;		/* RATELIMIT_SUPPRESSED: the address (rc->rcpt) */
 	char reason[128];		/* RATELIMIT_STORE_FAILED: why (no secrets; for logs) */
 	const char *brief;		/* ... and in one word, safe to show in mail:
 					 * "backoff", "timeout" or "unavailable" */

@@ -211,7 +211,13 @@ struct store_stats {
 #define STORE_SAFETY_NOTIFY_MAX 64
 #define STORE_SAFETY_TEXT_MAX 256
 
-enum store_count_kind { STORE_COUNT_DISTINCT, STORE_COUNT_REFUSED };
+/*
+ * STORE_COUNT_SENT counts an admitted event in a sliding window of
+ * period_ms (a hash of slot -> events, 60 slots, as the volume windows)
+ * and never trips here: bounce-rate and complaint-rate rules divide by
+ * it when a report is read (intake.h).
+ */
+enum store_count_kind { STORE_COUNT_DISTINCT, STORE_COUNT_REFUSED, STORE_COUNT_SENT };
 
 struct store_safety_count {
 	const char *key;
@@ -230,6 +236,9 @@ struct store_safety_notify {
 
 struct store_safety {
 	const char *suspension_key;	/* NULL: no safety part in this charge */
+	const char *suppression_key;	/* RCPT: the account's suppression list
+					   (suppress.h), NULL: not checked */
+	const char *recipient;		/* ... the address looked up in it */
 	const char *account;		/* stored in a suspension a rule makes */
 	unsigned long suspend_for_ms;
 	const struct store_safety_count *counts;
@@ -238,7 +247,10 @@ struct store_safety {
 	size_t nnotify;
 };
 
-enum store_suspension { STORE_NOT_SUSPENDED = 0, STORE_SUSPENDED, STORE_SUSPENDED_NOW };
+/* STORE_SUPPRESSED: the recipient is on the account's suppression list
+ * (until_ms: when its entry expires); nothing was charged. */
+enum store_suspension { STORE_NOT_SUSPENDED = 0, STORE_SUSPENDED, STORE_SUSPENDED_NOW,
+	STORE_SUPPRESSED };
 
 struct store_safety_result {
 	enum store_suspension suspended;

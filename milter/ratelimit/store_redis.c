@@ -147,7 +147,7 @@ static void redis_cmd_once(struct redis_cmd *c, struct redis_store *rs, const ch
 /* The safety part's arguments after its count (store_redis_script.c). */
 static size_t redis_safety_args(const struct store_safety *sf)
 {
-	return 4 + 5 * sf->ncounts + 2 * sf->nnotify;
+	return 4 + 5 * sf->ncounts + 2 * sf->nnotify + (sf->suppression_key ? 1 : 0);
 }
 
 /*
@@ -161,7 +161,7 @@ static int redis_cmd_script(struct redis_cmd *c, struct redis_store *rs, const c
 {
 	size_t plen = strlen(rs->prefix);
 	bool once = strcmp(op, "peek") != 0 && nb + nw > 0;
-	size_t nsk = sf ? 1 + sf->ncounts + sf->nnotify : 0;
+	size_t nsk = sf ? 1 + sf->ncounts + sf->nnotify + (sf->suppression_key ? 1 : 0) : 0;
 
 	redis_cmd_init(c, (int)(10 + (1 + STORE_REDIS_BUCKET_ARGS) * nb + 3 * nw + nsk
 				+ (sf ? redis_safety_args(sf) : 0)));
@@ -180,6 +180,8 @@ static int redis_cmd_script(struct redis_cmd *c, struct redis_store *rs, const c
 			redis_cmd_put(c, rs->prefix, plen, sf->counts[i].key, strlen(sf->counts[i].key));
 		for (size_t i = 0; i < sf->nnotify; i++)
 			redis_cmd_put(c, rs->prefix, plen, sf->notify[i].key, strlen(sf->notify[i].key));
+		if (sf->suppression_key)
+			redis_cmd_put(c, rs->prefix, plen, sf->suppression_key, strlen(sf->suppression_key));
 	}
 	redis_cmd_str(c, op);
 	redis_cmd_num(c, nb);
@@ -215,7 +217,7 @@ static int redis_cmd_script(struct redis_cmd *c, struct redis_store *rs, const c
 		redis_cmd_num(c, sf->nnotify);
 		for (size_t i = 0; i < sf->ncounts; i++) {
 			const struct store_safety_count *k = &sf->counts[i];
-			redis_cmd_str(c, k->kind == STORE_COUNT_DISTINCT ? "d" : "r");
+			redis_cmd_str(c, k->kind == STORE_COUNT_DISTINCT ? "d" : k->kind == STORE_COUNT_SENT ? "s" : "r");
 			redis_cmd_str(c, k->element ? k->element : "");
 			redis_cmd_num(c, k->limit);
 			redis_cmd_num(c, k->period_ms);
@@ -230,6 +232,8 @@ static int redis_cmd_script(struct redis_cmd *c, struct redis_store *rs, const c
 			redis_cmd_num(c, sf->notify[i].bucket + 1);
 			redis_cmd_num(c, sf->notify[i].pct);
 		}
+		if (sf->suppression_key)
+			redis_cmd_str(c, sf->recipient ? sf->recipient : "");
 	}
 	if (offset > 0)
 		redis_cmd_num(c, (unsigned long long)offset);
@@ -276,7 +280,7 @@ static bool redis_safety_outcome(const redisReply *r, size_t at, size_t nnotify,
 		if (e[i]->type != REDIS_REPLY_INTEGER)
 			return false;
 	size_t nfired = (size_t)e[6]->integer;
-	if (e[0]->integer < 0 || e[0]->integer > STORE_SUSPENDED_NOW || nfired > nnotify
+	if (e[0]->integer < 0 || e[0]->integer > STORE_SUPPRESSED || nfired > nnotify
 	    || r->elements != at + 7 + 3 * nfired)
 		return false;
 	for (size_t i = 0; i < 3 * nfired; i++)

@@ -27,7 +27,9 @@
  *	count, 0 but for a charge with one): at sa = 5 + 8 * nb + 2 * nw,
  *	ns = the number of its arguments that follow (so the clock offset
  *	is ARGV[sa + 1 + ns]): suspend_for_ms, account, nc, nn, per count
- *	rule 5: kind ("d": distinct, HyperLogLog; "r": refused events),
+ *	rule 5: kind ("d": distinct, HyperLogLog; "r": refused events; "s":
+ *	admitted events in slots of period/60, as a volume window, never
+ *	tripping here: the sent count of bounce-rate and complaint-rate),
  *	element ("" = nothing to add), limit, period_ms, rule text; per
  *	threshold 2: bucket (1-based), percent. Its keys follow the once
  *	key (or the windows when there is none): the suspension hash, the
@@ -38,6 +40,13 @@
  *	and stops the charge; thresholds fire after an admitted charge,
  *	each SET NX for as long as the bucket stays at or above it (a
  *	calendar window: until it ends), its TTL renewed when it holds.
+ *
+ * Suppression (suppress.h), within the safety part: a recipient event
+ *	may end the safety arguments with one more, the recipient address,
+ *	and its keys with the account's suppression list (a sorted set of
+ *	address -> expiry ms). Checked after the suspension: an entry that
+ *	has not expired stops the charge (state 3, until = its expiry),
+ *	before any bucket is read, so a suppressed recipient costs nothing.
  *
  * Once key: names the call by an id no other call has (store_redis.c),
  * under the account's hash tag. A charge that was admitted and every
@@ -71,7 +80,8 @@
  *
  * Returns: charge {admitted, over (1-based, 0 = none), retry_ms (-1 =
  * never), now, volume...}, and with a safety part: state (0, 1 =
- * suspended, 2 = suspended by this charge's count), by, reason, until,
+ * suspended, 2 = suspended by this charge's count, 3 = the recipient is
+ * suppressed), by, reason, until,
  * tripped (1-based count rule, 0), figure, nfired, then per fired
  * threshold: index (0-based), tokens used, ms when full again (a
  * stopped charge: admitted 0, over 0, volumes 0; a replay from the once
@@ -166,6 +176,11 @@ const char store_redis_script[] =
 	"    nc, nn = tonumber(ARGV[sa + 3]), tonumber(ARGV[sa + 4])\n"
 	"    local v = redis.call('HMGET', KEYS[sk], 'by', 'reason', 'until')\n"
 	"    if v[1] then return stopped(1, v[1], v[2] or '', tonumber(v[3]) or 0, 0, 0) end\n"
+	"    local sp = sa + 4 + 5 * nc + 2 * nn + 1\n"
+	"    if ns >= sp - sa and ARGV[sp] ~= '' then\n"
+	"      local e = tonumber(redis.call('ZSCORE', KEYS[sk + nc + nn + 1], ARGV[sp]))\n"
+	"      if e and e > now then return stopped(3, '', '', e, 0, 0) end\n"
+	"    end\n"
 	"  end\n"
 	"  local over, retry, us, ats = 0, 0, {}, {}\n"
 	"  for i = 1, nb do\n"
@@ -203,6 +218,10 @@ const char store_redis_script[] =
 	"      elseif kind == 'r' and over > 0 then\n"
 	"        n = redis.call('INCR', key)\n"
 	"        if n == 1 then redis.call('PEXPIRE', key, int(period)) end\n"
+	"      elseif kind == 's' and over == 0 then\n"
+	"        local len = slots(period)\n"
+	"        redis.call('HINCRBY', key, int(math.floor(now / len)), 1)\n"
+	"        redis.call('PEXPIRE', key, int(period))\n"
 	"      end\n"
 	"      if n and n > limit and trip == 0 then trip, fig = c, n end\n"
 	"    end\n"

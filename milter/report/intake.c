@@ -19,7 +19,9 @@
 
 #include "intake.h"
 #include "log.h"
+#include "metrics.h"
 #include "report.h"
+#include "safety.h"
 #include "suppress.h"
 
 void intake_reset(struct intake *in)
@@ -71,6 +73,16 @@ void intake_body(struct intake *in, const unsigned char *chunk, size_t len)
 	}
 	memcpy(in->body + in->len, chunk, len);
 	in->len += len;
+}
+
+bool intake_wants_feedback_id(const struct policy_class *c)
+{
+	if (c->suppress != 0)
+		return true;
+	for (size_t i = 0; i < c->suspend_if_count; i++)
+		if (c->suspend_if[i].kind == SUSPEND_BOUNCE_RATE || c->suspend_if[i].kind == SUSPEND_COMPLAINT_RATE)
+			return true;
+	return false;
 }
 
 /* ---- the fleet's secret ------------------------------------------------- */
@@ -154,6 +166,80 @@ static const struct policy_class *class_named(const struct policy *p, const char
 	return NULL;
 }
 
+/*
+ * A bounce-rate or complaint-rate rule, when a report is read: add the
+ * report's events to the rule's count and compare with the recipients
+ * the account sent in the same sliding window (the RCPT script counts
+ * them: safety.h). KEYS sent, events, suspension; ARGV events to add,
+ * period ms, share, min. Returns {tripped, sent, events}; a trip starts
+ * both counts afresh (the suspension itself is safety_suspend's).
+ */
+static const char rate_script[] =
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"local period = tonumber(ARGV[2])\n"
+	"local len = math.max(1, math.floor(period / 60))\n"
+	"local n = math.floor(period / len)\n"
+	"local cur = math.floor(now / len)\n"
+	"local function sum(key)\n"
+	"  local h, s = redis.call('HGETALL', key), 0\n"
+	"  for k = 1, #h, 2 do\n"
+	"    if tonumber(h[k]) <= cur - n then redis.call('HDEL', key, h[k])\n"
+	"    else s = s + tonumber(h[k + 1]) end\n"
+	"  end\n"
+	"  return s\n"
+	"end\n"
+	"redis.call('HINCRBY', KEYS[2], string.format('%.0f', cur), tonumber(ARGV[1]))\n"
+	"redis.call('PEXPIRE', KEYS[2], string.format('%.0f', period))\n"
+	"local sent, ev = sum(KEYS[1]), sum(KEYS[2])\n"
+	"local trip = 0\n"
+	"if redis.call('EXISTS', KEYS[3]) == 0 and sent > 0 and sent >= tonumber(ARGV[4])\n"
+	"   and ev > tonumber(ARGV[3]) * sent then\n"
+	"  trip = 1\n"
+	"  redis.call('DEL', KEYS[1], KEYS[2])\n"
+	"end\n"
+	"return {trip, sent, ev}\n";
+
+static void rates(const struct report *r, struct snapshot *snap, const struct policy_class *c,
+		  const char *account, unsigned hard, const char *qid)
+{
+	for (size_t i = 0; i < c->suspend_if_count; i++) {
+		const struct policy_suspend_rule *rule = &c->suspend_if[i];
+		unsigned add = rule->kind == SUSPEND_BOUNCE_RATE && r->kind == REPORT_DSN ? hard
+			     : rule->kind == SUSPEND_COMPLAINT_RATE && r->kind == REPORT_ARF && r->complaint ? 1
+			     : 0;
+		char sent[POLICY_ACCOUNT_MAX + POLICY_NAME_MAX + 64], events[sizeof(sent)], susp[sizeof(sent)];
+		char a_add[32], a_period[32], a_share[32], a_min[32], err[256], reason[STORE_SAFETY_TEXT_MAX];
+		char out[3][STORE_EVAL_VALUE_MAX];
+		size_t got = 0;
+		if (add == 0 || safety_rate_keys(c, account, rule, sent, events, sizeof(sent)) != 0)
+			continue;
+		snprintf(susp, sizeof(susp), "{%s}" SAFETY_SUSPENSION_SUFFIX, account);
+		snprintf(a_add, sizeof(a_add), "%u", add);
+		snprintf(a_period, sizeof(a_period), "%lu", safety_rate_period_ms(rule));
+		snprintf(a_share, sizeof(a_share), "%.9g", rule->share);
+		snprintf(a_min, sizeof(a_min), "%lu", rule->min);
+		const char *keys[3] = { sent, events, susp }, *args[4] = { a_add, a_period, a_share, a_min };
+		enum store_status st = store_eval(snap->store, rate_script, keys, 3, args, 4, out, 3, &got,
+						  err, sizeof(err));
+		if (st != STORE_OK || got != 3) {
+			log_warning("%s: account=%s class=%s suspend-if %s not counted: %s", qid, account,
+				    c->name, rule->text, st != STORE_OK ? err : "bad reply");
+			continue;
+		}
+		long long n_sent = atoll(out[1]), n_ev = atoll(out[2]);
+		log_info("%s: account=%s class=%s suspend-if %s: %lld of %lld recipients sent%s", qid,
+			 account, c->name, rule->text, n_ev, n_sent, strcmp(out[0], "1") == 0 ? ": tripped" : "");
+		if (strcmp(out[0], "1") != 0)
+			continue;
+		snprintf(reason, sizeof(reason), "%s (%lld of %lld)", rule->text, n_ev, n_sent);
+		if (safety_suspend(snap->store, c, DIRECTION_OUTBOUND, account, rule, n_ev, reason, qid, err,
+				   sizeof(err)) != 0)
+			log_warning("%s: account=%s class=%s suspend-if %s tripped, suspension not stored: %s",
+				    qid, account, c->name, rule->text, err);
+	}
+}
+
 static void act(const struct report *r, struct snapshot *snap, const char *qid)
 {
 	const struct feedback_key *key = intake_feedback_key(snap);
@@ -170,11 +256,14 @@ static void act(const struct report *r, struct snapshot *snap, const char *qid)
 	}
 	if (key == NULL ||
 	    feedback_read(key, r->feedback_id, cls_name, sizeof(cls_name), account, sizeof(account)) != 0) {
+		metrics_inc(METRIC_REPORTS_UNVERIFIED);
 		log_info("%s: report=%s rcpts=%zu hard=%u feedback_id=unverified decision=ignored", qid,
 			 kind, r->rcpts, hard);
 		return;
 	}
 	const struct policy_class *c = class_named(snap->policy, cls_name);
+	if (c != NULL)
+		rates(r, snap, c, account, hard, qid);
 	if (c == NULL || c->suppress == 0) {
 		log_info("%s: report=%s class=%s account=%s rcpts=%zu hard=%u decision=ignored "
 			 "reason=\"class %s %s\"", qid, kind, cls_name, account, r->rcpts, hard, cls_name,
@@ -212,6 +301,8 @@ static void act(const struct report *r, struct snapshot *snap, const char *qid)
 			    "reason=\"%s\"", qid, kind, c->name, account, list, err);
 		return;
 	}
+	for (size_t i = 0; i < n; i++)
+		metrics_inc(METRIC_REPORT_SUPPRESSIONS);
 	log_info("%s: report=%s class=%s account=%s rcpts=%zu hard=%u%s%s suppress=%s new=%ld "
 		 "decision=suppressed", qid, kind, c->name, account, r->rcpts, hard,
 		 r->kind == REPORT_ARF ? " feedback_type=" : "",
@@ -227,10 +318,12 @@ void intake_finish(struct intake *in, struct snapshot *snap, const char *qid)
 		log_warning("%s: report not read: out of memory", qid);
 		return;
 	}
-	if (report_parse(in->ct, in->body, in->len, r) == REPORT_NONE)
+	if (report_parse(in->ct, in->body, in->len, r) == REPORT_NONE) {
 		log_debug("%s: multipart/report without a delivery-status or feedback-report part", qid);
-	else
+	} else {
+		metrics_inc(METRIC_REPORTS_READ);
 		act(r, snap, qid);
+	}
 	free(r);
 	free(in->body);
 	in->body = NULL;

@@ -13,6 +13,7 @@
  *		const char *qid);
  *	void intake_reset(struct intake *in);
  *	const struct feedback_key *intake_feedback_key(struct snapshot *snap);
+ *	bool intake_wants_feedback_id(const struct policy_class *c);
  * DESCRIPTION
  *	The transaction core calls these beside its own stages. A zeroed
  *	struct intake reads nothing. intake_begin starts a message; reading
@@ -35,6 +36,20 @@
  *	is never touched: whatever happens here, it is delivered as usual.
  *	One log line per report read: queue ID, kind, class, account, the
  *	recipients and what was done.
+ *
+ *	The class's bounce-rate and complaint-rate rules are evaluated then
+ *	too (with or without "suppress"): the report's hard bounces (DSN) or
+ *	its complaint (ARF) are counted for the account over the rule's
+ *	period and compared with the recipients it sent in that period (the
+ *	RCPT script counts them, safety.h); past the share, once at least
+ *	min were sent, the account is suspended from that moment
+ *	(safety_suspend: log line, rule-tripped and suspended events) and
+ *	both counts start afresh. One more store round trip per rule, for
+ *	reports only.
+ *
+ *	intake_wants_feedback_id: the class's outbound mail carries our
+ *	Feedback-ID, because its reports are acted on: it has "suppress" or
+ *	a bounce-rate or complaint-rate rule.
  *
  *	intake_feedback_key is the key of Feedback-ID tokens: the snapshot's
  *	(FeedbackKeyFile), else the fleet's secret in Redis, made once by
@@ -75,5 +90,6 @@ void intake_body(struct intake *in, const unsigned char *chunk, size_t len);
 void intake_finish(struct intake *in, struct snapshot *snap, const char *qid);
 void intake_reset(struct intake *in);
 const struct feedback_key *intake_feedback_key(struct snapshot *snap);
+bool intake_wants_feedback_id(const struct policy_class *c);
 
 #endif
