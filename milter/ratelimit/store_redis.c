@@ -631,11 +631,36 @@ static enum store_status redis_charge_tags(void *impl, long long offset,
 {
 	struct redis_store *rs = impl;
 	struct redis_group_call gc = { impl, offset, sf, sr };
+	/* The windows and the safety part are under the account's tag. */
+	const char *account = nw > 0 ? w[0].key : sf && sf->suspension_key ? sf->suspension_key : NULL;
+	bool lead = account != NULL && nb > 0 && !redis_same_tag(account, b[0].key);
+
+	if (!redis_conn_splits(rs->conn) || (redis_tag_run(b, nb) == nb && !lead))
+		return redis_charge_safe(impl, offset, b, nb, w, nw, sf, res, sr, err, errlen);
+	return redis_groups_charge(&gc, redis_group_charge, redis_group_refund, lead, b, nb, w, nw,
+				   res, err, errlen);
+}
+
+/* A peek over several tags, one tag at a time (Cluster). */
+static enum store_status redis_peek_tags(void *impl, long long offset,
+	const struct store_bucket *b, size_t nb, struct store_level *out, long long *now_ms,
+	char *err, size_t errlen)
+{
+	struct redis_store *rs = impl;
+	long long first = 0, at;
 
 	if (!redis_conn_splits(rs->conn) || redis_tag_run(b, nb) == nb)
-		return redis_charge_safe(impl, offset, b, nb, w, nw, sf, res, sr, err, errlen);
-	return redis_groups_charge(&gc, redis_group_charge, redis_group_refund, b, nb, w, nw, res,
-				   err, errlen);
+		return redis_peek(impl, offset, b, nb, out, now_ms, err, errlen);
+	for (size_t start = 0; start < nb;) {
+		size_t n = redis_tag_run(b + start, nb - start);
+		if (redis_peek(impl, offset, b + start, n, out + start, &at, err, errlen) != STORE_OK)
+			return STORE_FAILED;
+		if (start == 0)
+			first = at;
+		start += n;
+	}
+	*now_ms = first;
+	return STORE_OK;
 }
 
 static enum store_status redis_refund_tags(void *impl, long long offset,
@@ -656,7 +681,7 @@ const struct store_ops store_redis_ops = {
 	.charge = redis_charge,
 	.charge_safe = redis_charge_tags,
 	.refund = redis_refund_tags,
-	.peek = redis_peek,
+	.peek = redis_peek_tags,
 	.forget = redis_forget,
 	.stats = redis_stats,
 	.eval = redis_eval,

@@ -22,9 +22,10 @@ typedef enum store_status (*redis_group_charge_fn)(void *ctx, size_t group,
 typedef enum store_status (*redis_group_refund_fn)(void *ctx, struct store_batch *batches,
 	size_t n, char *err, size_t errlen);
 size_t redis_tag_run(const struct store_bucket *b, size_t nb);
+bool redis_same_tag(const char *a, const char *b);
 bool redis_batches_one_tag(const struct store_batch *batches, size_t n);
 enum store_status redis_groups_charge(void *ctx, redis_group_charge_fn charge,
-	redis_group_refund_fn refund, const struct store_bucket *b, size_t nb,
+	redis_group_refund_fn refund, bool lead, const struct store_bucket *b, size_t nb,
 	const struct store_window *w, size_t nw, struct store_charge_result *res,
 	char *err, size_t errlen);
 enum store_status redis_groups_refund(void *ctx, redis_group_refund_fn refund,
@@ -50,10 +51,11 @@ int redis_sentinel_master(const struct store_redis_url *url, struct timeval time
  *	void redis_cmd_free(struct redis_cmd *c);
  *
  *	size_t redis_tag_run(const struct store_bucket *b, size_t nb);
+ *	bool redis_same_tag(const char *a, const char *b);
  *	bool redis_batches_one_tag(const struct store_batch *batches, size_t n);
  *	enum store_status redis_groups_charge(void *ctx,
  *		redis_group_charge_fn charge, redis_group_refund_fn refund,
- *		const struct store_bucket *b, size_t nb,
+ *		bool lead, const struct store_bucket *b, size_t nb,
  *		const struct store_window *w, size_t nw,
  *		struct store_charge_result *res, char *err, size_t errlen);
  *	enum store_status redis_groups_refund(void *ctx,
@@ -106,7 +108,9 @@ int redis_sentinel_master(const struct store_redis_url *url, struct timeval time
  *	(store_redis_groups.c), which call charge once per group of one tag
  *	(windows only with group 0) in order and refund with refund the
  *	groups charged before a refusal or a failure; refund gets batches of
- *	one tag each.
+ *	one tag each. lead: group 0 is the windows alone (nb 0), as their
+ *	tag (the account's) is not the first bucket's; redis_same_tag says
+ *	whether two keys share a hash tag.
  *
  *	redis_cluster_keyslot is the Cluster slot of a key (of its hash tag,
  *	when it has one). redis_cluster_redirect reads "MOVED SLOT HOST:PORT"
@@ -175,9 +179,10 @@ typedef enum store_status (*redis_group_charge_fn)(void *ctx, size_t group,
 typedef enum store_status (*redis_group_refund_fn)(void *ctx, struct store_batch *batches,
 	size_t n, char *err, size_t errlen);
 size_t redis_tag_run(const struct store_bucket *b, size_t nb);
+bool redis_same_tag(const char *a, const char *b);
 bool redis_batches_one_tag(const struct store_batch *batches, size_t n);
 enum store_status redis_groups_charge(void *ctx, redis_group_charge_fn charge,
-	redis_group_refund_fn refund, const struct store_bucket *b, size_t nb,
+	redis_group_refund_fn refund, bool lead, const struct store_bucket *b, size_t nb,
 	const struct store_window *w, size_t nw, struct store_charge_result *res,
 	char *err, size_t errlen);
 enum store_status redis_groups_refund(void *ctx, redis_group_refund_fn refund,

@@ -130,7 +130,7 @@ static enum store_status fake_charge(void *ctx, size_t group, const struct store
 {
 	struct fake *f = ctx;
 	(void)w;
-	assert_true(nb > 0);
+	assert_true(nb > 0 || (group == 0 && nw > 0));	/* a lead group: windows alone */
 	assert_int_equal(redis_tag_run(b, nb), nb);	/* one tag per group */
 	assert_true(group == 0 || nw == 0);		/* windows ride with the account */
 	if (group == f->fail_group) {
@@ -144,7 +144,7 @@ static enum store_status fake_charge(void *ctx, size_t group, const struct store
 		res->retry_ms = 77;
 		return STORE_OK;
 	}
-	snprintf(f->charged[f->ncharged++], 64, "%s", b[0].key);
+	snprintf(f->charged[f->ncharged++], 64, "%s", nb ? b[0].key : w[0].key);
 	res->admitted = true;
 	return STORE_OK;
 }
@@ -180,7 +180,7 @@ static void later_scope_refusing_gives_back_the_earlier_ones(void **state)
 	struct store_charge_result res;
 	char err[64];
 
-	assert_int_equal(redis_groups_charge(&f, fake_charge, fake_refund, scoped, 4, vol, 1, &res,
+	assert_int_equal(redis_groups_charge(&f, fake_charge, fake_refund, false, scoped, 4, vol, 1, &res,
 					     err, sizeof(err)), STORE_OK);
 	assert_false(res.admitted);
 	assert_int_equal(res.over, 3);		/* group 2 starts at bucket 3 */
@@ -200,7 +200,7 @@ static void later_scope_failing_gives_back_and_fails(void **state)
 	struct store_charge_result res;
 	char err[64];
 
-	assert_int_equal(redis_groups_charge(&f, fake_charge, fake_refund, scoped, 4, NULL, 0, &res,
+	assert_int_equal(redis_groups_charge(&f, fake_charge, fake_refund, false, scoped, 4, NULL, 0, &res,
 					     err, sizeof(err)), STORE_FAILED);
 	assert_string_equal(err, "down");
 	assert_int_equal(f.nrefunded, 1);
@@ -214,7 +214,7 @@ static void all_scopes_admitting_admit_and_account_refusing_charges_nothing(void
 	struct store_charge_result res;
 	char err[64];
 
-	assert_int_equal(redis_groups_charge(&f, fake_charge, fake_refund, scoped, 4, vol, 1, &res,
+	assert_int_equal(redis_groups_charge(&f, fake_charge, fake_refund, false, scoped, 4, vol, 1, &res,
 					     err, sizeof(err)), STORE_OK);
 	assert_true(res.admitted);
 	assert_int_equal(f.ncharged, 3);
@@ -222,11 +222,32 @@ static void all_scopes_admitting_admit_and_account_refusing_charges_nothing(void
 	assert_int_equal(res.now_ms, 1000);
 
 	struct fake g = { .refuse_group = 0, .fail_group = SIZE_MAX };
-	assert_int_equal(redis_groups_charge(&g, fake_charge, fake_refund, scoped, 4, vol, 1, &res,
+	assert_int_equal(redis_groups_charge(&g, fake_charge, fake_refund, false, scoped, 4, vol, 1, &res,
 					     err, sizeof(err)), STORE_OK);
 	assert_false(res.admitted);
 	assert_int_equal(g.ncharged, 0);
 	assert_int_equal(g.nrefunded, 0);
+}
+
+static void windows_under_another_tag_go_first_and_are_given_back(void **state)
+{
+	(void)state;
+	struct fake f = { .refuse_group = 2, .fail_group = SIZE_MAX };
+	struct store_charge_result res;
+	char err[64];
+
+	/* "by domain" and "by class" only: no account bucket, windows of the account. */
+	assert_int_equal(redis_groups_charge(&f, fake_charge, fake_refund, true, scoped + 2, 2, vol, 1,
+					     &res, err, sizeof(err)), STORE_OK);
+	assert_false(res.admitted);
+	assert_int_equal(res.over, 1);		/* the class bucket */
+	assert_int_equal(f.ncharged, 2);
+	assert_string_equal(f.charged[0], "out:{a@x}:c:v:1");
+	assert_int_equal(f.nrefunded, 2);	/* the windows, then the domain */
+	assert_string_equal(f.refunded[0], "-");
+	assert_string_equal(f.refunded[1], "out:{d:x}:c:r:1");
+	assert_int_equal(f.refund_windows, 1);
+	assert_int_equal(f.refund_at, 1000);
 }
 
 static void refund_batches_are_split_by_tag(void **state)
@@ -259,6 +280,7 @@ int main(void)
 		cmocka_unit_test(later_scope_refusing_gives_back_the_earlier_ones),
 		cmocka_unit_test(later_scope_failing_gives_back_and_fails),
 		cmocka_unit_test(all_scopes_admitting_admit_and_account_refusing_charges_nothing),
+		cmocka_unit_test(windows_under_another_tag_go_first_and_are_given_back),
 		cmocka_unit_test(refund_batches_are_split_by_tag),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
