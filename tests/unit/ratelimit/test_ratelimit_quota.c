@@ -149,6 +149,96 @@ static void bad_zones_are_refused(void **state)
 	assert_null(calendar_zone_parse("x", junk, sizeof(junk), err, sizeof(err)));
 }
 
+/* ---- the policy's lines ---- */
+
+/* Loads text as a policy; the diagnostics, joined, into out. */
+static struct policy *load_text(const char *text, char *out, size_t len)
+{
+	char path[] = "/tmp/bm-quota-policy.XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	struct diag d = { 0 };
+	struct policy *p = policy_load(path, &d);
+	out[0] = '\0';
+	for (size_t i = 0; i < d.count; i++) {
+		const char *line = strchr(d.lines[i], ':');	/* without the path */
+		snprintf(out + strlen(out), len - strlen(out), "%s\n", line ? line + 1 : d.lines[i]);
+	}
+	diag_free(&d);
+	unlink(path);
+	return p;
+}
+
+static void rate_lines_take_windows_scopes_and_destinations(void **state)
+{
+	(void)state;
+	char errs[2048];
+	struct policy *p = load_text("class h {\n"
+		"  account sasl sender\n"
+		"  messages 200/1h 2000/day\n"
+		"  recipients 20000/month 50/week by domain\n"
+		"  recipients 300/1h to GMail.com *.yahoo.com by class\n"
+		"  timezone Europe/Paris\n"
+		"}\n", errs, sizeof(errs));
+	assert_non_null(p);
+	const struct policy_class *c = policy_class_find(p, "h");
+	assert_int_equal(c->messages_count, 2);
+	assert_int_equal(c->messages[1].calendar, CALENDAR_DAY);
+	assert_int_equal(c->messages[1].count, 2000);
+	assert_int_equal(c->recipients[0].calendar, CALENDAR_MONTH);
+	assert_int_equal(c->recipients[1].calendar, CALENDAR_WEEK);
+	assert_int_equal(c->recipients[1].scope, SCOPE_DOMAIN);
+	assert_int_equal(c->recipients[2].scope, SCOPE_CLASS);
+	assert_int_equal(c->recipients[2].to_count, 2);
+	assert_string_equal(c->recipients[2].to[0], "gmail.com");
+	assert_string_equal(calendar_zone_name(c->zone), "Europe/Paris");
+	char d[256];
+	policy_rate_describe(&c->recipients[2], d, sizeof(d));
+	assert_string_equal(d, "300/1h by class to gmail.com *.yahoo.com");
+	assert_true(policy_rate_applies(&c->recipients[2], "mail.yahoo.com"));
+	assert_false(policy_rate_applies(&c->recipients[2], "yahoo.com"));
+	assert_true(policy_rate_applies(&c->recipients[2], "GMAIL.COM"));
+	assert_false(policy_rate_applies(&c->recipients[2], "notgmail.com"));
+	policy_free(p);
+}
+
+static void senseless_rate_lines_are_file_line_errors(void **state)
+{
+	(void)state;
+	char errs[4096];
+	struct policy *p = load_text("class a {\n"
+		"  account ip\n"
+		"  recipients 5/1h by domain\n"
+		"  messages 5/1h to gmail.com\n"
+		"  recipients 5/fortnight\n"
+		"  recipients 5/2day\n"
+		"  recipients 5/1h by planet\n"
+		"  recipients 5/1h to\n"
+		"  recipients 5/1h by class by domain\n"
+		"  recipients 5/1h to bad..domain\n"
+		"  timezone Mars/Olympus_Mons\n"
+		"  bulk volume >= 5/day\n"
+		"}\n", errs, sizeof(errs));
+	assert_null(p);
+	static const char *const want[] = {
+		"3: recipients: by domain: the accounts of class a are client addresses",
+		"4: messages: \"to\" limits recipients",
+		"5: recipients: bad rate 5/fortnight",
+		"6: recipients: bad rate 5/2day",
+		"7: recipients: by: unknown scope planet",
+		"8: recipients: to: expected one or more DOMAIN",
+		"9: recipients: \"by\" given twice",
+		"10: recipients: to: bad domain bad..domain",
+		"11: timezone: unknown time zone Mars/Olympus_Mons",
+		"12: bulk volume: bad rate 5/day",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		if (strstr(errs, want[i]) == NULL)
+			fail_msg("missing \"%s\" in:\n%s", want[i], errs);
+}
+
 /* ---- on Redis ---- */
 
 static int group_setup(void **state)
@@ -333,6 +423,8 @@ int main(void)
 		cmocka_unit_test(far_zones_reset_at_their_own_midnight),
 		cmocka_unit_test(weeks_start_monday_and_months_the_first),
 		cmocka_unit_test(bad_zones_are_refused),
+		cmocka_unit_test(rate_lines_take_windows_scopes_and_destinations),
+		cmocka_unit_test(senseless_rate_lines_are_file_line_errors),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	if (access("/usr/share/zoneinfo/Europe/Paris", R_OK) != 0 && getenv("TZDIR") == NULL) {
