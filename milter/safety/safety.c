@@ -253,33 +253,161 @@ void safety_report(const struct safety_outcome *o, const char *qid,
 static const char suspend_script[] =
 	"local tm = redis.call('TIME')\n"
 	"local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)\n"
-	"local untl = now + tonumber(ARGV[1])\n"
+	"local sfor = tonumber(ARGV[1])\n"
+	"local untl = sfor > 0 and now + sfor or 0\n"
 	"redis.call('DEL', KEYS[1])\n"
 	"redis.call('HSET', KEYS[1], 'since', string.format('%.0f', now),"
 	" 'until', string.format('%.0f', untl), 'by', ARGV[2], 'reason', ARGV[3], 'account', ARGV[4])\n"
-	"redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
-	"return string.format('%.0f', untl)\n";
+	"if sfor > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end\n"
+	"return {string.format('%.0f', now), string.format('%.0f', untl)}\n";
+
+/* The suspension key of an account (without RedisPrefix); NULL: no memory. */
+static char *suspension_key(enum policy_direction dir, const char *account)
+{
+	char *key;
+	return asprintf(&key, "%s{%s}" SAFETY_SUSPENSION_SUFFIX, side(dir), account) < 0 ? NULL : key;
+}
+
+int safety_store_suspend(struct store *st, enum policy_direction dir, const char *account,
+	unsigned long for_ms, const char *by, const char *reason, long long *since_ms,
+	long long *until_ms, char *err, size_t errlen)
+{
+	char *key = suspension_key(dir, account), sfor[32], out[2][STORE_EVAL_VALUE_MAX];
+	size_t got = 0;
+
+	if (key == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	snprintf(sfor, sizeof(sfor), "%lu", for_ms);
+	const char *keys[1] = { key };
+	const char *args[4] = { sfor, by, reason, account };
+	enum store_status s = store_eval(st, suspend_script, keys, 1, args, 4, out, 2, &got, err,
+					 errlen);
+	free(key);
+	if (s != STORE_OK)
+		return -1;
+	*since_ms = got == 2 ? atoll(out[0]) : 0;
+	*until_ms = got == 2 ? atoll(out[1]) : 0;
+	return 0;
+}
+
+int safety_store_release(struct store *st, enum policy_direction dir, const char *account,
+	bool *released, char *err, size_t errlen)
+{
+	char *key = suspension_key(dir, account), out[1][STORE_EVAL_VALUE_MAX];
+	size_t got = 0;
+
+	if (key == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	const char *keys[1] = { key };
+	enum store_status s = store_eval(st, "return redis.call('DEL', KEYS[1])", keys, 1, NULL, 0,
+					 out, 1, &got, err, errlen);
+	free(key);
+	if (s != STORE_OK)
+		return -1;
+	*released = got == 1 && atoll(out[0]) > 0;
+	return 0;
+}
+
+/*
+ * One SCAN page of suspension keys and their fields: {cursor, n, then
+ * account, since, until, by, reason per key}. The keys come from SCAN,
+ * not KEYS[]: a listing for ops, not the mail path.
+ */
+static const char list_script[] =
+	"local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])\n"
+	"local out = {r[1], 0}\n"
+	"for _, k in ipairs(r[2]) do\n"
+	"  local v = redis.call('HMGET', k, 'account', 'since', 'until', 'by', 'reason')\n"
+	"  if v[1] then\n"
+	"    out[2] = out[2] + 1\n"
+	"    for i = 1, 5 do out[#out + 1] = v[i] or '' end\n"
+	"  end\n"
+	"end\n"
+	"return out\n";
+
+/* Keys one SCAN page asks for, and the most it may answer. */
+#define SAFETY_LIST_COUNT "100"
+#define SAFETY_LIST_PAGE_MAX 1000
+
+int safety_store_list(struct store *st, const char *prefix, struct safety_suspension **list,
+	size_t *n, char *err, size_t errlen)
+{
+	char pattern[256], cursor[STORE_EVAL_VALUE_MAX] = "0";
+	size_t p = 0, cap = 0, got;
+	char (*out)[STORE_EVAL_VALUE_MAX] = calloc(2 + 5 * SAFETY_LIST_PAGE_MAX, sizeof(*out));
+	int rc = -1;
+
+	*list = NULL;
+	*n = 0;
+	if (out == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	/* the prefix with SCAN's glob characters escaped */
+	for (const char *c = prefix; *c && p + 2 < sizeof(pattern) - 16; c++) {
+		if (strchr("*?[]\\", *c))
+			pattern[p++] = '\\';
+		pattern[p++] = *c;
+	}
+	snprintf(pattern + p, sizeof(pattern) - p, "{*}" SAFETY_SUSPENSION_SUFFIX);
+	do {
+		const char *args[3] = { cursor, pattern, SAFETY_LIST_COUNT };
+		if (store_eval(st, list_script, NULL, 0, args, 3, out, 2 + 5 * SAFETY_LIST_PAGE_MAX, &got,
+			       err, errlen) != STORE_OK)
+			goto out;
+		size_t page = got >= 2 ? (size_t)atoll(out[1]) : 0;
+		if (got < 2 || page > SAFETY_LIST_PAGE_MAX || got != 2 + 5 * page) {
+			snprintf(err, errlen, "suspensions: unexpected answer from Redis");
+			goto out;
+		}
+		snprintf(cursor, sizeof(cursor), "%s", out[0]);
+		if (*n + page > cap) {
+			size_t grown = cap ? 2 * cap : 64;
+			while (grown < *n + page)
+				grown *= 2;
+			struct safety_suspension *more = realloc(*list, grown * sizeof(**list));
+			if (more == NULL) {
+				snprintf(err, errlen, "out of memory");
+				goto out;
+			}
+			*list = more;
+			cap = grown;
+		}
+		for (size_t i = 0; i < page; i++) {
+			char (*f)[STORE_EVAL_VALUE_MAX] = out + 2 + 5 * i;
+			struct safety_suspension *s = &(*list)[(*n)++];
+			snprintf(s->account, sizeof(s->account), "%s", f[0]);
+			s->since_ms = atoll(f[1]);
+			s->until_ms = atoll(f[2]);
+			snprintf(s->by, sizeof(s->by), "%s", f[3]);
+			snprintf(s->reason, sizeof(s->reason), "%s", f[4]);
+		}
+	} while (strcmp(cursor, "0") != 0);
+	rc = 0;
+out:
+	free(out);
+	if (rc != 0) {
+		free(*list);
+		*list = NULL;
+		*n = 0;
+	}
+	return rc;
+}
 
 int safety_suspend(struct store *st, const struct policy_class *c, enum policy_direction dir,
 	const char *account, const struct policy_suspend_rule *rule, long long figure,
 	const char *reason, const char *qid, char *err, size_t errlen)
 {
-	char *key, sfor[32], out[1][STORE_EVAL_VALUE_MAX];
-	size_t got = 0;
+	long long since, until;
 
-	if (asprintf(&key, "%s{%s}" SAFETY_SUSPENSION_SUFFIX, side(dir), account) < 0) {
-		snprintf(err, errlen, "out of memory");
+	if (safety_store_suspend(st, dir, account, c->suspend_for_ms, rule->text, reason, &since,
+				 &until, err, errlen) != 0)
 		return -1;
-	}
-	snprintf(sfor, sizeof(sfor), "%lu", c->suspend_for_ms);
-	const char *keys[1] = { key };
-	const char *args[4] = { sfor, rule->text, reason, account };
-	enum store_status s = store_eval(st, suspend_script, keys, 1, args, 4, out, 1, &got, err,
-					 errlen);
-	free(key);
-	if (s != STORE_OK)
-		return -1;
-	report_trip(qid, c, account, rule->text, figure, reason, got ? atoll(out[0]) : 0);
+	report_trip(qid, c, account, rule->text, figure, reason, until);
 	return 0;
 }
 

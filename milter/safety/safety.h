@@ -20,6 +20,15 @@
  *		enum policy_direction dir, const char *account,
  *		const struct policy_suspend_rule *rule, long long figure,
  *		const char *reason, const char *qid, char *err, size_t errlen);
+ *	int safety_store_suspend(struct store *st, enum policy_direction dir,
+ *		const char *account, unsigned long for_ms, const char *by,
+ *		const char *reason, long long *since_ms, long long *until_ms,
+ *		char *err, size_t errlen);
+ *	int safety_store_release(struct store *st, enum policy_direction dir,
+ *		const char *account, bool *released, char *err, size_t errlen);
+ *	int safety_store_list(struct store *st, const char *prefix,
+ *		struct safety_suspension **list, size_t *n, char *err,
+ *		size_t errlen);
  *	void safety_client_element(const struct netaddr *a, char *buf,
  *		size_t len);
  *	unsigned long safety_rate_period_ms(const struct policy_suspend_rule *r);
@@ -90,6 +99,19 @@
  *	    {ACCOUNT}:CLASS:si:sent:PERIODMS
  *	    {ACCOUNT}:CLASS:si:bounce-rate|complaint-rate:PERIODMS
  *
+ *	safety_store_suspend, safety_store_release and safety_store_list are
+ *	the suspension hash off the mail path (bulkmilterctl; safety_suspend),
+ *	each through store_eval, so they reach the master behind sentinels
+ *	and the account's node in a cluster like the mail path does.
+ *	safety_store_suspend (re)writes the account's suspension for for_ms
+ *	(0: until released), by and reason, and gives the store clock's
+ *	since and until (0: until released). safety_store_release deletes it
+ *	(*released: there was one). safety_store_list pages through the
+ *	suspensions of prefix (RedisPrefix) with SCAN, never KEYS (a large
+ *	Redis is not blocked), into *list (free it); its texts are cut at
+ *	STORE_EVAL_VALUE_MAX - 1 octets. In a cluster it sees the node that
+ *	answers key-less calls only. All three return 0, or -1 with err.
+ *
  *	safety_client_element writes the client's text for distinct-ips:
  *	an IPv4 address as it is, an IPv6 address as its /64
  *	("2001:db8:1:2::/64"), so one host's many addresses count once.
@@ -118,6 +140,14 @@ struct safety_block {
 	bool nmessage[STORE_SAFETY_NOTIFY_MAX];
 	char *owned[2 + STORE_SAFETY_COUNTS_MAX + STORE_SAFETY_NOTIFY_MAX];	/* the keys */
 	size_t nowned;
+};
+
+/* A suspension as safety_store_list reads it. */
+struct safety_suspension {
+	char account[STORE_EVAL_VALUE_MAX];
+	char by[STORE_EVAL_VALUE_MAX];
+	char reason[STORE_EVAL_VALUE_MAX];
+	long long since_ms, until_ms;		/* until 0: until released */
 };
 
 struct safety_outcome {
@@ -156,6 +186,13 @@ void safety_report(const struct safety_outcome *o, const char *qid,
 int safety_suspend(struct store *st, const struct policy_class *c, enum policy_direction dir,
 	const char *account, const struct policy_suspend_rule *rule, long long figure,
 	const char *reason, const char *qid, char *err, size_t errlen);
+int safety_store_suspend(struct store *st, enum policy_direction dir, const char *account,
+	unsigned long for_ms, const char *by, const char *reason, long long *since_ms,
+	long long *until_ms, char *err, size_t errlen);
+int safety_store_release(struct store *st, enum policy_direction dir, const char *account,
+	bool *released, char *err, size_t errlen);
+int safety_store_list(struct store *st, const char *prefix, struct safety_suspension **list,
+	size_t *n, char *err, size_t errlen);
 void safety_client_element(const struct netaddr *a, char *buf, size_t len);
 
 #endif

@@ -2,7 +2,8 @@
  * Account safety against a private redis-server: safety_suspend (the
  * trip found outside a charge, for bounce and complaint rates) makes the
  * suspension the charge script reads, and the next charge of the account
- * is stopped with the rule as "by".
+ * is stopped with the rule as "by"; the suspensions bulkmilterctl makes,
+ * lists (by prefix) and releases.
  */
 #include "unit.h"
 
@@ -78,10 +79,58 @@ static void safety_suspend_stops_the_next_charge_with_the_rule(void **state)
 	policy_free(p);
 }
 
+static void suspensions_are_listed_and_released(void **state)
+{
+	(void)state;
+	struct store *st = trl_store_open(&redis, 500);
+	assert_non_null(st);
+	struct safety_suspension *list;
+	size_t n;
+	long long since, until;
+	bool released;
+	char err[256];
+
+	assert_int_equal(safety_store_suspend(st, DIRECTION_OUTBOUND, "b@example.com", 0, "ctl", "test",
+					      &since, &until, err, sizeof(err)), 0);
+	assert_int_equal(until, 0);
+	assert_int_equal(safety_store_suspend(st, DIRECTION_OUTBOUND, "a@example.com", 60000, "ctl", "",
+					      &since, &until, err, sizeof(err)), 0);
+	assert_int_equal(until - since, 60000);
+	assert_int_equal(safety_store_list(st, "bm:", &list, &n, err, sizeof(err)), 0);
+	/* news@example.com from the test before, a and b */
+	assert_int_equal(n, 3);
+	bool seen_b = false;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i].account, "b@example.com") == 0) {
+			seen_b = true;
+			assert_string_equal(list[i].by, "ctl");
+			assert_string_equal(list[i].reason, "test");
+			assert_int_equal(list[i].until_ms, 0);
+		}
+	assert_true(seen_b);
+	free(list);
+	/* another deployment's prefix sees none of them */
+	assert_int_equal(safety_store_list(st, "bm2:", &list, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+	free(list);
+
+	assert_int_equal(safety_store_release(st, DIRECTION_OUTBOUND, "b@example.com", &released, err,
+					      sizeof(err)), 0);
+	assert_true(released);
+	assert_int_equal(safety_store_release(st, DIRECTION_OUTBOUND, "b@example.com", &released, err,
+					      sizeof(err)), 0);
+	assert_false(released);
+	assert_int_equal(safety_store_list(st, "bm:", &list, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	free(list);
+	store_close(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(safety_suspend_stops_the_next_charge_with_the_rule),
+		cmocka_unit_test(suspensions_are_listed_and_released),
 	};
 	trl_redis_start(&redis, 0, "");
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
