@@ -9,9 +9,12 @@
 #     Feedback-ID) suppresses nothing, nor does one whose token names
 #     another class;
 #   - a complaint about an account whose class has "suppress hard-bounce"
-#     only suppresses nothing; a not-spam report suppresses nothing.
+#     only suppresses nothing; a not-spam report suppresses nothing;
+#   - the Feedback-ID is inside the DKIM signature (h= names it, the
+#     signature verifies with OpenDKIM's verifier).
 
 . "$(dirname "$0")/../lib/harness.sh"
+. "$(dirname "$0")/../lib/dkim_it_lib.sh"
 
 h_redis_start
 h_policy <<'EOF_POLICY'
@@ -27,7 +30,10 @@ assign sender  news@example.com     newsletter
 assign sender  shop@example.com     newsletter
 assign sender  other@example.com    bouncesonly
 EOF_POLICY
-h_conf 'InternalHosts 127.0.0.0/8'
+dkim_rsa_key k
+echo "k._domainkey.example.com example.com:k:$DKIM_KEYS/k.private" >"$H_TMP/KeyTable"
+echo '*@example.com k._domainkey.example.com' >"$H_TMP/SigningTable"
+h_conf 'InternalHosts 127.0.0.0/8' "KeyTable $H_TMP/KeyTable" "SigningTable refile:$H_TMP/SigningTable"
 h_milter_start
 h_postfix_start
 
@@ -46,6 +52,10 @@ FID_NEWS=$(feedback_of news@example.com)
 FID_OTHER=$(feedback_of other@example.com)
 h_ok "news@example.com's mail carries a Feedback-ID ($FID_NEWS)" \
 	grep -Eq '^newsletter:[A-Za-z0-9_-]+:bulkmilter$' <<<"$FID_NEWS"
+signed=$(h_sink_files main | tail -n 1)
+h_ok "its DKIM signature's h= names feedback-id" \
+	bash -c 'h_sig=$(sed -n "/^DKIM-Signature:/,/^[^ \t]/p" "$1" | tr -d " \t\r\n"); grep -qi "h=[^;]*feedback-id" <<<"$h_sig"' _ "$signed"
+h_ok "the signature verifies (OpenDKIM's verifier)" dkim_verify --opendkim "$signed"
 
 # arf FILE TYPE RCPT FEEDBACK-ID: an ARF report as a feedback loop sends it
 arf() {
