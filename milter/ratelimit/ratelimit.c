@@ -573,6 +573,16 @@ int ratelimit_usage(struct store *st, const struct policy *p, enum policy_direct
 	for (size_t i = 0; i < s.nb; i++) {
 		if (lv[i].used <= 0)
 			continue;
+		/*
+		 * A class bucket is every account's: show it only beside a
+		 * bucket of the account's own in that class, not for every
+		 * account ops ask about.
+		 */
+		bool mine = s.brate[i]->scope != SCOPE_CLASS;
+		for (size_t j = 0; j < s.nb && !mine; j++)
+			mine = s.bcls[j] == s.bcls[i] && s.brate[j]->scope != SCOPE_CLASS && lv[j].used > 0;
+		if (!mine)
+			continue;
 		if (*n == max) {
 			snprintf(err, errlen, "more than %zu buckets in use", max);
 			goto out;

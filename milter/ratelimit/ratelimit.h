@@ -121,8 +121,10 @@
  *
  *	ratelimit_usage lists, for every class of p with rates, the buckets
  *	and windows of account, in every scope, that are in use (used > 0),
- *	with when each is full again (resets_ms, store clock); *n = 0 is not
- *	an error. ratelimit_reset deletes every bucket of account in the
+ *	with when each is full again (resets_ms, store clock): the account's
+ *	own, its domain's, and the class buckets of the classes in which the
+ *	account has a bucket of its own or of its domain in use; *n = 0 is
+ *	not an error. ratelimit_reset deletes every bucket of account in the
  *	scopes given (RATELIMIT_SCOPE bits; the volume windows go with the
  *	account scope) for every class of p. Both are one round trip.
  * DIAGNOSTICS

@@ -385,6 +385,34 @@ static void destination_rate_counts_only_its_domains_and_names_the_domain(void *
 	assert_null(v.domain);
 }
 
+static void local_submission_sums_its_recipients_per_destination(void **state)
+{
+	(void)state;
+	const struct policy_class *c = policy_class_find(pol, "hosting");
+	struct ratelimit_rcpts rc = { 0 };
+	struct ratelimit_receipt r = { 0 };
+	struct ratelimit_verdict v;
+	/* 2 at gmail.com, 1 at googlemail.com, 1 elsewhere: the 3/1h to gmail is exactly full */
+	ratelimit_rcpts_add(&rc, c, "gmail.com", 1);
+	ratelimit_rcpts_add(&rc, c, "example.net", 1);
+	ratelimit_rcpts_add(&rc, c, "googlemail.com", 1);
+	ratelimit_rcpts_add(&rc, c, "gmail.com", 1);
+	assert_int_equal(rc.count, 4);
+	assert_int_equal(ratelimit_check_rcpts(st, c, DIRECTION_OUTBOUND, "local@l.example", &rc, &r, &v),
+			 RATELIMIT_OK);
+	struct ratelimit_rcpts more = { 0 };
+	ratelimit_rcpts_add(&more, c, "gmail.com", 1);
+	assert_int_equal(ratelimit_check_rcpts(st, c, DIRECTION_OUTBOUND, "local@l.example", &more, &r, &v),
+			 RATELIMIT_OVER);
+	assert_int_equal(v.rate->to_count, 2);
+	assert_string_equal(v.domain, "gmail.com");
+	/* the refund gives each rate back what it took: all of it fits again */
+	ratelimit_refund(st, &r);
+	assert_int_equal(ratelimit_check_rcpts(st, c, DIRECTION_OUTBOUND, "local@l.example", &rc, &r, &v),
+			 RATELIMIT_OK);
+	ratelimit_receipt_clear(&r);
+}
+
 static void reset_takes_a_scope(void **state)
 {
 	(void)state;
@@ -414,6 +442,7 @@ int main(void)
 		cmocka_unit_test(domain_scope_refuses_the_ninth_and_charges_nothing_then),
 		cmocka_unit_test(class_scope_is_one_bucket_for_every_account),
 		cmocka_unit_test(destination_rate_counts_only_its_domains_and_names_the_domain),
+		cmocka_unit_test(local_submission_sums_its_recipients_per_destination),
 		cmocka_unit_test(reset_takes_a_scope),
 	};
 	const struct CMUnitTest zones[] = {
