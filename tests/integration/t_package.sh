@@ -19,7 +19,7 @@
 # own binaries, so in the sanitizer build (BM_BUILDDIR's bulkmilter links
 # libasan) it is skipped.
 
-# shellcheck source=../lib/harness.sh
+# shellcheck source=../lib/harness.sh disable=SC2034
 . "$(dirname "$0")/../lib/harness.sh"
 
 if [ -n "${BM_BUILDDIR:-}" ] && ldd "$BM_BUILDDIR/milter/bulkmilter" 2>/dev/null | grep -q libasan; then
@@ -36,13 +36,17 @@ use_systemd=0
 was_installed=0
 dpkg-query -W -f='${Status}' bulkmilter 2>/dev/null | grep -q ' installed$' && was_installed=1
 purged=0
+# apt waits for a lock another apt-get holds instead of failing at once
+apt_wait="-o DPkg::Lock::Timeout=120"
 pkg_cleanup() {
 	[ "$use_systemd" = 1 ] && systemctl stop bulkmilter 2>/dev/null
 	if [ "$was_installed" = 0 ] && [ "$purged" = 0 ]; then
-		DEBIAN_FRONTEND=noninteractive dpkg --purge bulkmilter >/dev/null 2>&1
+		# shellcheck disable=SC2086
+		DEBIAN_FRONTEND=noninteractive apt-get purge -y -q $apt_wait bulkmilter >/dev/null 2>&1
 		[ "$use_systemd" = 1 ] || rm -rf /run/bulkmilter
 	fi
 }
+# shellcheck disable=SC2154
 trap 'rc=$?; pkg_cleanup; (exit $rc); h__exit' EXIT
 
 # ---- build
@@ -64,7 +68,8 @@ h_ok "scripts/package builds bulkmilter_*.deb" test "$pkg_rc" = 0 -a -f "$deb"
 h_assert_no_grep "$H_TMP/package.out" '^E: ' "lintian reports no error"
 
 # ---- install, as an admin would
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$deb" \
+# shellcheck disable=SC2086
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q $apt_wait --no-install-recommends "$deb" \
 	>"$H_TMP/install.out" 2>&1
 h_ok "apt-get install ./$(basename "$deb")" test $? = 0
 h_ok "bulkmilter is installed" \
@@ -101,6 +106,8 @@ h_ok "config points at the private Redis" grep -q "^Redis *unix:$H_REDIS_SOCK" "
 unit_cmd() {
 	sed -n "s/^$1=[-@+!:]*//p" "$unit" | head -n 1
 }
+read -r -a pre_cmd <<<"$(unit_cmd ExecStartPre)"
+read -r -a start_cmd <<<"$(unit_cmd ExecStart)"
 
 # ---- start
 if [ "$use_systemd" = 1 ]; then
@@ -113,15 +120,13 @@ if [ "$use_systemd" = 1 ]; then
 else
 	h_diag "no systemd here: running the unit's command lines directly"
 	install -d -m 0755 /run/bulkmilter	# RuntimeDirectory=bulkmilter
-	# shellcheck disable=SC2046
-	h_ok "ExecStartPre ($(unit_cmd ExecStartPre)) passes" $(unit_cmd ExecStartPre)
-	# shellcheck disable=SC2046
-	$(unit_cmd ExecStart) >>"$H_MILTER_LOG" 2>&1 </dev/null &
+	h_ok "ExecStartPre (${pre_cmd[*]}) passes" "${pre_cmd[@]}"
+	"${start_cmd[@]}" >>"$H_MILTER_LOG" 2>&1 </dev/null &
 	H_MILTER_PID=$!
 	H_MILTER_EVER=1
 	main_pid=$H_MILTER_PID
 	h__wait_for 20 test -S "$sock" ||
-		{ h_diag "$(tail -n 20 "$H_MILTER_LOG")"; h_fatal "$(unit_cmd ExecStart) did not open $sock"; }
+		{ h_diag "$(tail -n 20 "$H_MILTER_LOG")"; h_fatal "${start_cmd[*]} did not open $sock"; }
 fi
 milter_log() {
 	if [ "$use_systemd" = 1 ]; then $H_MILTER_LOG_CMD; else cat "$H_MILTER_LOG"; fi
@@ -131,13 +136,12 @@ h_assert_eq "bulkmilter" "$(stat -c %U "/proc/$main_pid" 2>&1)" "the daemon runs
 h_assert_eq "$main_pid" "$(cat /run/bulkmilter/bulkmilter.pid 2>&1)" "PidFile in the RuntimeDirectory"
 
 # ---- reload: the unit's ExecReload
-reload=$(unit_cmd ExecReload)
-reload=${reload//\$MAINPID/$main_pid}
+read -r -a reload_cmd <<<"$(unit_cmd ExecReload)"
+reload_cmd=("${reload_cmd[@]//\$MAINPID/$main_pid}")
 if [ "$use_systemd" = 1 ]; then
 	h_ok "systemctl reload bulkmilter" systemctl reload bulkmilter
 else
-	# shellcheck disable=SC2086
-	h_ok "ExecReload ($reload)" $reload
+	h_ok "ExecReload (${reload_cmd[*]})" "${reload_cmd[@]}"
 fi
 h_ok "the daemon logs the reload" \
 	h__wait_for 10 bash -c "$(declare -f milter_log); use_systemd=$use_systemd H_MILTER_LOG_CMD='${H_MILTER_LOG_CMD:-}' H_MILTER_LOG=$H_MILTER_LOG milter_log | grep -q 'reloaded $conf'"
@@ -165,8 +169,9 @@ else
 	h_assert_eq 0 "$H_MILTER_STATUS" "the daemon exits 0 on SIGTERM"
 fi
 if [ "$was_installed" = 0 ]; then
-	DEBIAN_FRONTEND=noninteractive dpkg --purge bulkmilter >"$H_TMP/purge.out" 2>&1
-	h_ok "dpkg --purge bulkmilter" test $? = 0
+	# shellcheck disable=SC2086
+	DEBIAN_FRONTEND=noninteractive apt-get purge -y -q $apt_wait bulkmilter >"$H_TMP/purge.out" 2>&1
+	h_ok "apt-get purge bulkmilter" test $? = 0
 	purged=1
 	[ "$use_systemd" = 1 ] || rm -rf /run/bulkmilter
 	h_ok "purge removes /etc/bulkmilter, the daemon and the socket directory" \

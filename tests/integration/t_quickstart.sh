@@ -18,6 +18,7 @@
 . "$(dirname "$0")/../lib/harness.sh"
 
 qdir=
+# shellcheck disable=SC2154
 trap 'rc=$?; [ -n "$qdir" ] && rm -rf "$qdir"; (exit $rc); h__exit' EXIT
 
 out=$H_TMP/quickstart.out
