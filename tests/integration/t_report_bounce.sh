@@ -11,7 +11,11 @@
 #     suppressed for ACCOUNT", the other 3 are accepted and delivered;
 #   - the bounce itself reaches the sender's mailbox (the sink) as usual;
 #   - a soft bounce (4.x.x, Action delayed) suppresses nothing;
-#   - another account's list is untouched.
+#   - another account's list is untouched;
+#   - an entry made with bulkmilterctl holds at the next RCPT TO; a class
+#     with "suppressed tempfail" answers 451 4.7.1 with the same text, one
+#     with "suppressed tag" accepts the recipient and the message gets
+#     X-Bulk-Suppressed: ADDRESS.
 
 . "$(dirname "$0")/../lib/harness.sh"
 
@@ -32,8 +36,18 @@ class other {
     recipients  1000/1h
     suppress    hard-bounce
 }
+class deferring {
+    account     sender
+    suppressed  tempfail
+}
+class tagging {
+    account     sender
+    suppressed  tag
+}
 assign sender  news@example.com    newsletter
 assign sender  other@example.com   other
+assign sender  defer@example.com   deferring
+assign sender  tag@example.com     tagging
 EOF_POLICY
 h_conf
 h_milter_start
@@ -83,5 +97,19 @@ h_send --from "$ACCT" --to slow@example.org
 h_wait_log "$H_MILTER_LOG" 'report=dsn class=newsletter account=news@example.com rcpts=1 hard=0 decision=none' 30
 h_assert_eq 0 $? "the delay notice is read: no hard bounce, nothing done"
 h_assert_eq "b@example.org d@example.org " "$(list "$ACCT")" "the list still holds b and d only"
+# entries made by hand; the other suppressed actions
+"${CTL[@]}" suppress add defer@example.com x@example.org >/dev/null
+"${CTL[@]}" suppress add tag@example.com x@example.org >/dev/null
+h_send --from other@example.com --to x@example.org
+h_assert_eq 0 $? "x@example.org is not suppressed for other@example.com"
+h_send --from defer@example.com --to x@example.org,y@example.org
+h_assert_grep "$H_SEND_LOG" '^<\*\* 451 4\.7\.1 Recipient x@example\.org is suppressed for defer@example\.com' \
+	"suppressed tempfail: 451 4.7.1 Recipient x@example.org is suppressed for defer@example.com"
+n=$(h_sink_count main)
+h_send --from tag@example.com --to x@example.org
+h_assert_eq 0 $? "suppressed tag: the recipient is accepted"
+h_wait_sink main $((n + 1)) 20
+h_assert_eq "x@example.org" "$(h_header "$(h_sink_files main | tail -n 1)" X-Bulk-Suppressed)" \
+	"... and the message gets X-Bulk-Suppressed: x@example.org"
 h_postfix_stop
 h_ok "the milter is still running" kill -0 "$H_MILTER_PID"
