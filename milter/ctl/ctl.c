@@ -304,6 +304,8 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 		printf(",\"local_submission\":%s", local ? "true" : "false");
 		if (from)
 			ctl_dkim_explain(s, f.direction == DIRECTION_OUTBOUND, sasl, from, true);
+		if (c)
+			ctl_safety_explain(c, true);
 		printf("}\n");
 		return 0;
 	}
@@ -342,6 +344,7 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 	}
 	if (f.direction == DIRECTION_INBOUND)
 		printf("spf-fail: %s\n", policy_action_name(c->spf_fail));
+	ctl_safety_explain(c, false);
 	return 0;
 }
 

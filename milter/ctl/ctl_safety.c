@@ -239,3 +239,31 @@ int ctl_safety(struct snapshot *s, bool json, int argc, char **argv)
 		return cmd_release(s, json, argc, argv);
 	return cmd_suspended(s, json, argc);
 }
+
+void ctl_safety_explain(const struct policy_class *c, bool json)
+{
+	if (json) {
+		printf(",\"notify\":[");
+		for (size_t i = 0; i < c->notify_count; i++)
+			printf("%s%u", i ? "," : "", c->notify_pct[i]);
+		printf("],\"suspended\":\"%s\",\"suspend_if\":[", policy_action_name(c->suspended));
+		for (size_t i = 0; i < c->suspend_if_count; i++) {
+			printf("%s", i ? "," : "");
+			json_str(c->suspend_if[i].text);
+		}
+		printf("],\"suspend_for_seconds\":%lu", c->suspend_for_ms / 1000);
+		return;
+	}
+	if (c->notify_count) {
+		printf("notify:");
+		for (size_t i = 0; i < c->notify_count; i++)
+			printf(" %u%%", c->notify_pct[i]);
+		printf(" of each of the account's rates (an event to NotifyURL)\n");
+	}
+	printf("suspended: %s%s%s\n", policy_action_name(c->suspended), c->suspended_text[0] ? " " : "",
+	       c->suspended_text);
+	for (size_t i = 0; i < c->suspend_if_count; i++)
+		printf("suspend-if: %s\n", c->suspend_if[i].text);
+	if (c->suspend_if_count)
+		printf("suspend-for: %lus\n", c->suspend_for_ms / 1000);
+}

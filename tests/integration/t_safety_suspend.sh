@@ -45,6 +45,9 @@ h_postfix_start
 h__wait_for 10 h__port_busy "$SF_PORT_B" || h_fatal "second smtpd does not listen on $SF_PORT_B"
 XC=(--xclient 198.51.100.7)
 
+h_assert_eq "suspended: reject" "$(sf_ctl explain --sender rej@example.com --ip 198.51.100.7 | grep '^suspended:')" \
+	"explain shows the class's suspended action"
+
 # ---- suspend on milter 1's config, hold on milter 2 --------------------
 start=$(date +%s%N)
 sf_ctl suspend alice@example.com --reason test >"$H_TMP/suspend.out"
