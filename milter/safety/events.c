@@ -138,13 +138,20 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static pthread_once_t host_once = PTHREAD_ONCE_INIT;
+
+static void host_init(void)
+{
+	if (gethostname(q.host, sizeof(q.host) - 1) != 0 || q.host[0] == '\0')
+		snprintf(q.host, sizeof(q.host), "localhost");
+}
+
 size_t events_format(const struct event *e, char *buf, size_t len)
 {
 	struct jbuf b = { buf, len, 0, false };
 	char when[40];
 
-	if (q.host[0] == '\0' && gethostname(q.host, sizeof(q.host) - 1) != 0)
-		snprintf(q.host, sizeof(q.host), "localhost");
+	pthread_once(&host_once, host_init);
 	j_raw(&b, "{\"event\":");
 	j_str(&b, e->event);
 	j_field_str(&b, "account", e->account);
