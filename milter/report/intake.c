@@ -264,10 +264,16 @@ static void act(const struct report *r, struct snapshot *snap, const char *qid)
 	const struct policy_class *c = class_named(snap->policy, cls_name);
 	if (c != NULL)
 		rates(r, snap, c, account, hard, qid);
-	if (c == NULL || c->suppress == 0) {
+	if (c == NULL) {
 		log_info("%s: report=%s class=%s account=%s rcpts=%zu hard=%u decision=ignored "
-			 "reason=\"class %s %s\"", qid, kind, cls_name, account, r->rcpts, hard, cls_name,
-			 c ? "has no suppress line" : "is not in the policy");
+			 "reason=\"class %s is not in the policy\"", qid, kind, cls_name, account, r->rcpts,
+			 hard, cls_name);
+		return;
+	}
+	if (c->suppress == 0) {		/* its rate rules were counted above */
+		log_info("%s: report=%s class=%s account=%s rcpts=%zu hard=%u%s%s decision=counted", qid,
+			 kind, c->name, account, r->rcpts, hard, r->kind == REPORT_ARF ? " feedback_type=" : "",
+			 r->kind == REPORT_ARF ? r->feedback_type : "");
 		return;
 	}
 

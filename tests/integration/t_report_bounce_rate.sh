@@ -52,6 +52,8 @@ h_wait_log "$H_MILTER_LOG" 'account=heavy@example.com class=newsletter suspend-i
 h_assert_eq 0 $? "its bounce is read: 3 of 10 is over 20%: tripped"
 h_wait_log "$H_MILTER_LOG" 'account=heavy@example.com class=newsletter suspended by suspend-if bounce-rate > 20% min 10/1d \(3 of 10\)' 10
 h_assert_eq 0 $? "... one log line of the suspension"
+h_assert_grep "$H_MILTER_LOG" ': report=dsn class=newsletter account=heavy@example.com rcpts=3 hard=3 decision=counted$' \
+	"the report's own line: counted (the class has no suppress line)"
 h_assert_eq 1 "$(sf_wait_events 1 event=rule-tripped account=heavy@example.com 'rule=bounce-rate > 20% min 10/1d' figure=3)" \
 	"a rule-tripped event"
 h_assert_eq 1 "$(sf_wait_events 1 event=suspended account=heavy@example.com 'by=bounce-rate > 20% min 10/1d')" \
