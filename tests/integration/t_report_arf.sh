@@ -11,10 +11,14 @@
 #   - a complaint about an account whose class has "suppress hard-bounce"
 #     only suppresses nothing; a not-spam report suppresses nothing;
 #   - the Feedback-ID is inside the DKIM signature (h= names it, the
-#     signature verifies with OpenDKIM's verifier).
+#     signature verifies with OpenDKIM's verifier);
+#   - "suspend-if complaint-rate > 10% min 2/1d": one complaint about an
+#     account that sent 3 recipients suspends it (33%), with events.
 
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/../lib/dkim_it_lib.sh"
+. "$(dirname "$0")/../lib/rl_it_lib.sh"
+. "$(dirname "$0")/../lib/safety_it_lib.sh"
 
 h_redis_start
 h_policy <<'EOF_POLICY'
@@ -26,14 +30,21 @@ class bouncesonly {
     account     sasl sender
     suppress    hard-bounce
 }
+class fbl {
+    account     sender
+    suspend-if  complaint-rate > 10% min 2/1d
+    suspended   reject
+}
 assign sender  news@example.com     newsletter
+assign sender  loop@example.com     fbl
 assign sender  shop@example.com     newsletter
 assign sender  other@example.com    bouncesonly
 EOF_POLICY
 dkim_rsa_key k
 echo "k._domainkey.example.com example.com:k:$DKIM_KEYS/k.private" >"$H_TMP/KeyTable"
 echo '*@example.com k._domainkey.example.com' >"$H_TMP/SigningTable"
-h_conf 'InternalHosts 127.0.0.0/8' "KeyTable $H_TMP/KeyTable" "SigningTable refile:$H_TMP/SigningTable"
+sf_webhook_start
+h_conf 'InternalHosts 127.0.0.0/8' "KeyTable $H_TMP/KeyTable" "SigningTable refile:$H_TMP/SigningTable" "$SF_NOTIFY"
 h_milter_start
 h_postfix_start
 
@@ -141,3 +152,19 @@ h_assert_grep "$H_MILTER_LOG" "$H_QID: report=arf class=newsletter account=news@
 	"a not-spam report changes nothing"
 h_assert_eq "" "$(list other@example.com)" "other@example.com's list is still empty"
 h_assert_eq "heidi@example.net " "$(list news@example.com)" "news@example.com's list holds heidi only"
+
+# complaint-rate: 3 recipients sent, one complaint
+n=$(h_sink_count main)
+h_send --from loop@example.com --to m1@example.net,m2@example.net,m3@example.net
+h_wait_sink main $((n + 1)) 20
+FID_LOOP=$(h_header "$(h_sink_files main | tail -n 1)" Feedback-ID)
+h_ok "a class with a complaint-rate rule carries a Feedback-ID ($FID_LOOP)" \
+	grep -Eq '^fbl:[A-Za-z0-9_-]+:bulkmilter$' <<<"$FID_LOOP"
+arf "$H_TMP/loop.eml" abuse m2@example.net "$FID_LOOP"
+inbound_report "$H_TMP/loop.eml"
+h_assert_grep "$H_MILTER_LOG" 'account=loop@example.com class=fbl suspend-if complaint-rate > 10% min 2/1d: 1 of 3 recipients sent: tripped' \
+	"one complaint of 3 recipients trips complaint-rate > 10% min 2/1d"
+h_assert_eq 1 "$(sf_wait_events 1 event=suspended account=loop@example.com 'by=complaint-rate > 10% min 2/1d')" \
+	"a suspended event"
+h_send --from loop@example.com --to m1@example.net
+h_assert_grep "$H_SEND_LOG" '^<\*\* 550 5\.7\.1 Account loop@example\.com is suspended' "the account's next message is refused"
