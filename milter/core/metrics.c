@@ -70,7 +70,7 @@ static const struct {
 	[METRIC_SPF_TEMPERROR] = { "bulkmilter_spf_temperror_total", "Inbound SPF results temperror" },
 	[METRIC_RELOADS] = { "bulkmilter_reloads_total", "Configuration reloads installed" },
 	[METRIC_RELOADS_REFUSED] = { "bulkmilter_reloads_refused_total", "Configuration reloads refused" },
-	[METRIC_SUSPENDED] = { "bulkmilter_suspended_messages_total", "Messages of a suspended account given the suspended action" },
+	[METRIC_SUSPENDED] = { "bulkmilter_suspended_messages_total", "Messages and recipients of suspended accounts given the suspended action" },
 	[METRIC_SUSPENSIONS] = { "bulkmilter_suspensions_total", "Accounts suspended by a suspend-if rule this milter tripped" },
 	[METRIC_RULE_TRIPS] = { "bulkmilter_rule_trips_total", "suspend-if rules tripped" },
 	[METRIC_EVENTS_SENT] = { "bulkmilter_events_sent_total", "Events delivered to NotifyURL" },

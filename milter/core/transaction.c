@@ -218,7 +218,10 @@ static enum verdict charge(struct transaction *t, const struct ratelimit_rcpts *
 					   recipients, &m->receipt, &v);
 	}
 	safety_report(&v.safety, transaction_qid(t), m->cls, m->account);
-	m->suspended |= st == RATELIMIT_SUSPENDED;
+	if (st == RATELIMIT_SUSPENDED) {
+		m->suspended = true;
+		snprintf(m->suspended_by, sizeof(m->suspended_by), "%s", v.safety.by);
+	}
 	if (st == RATELIMIT_OK)
 		return VERDICT_CONTINUE;
 	transaction_scope(t, &scope);

@@ -164,6 +164,7 @@ struct transaction_msg {
 	char queue_id[64];
 	struct ratelimit_receipt receipt;
 	bool suspended;				/* the account is suspended (safety.h) */
+	char suspended_by[STORE_SAFETY_TEXT_MAX];	/* ... by "ctl" or a suspend-if rule */
 	unsigned long rcpts;			/* recipients we accepted */
 	struct ratelimit_rcpts local_rcpts;	/* local submission: charged at end */
 	char local_domain[ADDRESS_MAX];		/* ... the domain its reply would name */

@@ -234,6 +234,16 @@ static enum verdict decide(struct transaction *t, struct transaction_outcome *o)
 	if (t->local_submission && m->cls && m->has_account && m->cls->recipients_count && m->rcpts &&
 	    (v = transaction_charge_recipients(t, m->rcpts)) != VERDICT_CONTINUE)
 		return v;
+	/* suspended within the message (a recipient tripped a rule, or the
+	   suspension began after MAIL FROM): the whole message gets the action */
+	if (m->suspended) {
+		struct verdict_scope scope;
+		transaction_scope(t, &scope);
+		v = verdict_suspended(&scope, m->cls, m->account, m->suspended_by, false, &t->reply,
+				      &m->marks);
+		if (v != VERDICT_CONTINUE)
+			return v;
+	}
 	if ((v = authorize(t)) != VERDICT_CONTINUE || (v = sign(t, o)) != VERDICT_CONTINUE)
 		return v;
 	if (m->direction == DIRECTION_OUTBOUND)
