@@ -10,7 +10,8 @@
 #   - suspend-for 2s: after it the account sends again, and the rule's
 #     count started afresh (a fifth address does not trip it again);
 #   - distinct-recipients > 50/1h: 50 recipients pass, the 51st gets the
-#     suspended action (tempfail: 451 4.7.1 Account A is suspended);
+#     suspended action (tempfail: 451 4.7.1 Account A is suspended), and
+#     so does the whole message at end of message (nothing delivered);
 #   - deferred > 5/1h: five over-limit answers pass, the sixth suspends
 #     (reject: 550 5.7.1 Account A is suspended);
 #   - under the thresholds nothing happens: no suspension, no event.
@@ -94,6 +95,9 @@ rl_smtp fan "${XC[@]}" --rcpts 51 --tag fan --from fan@example.com
 h_assert_eq 50 "$(rl_count fan 'rcpt[0-9]+' 250)" "distinct-recipients: 50 RCPTs accepted"
 h_assert_eq "1 451 4.7.1 Account fan@example.com is suspended" "$(rl_replies fan rcpt51)" \
 	"distinct-recipients: the 51st gets 451 4.7.1 Account fan@example.com is suspended"
+h_assert_eq "1 451 4.7.1 Account fan@example.com is suspended" "$(rl_replies fan data)" \
+	"distinct-recipients: the whole message gets the suspended action at end of message"
+h_assert_eq 0 "$(rl_sink_rcpts fan)" "distinct-recipients: nothing of it is delivered"
 rl_smtp fanafter "${XC[@]}" --tag fanafter --from fan@example.com
 h_assert_eq "1 451 4.7.1 Account fan@example.com is suspended" "$(rl_replies fanafter mail)" \
 	"distinct-recipients: the next message is refused at MAIL FROM"
