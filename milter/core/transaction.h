@@ -49,7 +49,10 @@
  *
  *	transaction_mail starts a message: envelope sender, direction,
  *	class and account, inbound SPF (the class's spf-fail), the messages
- *	rates and volume windows (one store round trip).
+ *	rates and volume windows (one store round trip, which also checks
+ *	the account's suspension and counts its suspend-if rules: safety.h;
+ *	a suspended account gets the class's suspended action, then and, if
+ *	the suspension began within the message, at end of message).
  *	transaction_rcpt charges one recipient (one round trip; rcpt is the
  *	RCPT TO argument, whose domain picks the destination rates); for
  *	local submission recipients are only counted (per destination rate
