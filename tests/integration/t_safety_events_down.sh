@@ -95,3 +95,6 @@ h__wait_for 40 sf__enough 2176 event=threshold
 h_assert_eq 1024 "$(( $(sf_events event=threshold) - 1088 - 64 ))" \
 	"hanging: the 1024 queued events arrive once it answers again"
 h_assert_eq 64 "$(sf_events account=hang1@burst.example)" "hanging: the first account's 64 all arrive"
+h_assert_eq "events_dropped_total 64
+events_sent_total 2176" "$(sf_ctl stats | awk '$1 == "events_dropped_total" || $1 == "events_sent_total" {print $1, $2}' | sort)" \
+	"bulkmilterctl stats shows events dropped (64) and sent (2176)"
