@@ -51,9 +51,13 @@
 
 static unsigned long metric_values[METRIC_COUNT];
 
+#define DEFERRALS_HELP "Transactions answered 4xx, by cause: a rate, SPF, a suspended account, other"
+
+/* label: NULL, or name="value" for a member of a labelled family */
 static const struct {
 	const char *name;
 	const char *help;
+	const char *label;
 } metric_info[METRIC_COUNT] = {
 	[METRIC_ACCEPTED] = { "bulkmilter_messages_accepted_total", "Messages accepted" },
 	[METRIC_TEMPFAILED] = { "bulkmilter_messages_tempfailed_total", "Messages or transactions answered 4xx" },
@@ -70,7 +74,7 @@ static const struct {
 	[METRIC_SPF_TEMPERROR] = { "bulkmilter_spf_temperror_total", "Inbound SPF results temperror" },
 	[METRIC_RELOADS] = { "bulkmilter_reloads_total", "Configuration reloads installed" },
 	[METRIC_RELOADS_REFUSED] = { "bulkmilter_reloads_refused_total", "Configuration reloads refused" },
-	[METRIC_SUSPENDED] = { "bulkmilter_suspended_messages_total", "Messages and recipients of suspended accounts given the suspended action" },
+	[METRIC_SUSPENDED] = { "bulkmilter_suspended_messages_total", "Messages of a suspended account given the suspended action" },
 	[METRIC_SUSPENSIONS] = { "bulkmilter_suspensions_total", "Accounts suspended by a suspend-if rule this milter tripped" },
 	[METRIC_RULE_TRIPS] = { "bulkmilter_rule_trips_total", "suspend-if rules tripped" },
 	[METRIC_EVENTS_SENT] = { "bulkmilter_events_sent_total", "Events delivered to NotifyURL" },
@@ -80,6 +84,10 @@ static const struct {
 	[METRIC_REPORTS_READ] = { "bulkmilter_reports_read_total", "Delivery and abuse reports read (DSN, ARF)" },
 	[METRIC_REPORTS_UNVERIFIED] = { "bulkmilter_reports_unverified_total", "Reports whose Feedback-ID did not verify (not ours, or forged)" },
 	[METRIC_REPORT_SUPPRESSIONS] = { "bulkmilter_report_suppressions_total", "Recipients put on a suppression list by a report" },
+	[METRIC_DEFERRED_RATE] = { "bulkmilter_deferrals_total", DEFERRALS_HELP, "cause=\"rate\"" },
+	[METRIC_DEFERRED_SPF] = { "bulkmilter_deferrals_total", DEFERRALS_HELP, "cause=\"spf\"" },
+	[METRIC_DEFERRED_SUSPENDED] = { "bulkmilter_deferrals_total", DEFERRALS_HELP, "cause=\"suspended\"" },
+	[METRIC_DEFERRED_OTHER] = { "bulkmilter_deferrals_total", DEFERRALS_HELP, "cause=\"other\"" },
 };
 
 void metrics_inc(enum metric m)
@@ -92,12 +100,22 @@ size_t metrics_format(char *buf, size_t len)
 	size_t used = 0;
 	buf[0] = '\0';
 	for (int i = 0; i < METRIC_COUNT; i++) {
-		int n = snprintf(buf + used, len - used, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n",
-				 metric_info[i].name, metric_info[i].help, metric_info[i].name,
-				 metric_info[i].name, __atomic_load_n(&metric_values[i], __ATOMIC_RELAXED));
-		if (n < 0 || (size_t)n >= len - used)
+		const char *name = metric_info[i].name, *label = metric_info[i].label;
+		size_t room = len - used;
+		int head = 0, sample;
+
+		/* HELP and TYPE once per family: at its first member */
+		if (i == 0 || strcmp(name, metric_info[i - 1].name) != 0)
+			head = snprintf(buf + used, room, "# HELP %s %s\n# TYPE %s counter\n", name,
+					metric_info[i].help, name);
+		if (head < 0 || (size_t)head >= room)
 			break;
-		used += (size_t)n;
+		sample = snprintf(buf + used + head, room - (size_t)head, "%s%s%s%s %lu\n", name,
+				  label ? "{" : "", label ? label : "", label ? "}" : "",
+				  __atomic_load_n(&metric_values[i], __ATOMIC_RELAXED));
+		if (sample < 0 || (size_t)sample >= room - (size_t)head)
+			break;
+		used += (size_t)head + (size_t)sample;
 	}
 	return used;
 }

@@ -13,6 +13,11 @@
  *	returns 0, or -1 with a reason in err. The thread serves for as long
  *	as the process runs: a slow or silent client holds up nobody else,
  *	and after accept() fails (no descriptor left) it tries again.
+ *
+ *	Every counter is a Prometheus counter named bulkmilter_..._total.
+ *	Adjacent counters of one name are one family told apart by a label
+ *	(bulkmilter_deferrals_total{cause="rate"}): its HELP and TYPE are
+ *	written once.
  * DIAGNOSTICS
  *	An accept() failure is logged once when it starts, and once when
  *	connections are accepted again.
@@ -30,6 +35,8 @@ enum metric {
 	METRIC_SUSPENDED, METRIC_SUSPENSIONS, METRIC_RULE_TRIPS,
 	METRIC_EVENTS_SENT, METRIC_EVENTS_FAILED, METRIC_EVENTS_DROPPED,
 	METRIC_SUPPRESSED, METRIC_REPORTS_READ, METRIC_REPORTS_UNVERIFIED, METRIC_REPORT_SUPPRESSIONS,
+	/* one family, bulkmilter_deferrals_total{cause=...}: keep them together */
+	METRIC_DEFERRED_RATE, METRIC_DEFERRED_SPF, METRIC_DEFERRED_SUSPENDED, METRIC_DEFERRED_OTHER,
 	METRIC_COUNT
 };
 

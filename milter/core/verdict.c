@@ -36,23 +36,23 @@ static const char *const verdict_names[] = {
 	[VERDICT_HOLD] = "hold", [VERDICT_TEMPFAIL] = "tempfail", [VERDICT_REJECT] = "reject",
 };
 
-/* METRIC_COUNT: counted nowhere. */
+/* METRIC_COUNT: counted nowhere; cause: the deferral's, for a 4xx. */
 static const struct verdict_decision_desc {
 	const char *name;
-	enum metric metric;
+	enum metric metric, cause;
 } decisions[] = {
-	[DECISION_ACCEPT] = { "accept", METRIC_ACCEPTED },
-	[DECISION_HOLD] = { "hold", METRIC_HELD },
-	[DECISION_REJECT] = { "reject", METRIC_REJECTED },
-	[DECISION_TEMPFAIL] = { "tempfail", METRIC_TEMPFAILED },
-	[DECISION_REJECT_RATE] = { "reject-rate", METRIC_REJECTED },
-	[DECISION_TEMPFAIL_RATE] = { "tempfail-rate", METRIC_TEMPFAILED },
-	[DECISION_REJECT_SPF] = { "reject-spf", METRIC_REJECTED },
-	[DECISION_TEMPFAIL_SPF] = { "tempfail-spf", METRIC_TEMPFAILED },
-	[DECISION_REJECT_SUSPENDED] = { "reject-suspended", METRIC_REJECTED },
-	[DECISION_TEMPFAIL_SUSPENDED] = { "tempfail-suspended", METRIC_TEMPFAILED },
-	[DECISION_ABORTED] = { "aborted", METRIC_COUNT },
-	[DECISION_CONNECTION_CLOSED] = { "connection-closed", METRIC_COUNT },
+	[DECISION_ACCEPT] = { "accept", METRIC_ACCEPTED, METRIC_COUNT },
+	[DECISION_HOLD] = { "hold", METRIC_HELD, METRIC_COUNT },
+	[DECISION_REJECT] = { "reject", METRIC_REJECTED, METRIC_COUNT },
+	[DECISION_TEMPFAIL] = { "tempfail", METRIC_TEMPFAILED, METRIC_DEFERRED_OTHER },
+	[DECISION_REJECT_RATE] = { "reject-rate", METRIC_REJECTED, METRIC_COUNT },
+	[DECISION_TEMPFAIL_RATE] = { "tempfail-rate", METRIC_TEMPFAILED, METRIC_DEFERRED_RATE },
+	[DECISION_REJECT_SPF] = { "reject-spf", METRIC_REJECTED, METRIC_COUNT },
+	[DECISION_TEMPFAIL_SPF] = { "tempfail-spf", METRIC_TEMPFAILED, METRIC_DEFERRED_SPF },
+	[DECISION_REJECT_SUSPENDED] = { "reject-suspended", METRIC_REJECTED, METRIC_COUNT },
+	[DECISION_TEMPFAIL_SUSPENDED] = { "tempfail-suspended", METRIC_TEMPFAILED, METRIC_DEFERRED_SUSPENDED },
+	[DECISION_ABORTED] = { "aborted", METRIC_COUNT, METRIC_COUNT },
+	[DECISION_CONNECTION_CLOSED] = { "connection-closed", METRIC_COUNT, METRIC_COUNT },
 };
 
 const char *verdict_name(enum verdict v)
@@ -74,6 +74,8 @@ void verdict_decision_count(enum verdict_decision d)
 {
 	if (decisions[d].metric != METRIC_COUNT)
 		metrics_inc(decisions[d].metric);
+	if (decisions[d].cause != METRIC_COUNT)
+		metrics_inc(decisions[d].cause);
 }
 
 enum verdict verdict_reply_set(struct verdict_reply *reply, const char *code, const char *xcode,

@@ -70,8 +70,9 @@
  *
  *	A transaction ends with one enum verdict_decision: its name is the
  *	decision= of the transaction's log line; verdict_decision_count
- *	counts it in the metrics (accepted, held, rejected, tempfailed;
- *	aborted and connection-closed count nowhere).
+ *	counts it in the metrics (accepted, held, rejected, tempfailed, and
+ *	a tempfail by its cause: rate, spf, suspended or other; aborted and
+ *	connection-closed count nowhere).
  * DIAGNOSTICS
  *	Log lines: "QID: monitor: WHAT: would ACTION" (info) for what
  *	monitor held back; "QID: account=A over KIND RATE: CODE XCODE" (info)

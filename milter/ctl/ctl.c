@@ -473,10 +473,13 @@ static int cmd_stats(struct snapshot *s)
 		if (line[0] == '#' || sscanf(line, "%127s %lu", name, &value) != 2)
 			continue;
 		const char *shown = strncmp(name, "bulkmilter_", 11) == 0 ? name + 11 : name;
-		if (json)
-			printf("%s\"%s\":%lu", first ? "" : ",", shown, value);
-		else
+		if (json) {	/* a labelled sample's name holds quotes */
+			printf("%s", first ? "" : ",");
+			json_str(shown);
+			printf(":%lu", value);
+		} else {
 			printf("%-28s %lu\n", shown, value);
+		}
 		first = false;
 	}
 	if (json)

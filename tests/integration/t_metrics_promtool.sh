@@ -8,7 +8,10 @@
 #   convention broken (a counter without _total) is reported, so the
 #   check is not vacuous.
 # - every family has HELP and TYPE counter, and its name is
-#   bulkmilter_..._total;
+#   bulkmilter_..._total; deferrals are one family labelled by cause:
+#   after a message deferred for a rate (messages 1/1h),
+#   bulkmilter_deferrals_total{cause="rate"} is 1 and the other causes 0,
+#   and bulkmilterctl --json stats is still valid JSON;
 # - scripts/grafana/bulkmilter.json is valid JSON; each of its queries,
 #   with Grafana's variables given values, parses as PromQL ("promtool
 #   check rules" on them as recording rules), and names only metrics the
@@ -24,16 +27,27 @@ dashboard=$H_SRCDIR/scripts/grafana/bulkmilter.json
 port=$(h_port 17)
 h_redis_start
 h_conf "MetricsListen 127.0.0.1:$port"
+h_policy 'class standard {' '    account sasl sender' '    messages 1/1h' '    over-limit tempfail' '}' \
+	'assign outbound standard'
 h_milter_start
 h_sasl_user alice@example.com wonderland
 h_postfix_start
 h_send --sasl alice@example.com wonderland --from alice@example.com --to bob@example.net
 h_ok "a message is accepted" test -n "$H_QID"
 h_ok "it arrives at the sink" h_wait_sink main 1 20
+h_send --sasl alice@example.com wonderland --from alice@example.com --to bob@example.net
+h_assert_grep "$H_SEND_LOG" '^<\*\* +451 ' "the next message goes over messages 1/1h: 451"
+h_wait_log "$H_MILTER_LOG" 'decision=tempfail-rate' 10
 
 scrape=$H_TMP/scrape.txt
 curl -s --max-time 10 "http://127.0.0.1:$port/metrics" >"$scrape"
 h_ok "the endpoint answers a scrape" grep -q '^bulkmilter_messages_accepted_total 1$' "$scrape"
+h_assert_eq "$(printf '%s\n' 'bulkmilter_deferrals_total{cause="rate"} 1' 'bulkmilter_deferrals_total{cause="spf"} 0' \
+	'bulkmilter_deferrals_total{cause="suspended"} 0' 'bulkmilter_deferrals_total{cause="other"} 0')" \
+	"$(grep '^bulkmilter_deferrals_total' "$scrape")" "deferrals by cause: the rate's 1, no other"
+h_ok "bulkmilterctl --json stats is valid JSON with the labelled samples" \
+	bash -c "'$H_BULKMILTERCTL' -c '$H_TMP/bulkmilter.conf' --json stats |
+		python3 -c 'import json, sys; d = json.load(sys.stdin); sys.exit(d[\"deferrals_total{cause=\\\"rate\\\"}\"] != 1)'"
 
 promtool check metrics <"$scrape" >"$H_TMP/promtool.out" 2>&1
 h_ok "promtool check metrics: exit 0" test $? = 0
@@ -45,7 +59,7 @@ h_assert_eq "" "$(cat "$H_TMP/promtool.out")" "promtool check metrics: nothing t
 h_assert_grep "$H_TMP/promtool-bad.out" 'bulkmilter_bad.*_total' \
 	"promtool reports a counter named without _total"
 
-names=$(sed -n 's/^\(bulkmilter_[a-z_]*\) [0-9][0-9]*$/\1/p' "$scrape" | sort -u)
+names=$(sed -n 's/^\(bulkmilter_[a-z_]*\)\({[^}]*}\)\{0,1\} [0-9][0-9]*$/\1/p' "$scrape" | sort -u)
 h_ok "the scrape has 15 or more metrics" test "$(wc -l <<<"$names")" -ge 15
 bad=
 for n in $names; do
@@ -53,7 +67,8 @@ for n in $names; do
 		[[ $n =~ ^bulkmilter_[a-z_]+_total$ ]] || bad="$bad $n"
 done
 h_assert_eq "" "$bad" "every metric: HELP, TYPE counter, name bulkmilter_..._total"
-h_assert_eq "$(grep -c '^[^#]' "$scrape")" "$(wc -l <<<"$names")" "no sample outside those families"
+h_assert_eq "" "$(grep '^[^#]' "$scrape" | grep -Ev '^bulkmilter_[a-z_]+(\{[a-z_]+="[a-z0-9_-]+"\})? [0-9]+$')" \
+	"every sample: NAME or NAME{label=\"value\"}, then its value"
 
 # ---- the dashboard
 h_ok "the dashboard is valid JSON" python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$dashboard"
