@@ -127,17 +127,6 @@ static void redis_sleep_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-/* The first word of an error reply ("WRONGPASS", "NOAUTH"): safe to show. */
-static void redis_error_word(const redisReply *r, char *buf, size_t size)
-{
-	size_t n = r->str ? strcspn(r->str, " ") : 0;
-
-	if (n >= size)
-		n = size - 1;
-	memcpy(buf, r->str ? r->str : "", n);
-	buf[n] = '\0';
-}
-
 static bool redis_error_is(const redisReply *r, const char *word)
 {
 	size_t n = strlen(word);
@@ -168,87 +157,6 @@ static struct redis_node *redis_node_get(struct redis_conn *rc, const struct sto
 			 addr->host, addr->port);
 	rc->nodes[rc->nnodes++] = n;
 	return n;
-}
-
-/*
- * A new connection, ready for the script: timeout set, AUTH and SELECT
- * done, the role checked (sentinel), the script loaded. All in one round
- * trip after the connect.
- */
-static redisContext *redis_connect(struct redis_conn *rc, struct redis_node *node, char *err,
-	size_t errlen)
-{
-	redisContext *c = node->addr.port == 0
-		? redisConnectUnixWithTimeout(rc->url.path, rc->timeout)
-		: redisConnectWithTimeout(node->addr.host, node->addr.port, rc->timeout);
-	if (c == NULL) {
-		snprintf(err, errlen, "redis %s: out of memory", node->where);
-		return NULL;
-	}
-	if (c->err || redisSetTimeout(c, rc->timeout) != REDIS_OK) {
-		snprintf(err, errlen, "redis %s: connect: %s", node->where,
-			 c->err ? c->errstr : "cannot set timeout");
-		redisFree(c);
-		return NULL;
-	}
-
-	enum { AUTH, SELECT, ROLE, LOAD } what[4];
-	int sent = 0;
-	if (rc->url.password[0] != '\0') {
-		const char *argv[3] = { "AUTH" };
-		int argc = 1;
-		if (rc->url.user[0] != '\0')
-			argv[argc++] = rc->url.user;
-		argv[argc++] = rc->url.password;
-		redisAppendCommandArgv(c, argc, argv, NULL);
-		what[sent++] = AUTH;
-	}
-	if (rc->url.db != 0) {
-		redisAppendCommand(c, "SELECT %d", rc->url.db);
-		what[sent++] = SELECT;
-	}
-	if (rc->url.topology == STORE_REDIS_SENTINEL) {
-		redisAppendCommand(c, "ROLE");
-		what[sent++] = ROLE;
-	}
-	redisAppendCommand(c, "SCRIPT LOAD %s", store_redis_script);
-	what[sent++] = LOAD;
-
-	const char *failed = NULL;
-	char word[32] = "";
-	for (int i = 0; i < sent; i++) {
-		redisReply *r = NULL;
-		if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-			snprintf(err, errlen, "redis %s: %s", node->where, c->errstr);
-			redisFree(c);
-			return NULL;
-		}
-		if (failed != NULL) {
-			freeReplyObject(r);
-			continue;
-		}
-		static const char *const names[] = { "authentication refused", "SELECT failed",
-			"ROLE failed", "SCRIPT LOAD failed" };
-		if (r->type == REDIS_REPLY_ERROR) {
-			redis_error_word(r, word, sizeof(word));
-			failed = names[what[i]];
-		} else if (what[i] == ROLE && (r->type != REDIS_REPLY_ARRAY || r->elements < 1
-				|| r->element[0]->type != REDIS_REPLY_STRING
-				|| strcmp(r->element[0]->str, "master") != 0)) {
-			failed = "not a master (ROLE)";
-		} else if (what[i] == LOAD && (r->type != REDIS_REPLY_STRING || strcmp(r->str, rc->sha) != 0)) {
-			failed = "SCRIPT LOAD returned an unexpected digest";
-		}
-		freeReplyObject(r);
-	}
-	if (failed != NULL) {
-		/* Only the error's first word: some servers echo arguments. */
-		snprintf(err, errlen, "redis %s: %s%s%s%s", node->where, failed,
-			 word[0] ? " (" : "", word, word[0] ? ")" : "");
-		redisFree(c);
-		return NULL;
-	}
-	return c;
 }
 
 /* Whether to try the node now. */
@@ -399,7 +307,8 @@ static int redis_node_run(struct redis_conn *rc, struct redis_node *node, struct
 	int e = 0;
 
 	for (int attempt = 0;; attempt++) {
-		if (c == NULL && (c = redis_connect(rc, node, err, errlen)) == NULL) {
+		if (c == NULL && (c = redis_connect(&rc->url, &node->addr, node->where, rc->timeout,
+						  rc->sha, err, errlen)) == NULL) {
 			redis_drain(rc, node);
 			return -1;
 		}

@@ -31,6 +31,9 @@ enum store_status redis_groups_charge(void *ctx, redis_group_charge_fn charge,
 enum store_status redis_groups_refund(void *ctx, redis_group_refund_fn refund,
 	struct store_batch *batches, size_t n, char *err, size_t errlen);
 
+redisContext *redis_connect(const struct store_redis_url *url, const struct store_redis_seed *addr,
+	const char *where, struct timeval timeout, const char *sha, char *err, size_t errlen);
+
 unsigned redis_cluster_keyslot(const char *key, size_t len);
 int redis_cluster_redirect(const char *msg, bool *ask, unsigned *slot, struct store_redis_seed *to);
 int redis_cluster_parse_slots(const redisReply *r, const struct store_redis_seed *asked,
@@ -61,6 +64,10 @@ int redis_sentinel_master(const struct store_redis_url *url, struct timeval time
  *	enum store_status redis_groups_refund(void *ctx,
  *		redis_group_refund_fn refund, struct store_batch *batches,
  *		size_t n, char *err, size_t errlen);
+ *
+ *	redisContext *redis_connect(const struct store_redis_url *url,
+ *		const struct store_redis_seed *addr, const char *where,
+ *		struct timeval timeout, const char *sha, char *err, size_t errlen);
  *
  *	unsigned redis_cluster_keyslot(const char *key, size_t len);
  *	int redis_cluster_redirect(const char *msg, bool *ask, unsigned *slot,
@@ -111,6 +118,11 @@ int redis_sentinel_master(const struct store_redis_url *url, struct timeval time
  *	one tag each. lead: group 0 is the windows alone (nb 0), as their
  *	tag (the account's) is not the first bucket's; redis_same_tag says
  *	whether two keys share a hash tag.
+ *
+ *	redis_connect opens a connection to addr (port 0: url's unix
+ *	socket; where names it in messages) ready for the script (AUTH,
+ *	SELECT, ROLE for a sentinel:// URL, SCRIPT LOAD checked against sha)
+ *	or returns NULL with a reason (store_redis_node.c).
  *
  *	redis_cluster_keyslot is the Cluster slot of a key (of its hash tag,
  *	when it has one). redis_cluster_redirect reads "MOVED SLOT HOST:PORT"
@@ -187,6 +199,9 @@ enum store_status redis_groups_charge(void *ctx, redis_group_charge_fn charge,
 	char *err, size_t errlen);
 enum store_status redis_groups_refund(void *ctx, redis_group_refund_fn refund,
 	struct store_batch *batches, size_t n, char *err, size_t errlen);
+
+redisContext *redis_connect(const struct store_redis_url *url, const struct store_redis_seed *addr,
+	const char *where, struct timeval timeout, const char *sha, char *err, size_t errlen);
 
 unsigned redis_cluster_keyslot(const char *key, size_t len);
 int redis_cluster_redirect(const char *msg, bool *ask, unsigned *slot, struct store_redis_seed *to);
