@@ -609,11 +609,14 @@ int ratelimit_reset(struct store *st, const struct policy *p, enum policy_direct
 	}
 	size_t nclass = policy_class_count(p);
 	struct rl_set *sets = calloc(nclass ? nclass : 1, sizeof(*sets));
+	/* the notify flags of the account's buckets go with them: an empty
+	   bucket reaching a threshold again must send its event again */
+	struct safety_block *flags = calloc(nclass ? nclass : 1, sizeof(*flags));
 	const char **keys = NULL;
 	size_t nkeys = 0, total = 0;
 	int rc = -1;
 
-	if (sets == NULL)
+	if (sets == NULL || flags == NULL)
 		goto nomem;
 	for (size_t i = 0; i < nclass; i++) {
 		const struct policy_class *c = policy_class_at(p, i);
@@ -624,7 +627,11 @@ int ratelimit_reset(struct store *st, const struct policy *p, enum policy_direct
 			rl_set_windows(&sets[i], dir, account, c, 0);
 		if (sets[i].failed)
 			goto nomem;
-		total += sets[i].nb + sets[i].nw;
+		if ((scopes & RATELIMIT_SCOPE(SCOPE_ACCOUNT))
+		    && safety_block_build(&flags[i], c, dir, account, false, NULL, sets[i].b,
+					  sets[i].brate, sets[i].bmessage, sets[i].nb) != 0)
+			goto nomem;
+		total += sets[i].nb + sets[i].nw + flags[i].sf.nnotify;
 	}
 	if ((keys = calloc(total ? total : 1, sizeof(*keys))) == NULL)
 		goto nomem;
@@ -634,6 +641,8 @@ int ratelimit_reset(struct store *st, const struct policy *p, enum policy_direct
 				keys[nkeys++] = sets[i].b[j].key;
 		for (size_t j = 0; j < sets[i].nw; j++)
 			keys[nkeys++] = sets[i].w[j].key;
+		for (size_t j = 0; j < flags[i].sf.nnotify; j++)
+			keys[nkeys++] = flags[i].notify[j].key;
 	}
 	rc = store_forget(st, keys, nkeys, NULL, err, errlen) == STORE_OK ? 0 : -1;
 	goto out;
@@ -643,7 +652,11 @@ out:
 	if (sets != NULL)
 		for (size_t i = 0; i < nclass; i++)
 			rl_set_free(&sets[i]);
+	if (flags != NULL)
+		for (size_t i = 0; i < nclass; i++)
+			safety_block_free(&flags[i]);
 	free(sets);
+	free(flags);
 	free(keys);
 	return rc;
 }

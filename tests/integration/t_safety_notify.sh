@@ -8,6 +8,8 @@
 #   - two milters racing (10 sessions through two smtpd, 30 recipients
 #     against the 10): exactly 10 accepted, exactly one 50% and one 100%
 #     event for that account, none more in the window;
+#   - bulkmilterctl reset empties the flags with the buckets: the 5th
+#     recipient after it sends its 50% event again;
 #   - a calendar window (messages 4/day): one event at the 2nd message,
 #     "resets" at the next midnight (UTC), none at the 3rd.
 
@@ -66,6 +68,12 @@ ev = [json.loads(l) for l in open(sys.argv[1]) if "threshold" in l]
 ok = ev and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", e[k]) for e in ev for k in ("time", "resets"))
 sys.exit(0 if ok else 1)' "$SF_EVENTS"
 
+# ---- reset empties the buckets and their flags ------------------------------
+sf_ctl reset serial@example.com >/dev/null
+rl_smtp s5again "${XC[@]}" --rcpts 5 --tag s5again --from serial@example.com
+h_assert_eq 2 "$(sf_wait_events 2 event=threshold account=serial@example.com threshold=50%)" \
+	"reset: after bulkmilterctl reset, the 5th recipient sends a 50% event again"
+
 # ---- two milters racing ---------------------------------------------------
 at=$(( $(date +%s) + 2 ))
 rl_smtp raceA "${XC[@]}" --sessions 5 --rcpts 3 --tag raceA --from race@example.com --start-at "$at" &
@@ -88,4 +96,4 @@ h_assert_eq 1 "$(sf_wait_events 1 event=threshold account=daily@example.com thre
 	"window: one 50% event at the 2nd message of 4/day, resets at the next midnight"
 sleep 0.5
 h_assert_eq 1 "$(sf_events account=daily@example.com)" "window: none at the 3rd"
-h_assert_eq 5 "$(sf_events event=threshold)" "no other threshold event at all"
+h_assert_eq 6 "$(sf_events event=threshold)" "no other threshold event at all"
