@@ -125,8 +125,9 @@
  *	own, its domain's, and the class buckets of the classes in which the
  *	account has a bucket of its own or of its domain in use; *n = 0 is
  *	not an error. ratelimit_reset deletes every bucket of account in the
- *	scopes given (RATELIMIT_SCOPE bits; the volume windows go with the
- *	account scope) for every class of p. Both are one round trip.
+ *	scopes given (RATELIMIT_SCOPE bits; the volume windows and the
+ *	notify flags, safety.h, go with the account scope) for every class
+ *	of p. Both are one round trip.
  * DIAGNOSTICS
  *	RATELIMIT_STORE_FAILED: Redis did not answer, answered an error, or
  *	is in back-off (v->reason says which, without secrets). Also for a
