@@ -206,6 +206,12 @@ struct store_stats {
  * with the account's own buckets (its hash tag); store_charge_safe with
  * sf NULL is store_charge. A replayed charge (store.h, once) returns no
  * safety outcome: sr says nothing happened.
+ *
+ * An outbound recipient event may also name the account's suppression
+ * list and the recipient (suppression_key, recipient: suppress.h): a
+ * listed recipient whose entry has not expired stops the charge before
+ * any bucket, and sr->suspended is STORE_SUPPRESSED with until_ms the
+ * entry's expiry.
  */
 #define STORE_SAFETY_COUNTS_MAX 8
 #define STORE_SAFETY_NOTIFY_MAX 64
