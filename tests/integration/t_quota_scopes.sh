@@ -69,7 +69,8 @@ rl_smtp custb --rcpts 4 --tag custb --from b@cust.example
 h_assert_eq "250 250 250 451" "$(awk '$3 ~ /^rcpt/ {printf "%s%s", sep, $4; sep = " "}' "$H_TMP/rl-custb.out")" \
 	"domain: mailbox b's 4th recipient, the domain's 9th, gets 451 although b has room"
 h_assert_eq "1 $(over b@cust.example)" "$(rl_replies custb 'rcpt4')" "domain: the reply names the account"
-h_assert_eq "5.00 3.00" "$(rl_used a@cust.example recipients 5/1h) $(rl_used b@cust.example recipients 5/1h)" \
+# (the buckets refill a token in 12 minutes: rounded, the used counts are exact)
+h_assert_eq "5 3" "$(printf '%.0f %.0f' "$(rl_used a@cust.example recipients 5/1h)" "$(rl_used b@cust.example recipients 5/1h)")" \
 	"domain: a used 5, b used 3 (the refused recipient charged b nothing)"
 rl_ctl -c "$H_TMP/bulkmilter.conf" --json usage b@cust.example >"$H_TMP/usage-b.json"
 h_assert_eq "8" "$(/usr/bin/python3 -c '
@@ -150,7 +151,7 @@ import json, sys
 print("|".join("%s %s %s" % (r["scope"], r["rate"], r.get("window")) for r in json.load(open(sys.argv[1]))["rates"]))' "$H_TMP/explain.json")" \
 	"explain --json: scope and window of each rate"
 rl_ctl -c "$H_TMP/bulkmilter.conf" reset --scope domain b@cust.example >"$H_TMP/reset.out"
-h_assert_eq "0.00 3.00" "$(rl_used b@cust.example recipients 8/1h) $(rl_used b@cust.example recipients 5/1h)" \
+h_assert_eq "0 3" "$(printf '%.0f %.0f' "$(rl_used b@cust.example recipients 8/1h)" "$(rl_used b@cust.example recipients 5/1h)")" \
 	"reset --scope domain: the domain's bucket is empty, the mailbox's kept"
 
 # ---- 6. -n: by domain needs accounts with a domain -------------------------
