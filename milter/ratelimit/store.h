@@ -214,6 +214,7 @@ struct store_stats {
  * entry's expiry.
  */
 #define STORE_SAFETY_COUNTS_MAX 8
+/* thresholds of one event: 4 notify shares x 16 rates of its kind (policy.h) */
 #define STORE_SAFETY_NOTIFY_MAX 64
 #define STORE_SAFETY_TEXT_MAX 256
 

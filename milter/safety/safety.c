@@ -28,6 +28,10 @@
 #include "safety.h"
 #include "suppress.h"
 
+_Static_assert(STORE_SAFETY_NOTIFY_MAX >= POLICY_NOTIFY_MAX * POLICY_RATES_MAX,
+	       "every threshold of an event's own buckets fits");
+_Static_assert(STORE_SAFETY_COUNTS_MAX >= POLICY_SUSPEND_IF_MAX, "every suspend-if rule fits");
+
 static const char *side(enum policy_direction dir)
 {
 	return dir == DIRECTION_INBOUND ? "in" : "";
