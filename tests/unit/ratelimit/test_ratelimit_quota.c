@@ -413,6 +413,44 @@ static void local_submission_sums_its_recipients_per_destination(void **state)
 	ratelimit_receipt_clear(&r);
 }
 
+static void store_refuses_a_clock_outside_the_windows_and_refunds_only_its_window(void **state)
+{
+	(void)state;
+	char err[256];
+	struct store_charge_result res;
+	long long now = store_now_ms(st), day = 86400000LL;
+	/* windows a week ago: the store's clock is in none of them */
+	struct store_bucket old = { "{skew}:x:r:3/day", 3, 0, 1,
+				    { now - 10 * day, now - 9 * day, now - 8 * day, now - 7 * day } };
+	assert_int_equal(store_charge(st, &old, 1, NULL, 0, &res, err, sizeof(err)), STORE_FAILED);
+	assert_non_null(strstr(err, "clock skew"));
+	store_close(st);	/* the failure put it in back-off: a fresh one */
+	st = trl_store_open(&redis, 500);
+	assert_non_null(st);
+
+	/* the window around now: 3 fit, a refund naming yesterday's window gives nothing */
+	struct store_bucket b = { "{skew}:x:r:3/day", 3, 0, 3,
+				  { now - 2 * day, now - day / 2, now + day / 2, now + 2 * day } };
+	assert_int_equal(store_charge(st, &b, 1, NULL, 0, &res, err, sizeof(err)), STORE_OK);
+	assert_true(res.admitted);
+	struct store_bucket yesterday = b;
+	yesterday.bounds[1] = now - day;
+	yesterday.bounds[0] = now - 2 * day - 1;
+	yesterday.bounds[2] = now - day / 2;
+	struct store_batch batch = { &yesterday, 1, NULL, 0, 0 };
+	assert_int_equal(store_refund(st, &batch, 1, err, sizeof(err)), STORE_OK);
+	b.cost = 1;
+	assert_int_equal(store_charge(st, &b, 1, NULL, 0, &res, err, sizeof(err)), STORE_OK);
+	assert_false(res.admitted);
+	/* ... one naming this window gives back, never beyond empty */
+	b.cost = 5;
+	batch.buckets = &b;
+	assert_int_equal(store_refund(st, &batch, 1, err, sizeof(err)), STORE_OK);
+	b.cost = 3;
+	assert_int_equal(store_charge(st, &b, 1, NULL, 0, &res, err, sizeof(err)), STORE_OK);
+	assert_true(res.admitted);
+}
+
 static void reset_takes_a_scope(void **state)
 {
 	(void)state;
@@ -443,6 +481,7 @@ int main(void)
 		cmocka_unit_test(class_scope_is_one_bucket_for_every_account),
 		cmocka_unit_test(destination_rate_counts_only_its_domains_and_names_the_domain),
 		cmocka_unit_test(local_submission_sums_its_recipients_per_destination),
+		cmocka_unit_test(store_refuses_a_clock_outside_the_windows_and_refunds_only_its_window),
 		cmocka_unit_test(reset_takes_a_scope),
 	};
 	const struct CMUnitTest zones[] = {
