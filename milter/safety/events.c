@@ -241,6 +241,7 @@ void events_set_url(const char *url)
 	pthread_mutex_lock(&q.lock);
 	free(q.url);
 	q.url = copy;
+	pthread_cond_signal(&q.wake);	/* events kept while there was no URL go now */
 	pthread_mutex_unlock(&q.lock);
 }
 
