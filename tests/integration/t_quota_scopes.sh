@@ -10,8 +10,8 @@
 #   - to gmail.com: a message to 3 gmail.com, 2 example.net and 2 more
 #     gmail.com recipients: the last 2 get 451 naming gmail.com, the
 #     other 5 are delivered;
-#   - two milters on one Redis share the account, domain, class and
-#     calendar buckets exactly;
+#   - two milters on one Redis share the account (calendar window),
+#     domain and class buckets exactly;
 #   - bulkmilterctl explain lists the scopes and destination rates,
 #     reset --scope domain empties the domain's bucket only;
 #   - -n refuses "by domain" where accounts are addresses of clients.
@@ -35,6 +35,11 @@ class gm {
     recipients  100/1h
     recipients  3/1h to gmail.com googlemail.com
 }
+class fleet2 {
+    account     sasl sender
+    recipients  7/day
+    recipients  9/1h by class
+}
 class fleet {
     account     sasl sender
     recipients  6/1h 20/day
@@ -45,6 +50,7 @@ assign domain  cust.example   cust
 assign domain  shared.example shared
 assign sender  gm@example.com gm
 assign domain  fleet.example  fleet
+assign domain  f2.example     fleet2
 EOF_POLICY
 h_conf </dev/null
 h_milter_start
@@ -136,6 +142,24 @@ import json, sys
 u = {b["scope"] + " " + b["rate"]: "%.0f" % b["used"] for b in json.load(sys.stdin)["buckets"]}
 print(u.get("domain 10/1h"), u.get("class 12/day"))')
 h_assert_eq "10 10" "$used" "two milters: usage (second config) shows domain 10/1h and class 12/day both at 10"
+
+# One account through both milters at once against its 7/day window, then
+# another account of the class through both against the 2 left of the
+# class's 9/1h.
+start=$(awk -v t="$(date +%s.%N)" 'BEGIN {printf "%.3f", t + 1}')
+rl_smtp f2a --sessions 2 --rcpts 4 --tag f2a --from m@f2.example --start-at "$start" &
+p1=$!
+rl_smtp f2b --port "$PORT_B" --sessions 2 --rcpts 4 --tag f2b --from m@f2.example --start-at "$start"
+wait "$p1"
+h_assert_eq 7 "$(( $(rl_count f2a 'rcpt[0-9]+' 250) + $(rl_count f2b 'rcpt[0-9]+' 250) ))" \
+	"two milters: one account's calendar window 7/day admits exactly 7 of 16 across both"
+start=$(awk -v t="$(date +%s.%N)" 'BEGIN {printf "%.3f", t + 1}')
+rl_smtp f2c --sessions 2 --rcpts 2 --tag f2c --from n@f2.example --start-at "$start" &
+p1=$!
+rl_smtp f2d --port "$PORT_B" --sessions 2 --rcpts 2 --tag f2d --from n@f2.example --start-at "$start"
+wait "$p1"
+h_assert_eq 2 "$(( $(rl_count f2c 'rcpt[0-9]+' 250) + $(rl_count f2d 'rcpt[0-9]+' 250) ))" \
+	"two milters: the class's 9/1h admits exactly the 2 it has left across both"
 
 # ---- 5. explain and reset --scope ------------------------------------------
 rl_ctl -c "$H_TMP/bulkmilter.conf" explain --ip 127.0.0.1 --sender b@cust.example >"$H_TMP/explain.txt"
