@@ -601,7 +601,9 @@ static enum store_status redis_run_routed(struct redis_conn *rc, struct redis_cm
 		}
 		snprintf(err, errlen, "redis %s: %.*s", node->where, REDIS_ERROR_SHOWN, bad->str);
 		bool moved = redis_error_is(bad, "MOVED"), asked = redis_error_is(bad, "ASK");
-		bool busy = redis_error_is(bad, "TRYAGAIN") || redis_error_is(bad, "CLUSTERDOWN");
+		bool down = redis_error_is(bad, "CLUSTERDOWN");
+		bool busy = down || redis_error_is(bad, "TRYAGAIN");
+		bool demoted = redis_error_is(bad, "READONLY") || redis_error_is(bad, "MASTERDOWN");
 		if (cluster && n == 1 && (moved || asked) && redirects < REDIS_REDIRECTS_MAX) {
 			bool is_ask;
 			struct redis_node *to = redis_redirect(rc, bad, &is_ask);
@@ -622,7 +624,7 @@ static enum store_status redis_run_routed(struct redis_conn *rc, struct redis_cm
 			/* A slot in migration, or the cluster electing a master: soon over. */
 			redis_leave_ok(rc, node);
 			redis_free_replies(replies, n);
-			if (redis_error_is(bad, "CLUSTERDOWN"))
+			if (down)
 				redis_lookup_wanted(rc);
 			log_debug("%s; trying again in %ld ms", err, wait);
 			redis_sleep_ms(wait);
@@ -631,8 +633,7 @@ static enum store_status redis_run_routed(struct redis_conn *rc, struct redis_cm
 			continue;
 		}
 		redis_free_replies(replies, n);
-		if (!standalone && (redis_error_is(bad, "READONLY") || redis_error_is(bad, "MASTERDOWN")
-				    || moved || asked || busy)) {
+		if (!standalone && (demoted || moved || asked || busy)) {
 			/* No longer the master, or the cluster is not done moving. */
 			redis_drain(rc, node);
 			redis_lookup_wanted(rc);
