@@ -126,6 +126,57 @@ static void local_submission_charges_its_recipients_once_at_end_of_message(void 
 		      "client=127.0.0.1 sasl=- from=<over_tag@local.example> decision=accept rcpts=2");
 }
 
+static void destination_rate_defers_only_its_recipients_naming_the_domain(void **state)
+{
+	const struct transaction_result *res;
+	(void)state;
+	th_connect(OUTBOUND, "over_tempfail");
+	assert_int_equal(th_mail(OUTBOUND, "over_tempfail"), VERDICT_CONTINUE);
+	assert_int_equal(th_rcpt_to("<a@Gmail.Test>"), VERDICT_CONTINUE);
+	assert_int_equal(th_rcpt_to("<b@gmail.test>"), VERDICT_TEMPFAIL);
+	assert_string_equal(th_t.reply.code, "451");
+	assert_string_equal(th_t.reply.text,
+			    "Sending rate to gmail.test exceeded for over_tempfail, try again later");
+	/* the others go on: the account's 2/1h has one left */
+	assert_int_equal(th_rcpt(), VERDICT_CONTINUE);
+	assert_int_equal(th_rcpt(), VERDICT_TEMPFAIL);
+	assert_string_equal(th_t.reply.text, "Sending rate limit exceeded for over_tempfail, try again later");
+	assert_int_equal(th_content(th_plain_headers, &res), VERDICT_CONTINUE);
+	th_end(VERDICT_CONTINUE);
+	th_disconnect();
+	th_assert_logged("QID1: account=over_tempfail over recipients 1/day: 451 4.7.1 (recipient)");
+}
+
+static void local_submission_charges_destination_rates_at_end_and_refunds_them(void **state)
+{
+	(void)state;
+	th_connect(LOCAL, "over_tag");
+	assert_int_equal(th_mail(LOCAL, "over_tag"), VERDICT_CONTINUE);
+	assert_int_equal(th_rcpt_to("<a@gmail.test>"), VERDICT_CONTINUE);
+	assert_int_equal(th_rcpt(), VERDICT_CONTINUE);
+	assert_int_equal(th_store.charges, 1);
+	th_log_capture(true);
+	assert_int_equal(transaction_charge_recipients(&th_t, th_t.msg.rcpts), VERDICT_CONTINUE);
+	th_log_capture(false);
+	/* the destination window took the one gmail.test recipient, the 2/1h both */
+	unsigned long window = 0, rcpts = 0;
+	for (size_t i = 0; i < th_store.buckets; i++) {
+		if (strstr(th_store.bucket[i].key, ":r:1/day:to:") != NULL)
+			window += th_store.bucket[i].used;
+		if (strstr(th_store.bucket[i].key, ":r:2/3600000") != NULL)
+			rcpts += th_store.bucket[i].used;
+	}
+	assert_int_equal(window, 1);
+	assert_int_equal(rcpts, 2);
+	th_log_capture(true);
+	transaction_abort(&th_t);
+	th_log_capture(false);
+	/* ... and the abort gave it all back, to the window it was taken from */
+	for (size_t i = 0; i < th_store.buckets; i++)
+		assert_int_equal(th_store.bucket[i].used, 0);
+	th_disconnect();
+}
+
 static void aborted_message_is_refunded_and_logged(void **state)
 {
 	(void)state;
@@ -289,6 +340,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(one_store_round_trip_at_mail_and_one_per_recipient,
 						th_setup, th_teardown),
 		cmocka_unit_test_setup_teardown(local_submission_charges_its_recipients_once_at_end_of_message,
+						th_setup, th_teardown),
+		cmocka_unit_test_setup_teardown(destination_rate_defers_only_its_recipients_naming_the_domain,
+						th_setup, th_teardown),
+		cmocka_unit_test_setup_teardown(local_submission_charges_destination_rates_at_end_and_refunds_them,
 						th_setup, th_teardown),
 		cmocka_unit_test_setup_teardown(aborted_message_is_refunded_and_logged, th_setup,
 						th_teardown),

@@ -14,11 +14,16 @@
 #include "store.h"
 #include "transaction_harness.h"
 
-/* ---- an in-memory store: token buckets that never refill --------------- */
+/*
+ * ---- an in-memory store: token buckets that never refill ---------------
+ * A calendar window (period_ms 0) counts under its key and the start of
+ * the window it names (bounds[1]), so a refund naming another window
+ * gives nothing back, as the script's; the clock is the caller's.
+ */
 
 struct th_store th_store;
 
-static unsigned long *fake_used(const char *key)
+static unsigned long *fake_find(const char *key)
 {
 	for (size_t i = 0; i < th_store.buckets; i++)
 		if (strcmp(th_store.bucket[i].key, key) == 0)
@@ -27,6 +32,15 @@ static unsigned long *fake_used(const char *key)
 	snprintf(th_store.bucket[th_store.buckets].key, sizeof(th_store.bucket[0].key), "%s", key);
 	th_store.bucket[th_store.buckets].used = 0;
 	return &th_store.bucket[th_store.buckets++].used;
+}
+
+static unsigned long *fake_used(const struct store_bucket *b)
+{
+	char key[256];
+	if (b->period_ms != 0)
+		return fake_find(b->key);
+	snprintf(key, sizeof(key), "%s@%lld", b->key, b->bounds[1]);
+	return fake_find(key);
 }
 
 static void *fake_open(const struct settings *s, struct diag *errs)
@@ -54,10 +68,10 @@ static enum store_status fake_charge(void *impl, long long offset, const struct 
 		return STORE_FAILED;
 	}
 	th_store.charges++;
-	res->now_ms = 1000;
+	res->now_ms = store_now_ms(th_snap.store);
 	for (size_t i = 0; i < nb; i++) {
 		bool full = th_store.full && strstr(b[i].key, th_store.full);
-		if (full || *fake_used(b[i].key) + b[i].cost > b[i].count) {
+		if (full || *fake_used(&b[i]) + b[i].cost > b[i].count) {
 			res->admitted = false;
 			res->over = i;
 			res->retry_ms = 60000;
@@ -65,7 +79,7 @@ static enum store_status fake_charge(void *impl, long long offset, const struct 
 		}
 	}
 	for (size_t i = 0; i < nb; i++)
-		*fake_used(b[i].key) += b[i].cost;
+		*fake_used(&b[i]) += b[i].cost;
 	res->admitted = true;
 	return STORE_OK;
 }
@@ -82,7 +96,7 @@ static enum store_status fake_refund(void *impl, long long offset, struct store_
 	th_store.refunds++;
 	for (size_t i = 0; i < n; i++)
 		for (size_t k = 0; k < batches[i].nb; k++) {
-			unsigned long *used = fake_used(batches[i].buckets[k].key);
+			unsigned long *used = fake_used(&batches[i].buckets[k]);
 			*used -= batches[i].buckets[k].cost < *used ? batches[i].buckets[k].cost : *used;
 		}
 	return STORE_OK;
@@ -97,8 +111,8 @@ static enum store_status fake_peek(void *impl, long long offset, const struct st
 	(void)err;
 	(void)errlen;
 	for (size_t i = 0; i < nb; i++)
-		out[i] = (struct store_level){ (double)*fake_used(b[i].key), 0 };
-	*now_ms = 1000;
+		out[i] = (struct store_level){ (double)*fake_used(&b[i]), 0 };
+	*now_ms = store_now_ms(th_snap.store);
 	return STORE_OK;
 }
 
@@ -178,7 +192,7 @@ static void write_policy(char *buf, size_t len)
 	for (size_t i = 0; i < 4; i++)
 		n += (size_t)snprintf(buf + n, len - n,
 				      "class over_%s {\n account sasl sender\n messages 1/1h\n"
-				      " recipients 2/1h\n over-limit %s\n}\n"
+				      " recipients 2/1h\n recipients 1/day to gmail.test\n over-limit %s\n}\n"
 				      "class bulk_%s {\n account sasl sender\n bulk always\n"
 				      " bulk-require list-unsubscribe\n bulk-noncompliant %s\n}\n",
 				      actions[i], actions[i], actions[i], actions[i]);
@@ -323,8 +337,13 @@ enum verdict th_mail(enum th_way way, const char *cls)
 
 enum verdict th_rcpt(void)
 {
+	return th_rcpt_to("<rcpt@example.net>");
+}
+
+enum verdict th_rcpt_to(const char *rcpt)
+{
 	th_log_capture(true);
-	enum verdict v = transaction_rcpt(&th_t, "<rcpt@example.net>", "QID1");
+	enum verdict v = transaction_rcpt(&th_t, rcpt, "QID1");
 	th_log_capture(false);
 	return v;
 }

@@ -9,6 +9,7 @@
  *	void th_connect(enum th_way way, const char *cls);
  *	enum verdict th_mail(enum th_way way, const char *cls);
  *	enum verdict th_rcpt(void);
+ *	enum verdict th_rcpt_to(const char *rcpt);
  *	void th_header(const char *name, const char *value);
  *	enum verdict th_content(const char *const *headers,
  *		const struct transaction_result **res);
@@ -23,7 +24,7 @@
  *	th_group_setup loads a bulkmilter.conf (AuthservID
  *	mx.test.example, InternalHosts 10.0.0.0/8) and a policy with the
  *	classes of th_classes: over_ACTION (messages 1/1h, recipients 2/1h,
- *	over-limit ACTION), bulk_ACTION (bulk always, bulk-require
+ *	recipients 1/day to gmail.test, over-limit ACTION), bulk_ACTION (bulk always, bulk-require
  *	list-unsubscribe, bulk-noncompliant ACTION), spf_ACTION (spf-fail
  *	ACTION), ACTION being tempfail, reject, hold or tag (spf: none, tag,
  *	tempfail, reject). Outbound mail of class C comes from the SASL
@@ -32,7 +33,8 @@
  *	mail from 192.0.2.N, N being C's place in th_classes from 1 (sender
  *	bob@example.net). th_snap's store is th_store; th_spf answers SPF.
  *
- *	th_store holds token buckets that never refill; a bucket whose key
+ *	th_store holds token buckets that never refill (a calendar window
+ *	counts per window it names, on the caller's clock); a bucket whose key
  *	contains th_store.full is empty; th_store.down fails every call
  *	("redis unavailable: connection refused"). It counts its round
  *	trips (charges, refunds). th_spf answers inbound, with detail, and
@@ -109,6 +111,7 @@ void th_assert_logged(const char *text);
 void th_connect(enum th_way way, const char *cls);
 enum verdict th_mail(enum th_way way, const char *cls);
 enum verdict th_rcpt(void);
+enum verdict th_rcpt_to(const char *rcpt);
 void th_header(const char *name, const char *value);
 enum verdict th_content(const char *const *headers, const struct transaction_result **res);
 void th_end(enum verdict v);
