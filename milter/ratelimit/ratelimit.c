@@ -390,7 +390,9 @@ static enum ratelimit_status rl_check(struct store *st, const struct policy_clas
 	safety_block_free(sb);
 	free(sb);
 	free(sr);
-	if (v->safety.suspended != STORE_NOT_SUSPENDED) {
+	/* suppressed tag: charged as usual, and said to be listed */
+	bool noted = v->safety.suspended == STORE_SUPPRESSED && res.admitted;
+	if (v->safety.suspended != STORE_NOT_SUSPENDED && !noted) {
 		rl_set_free(&s);
 		free(copy);
 		return v->safety.suspended == STORE_SUPPRESSED ? RATELIMIT_SUPPRESSED : RATELIMIT_SUSPENDED;
@@ -416,7 +418,7 @@ static enum ratelimit_status rl_check(struct store *st, const struct policy_clas
 		memcpy(ch->cost, costs, sizeof(ch->cost));
 	}
 	r->events++;
-	return RATELIMIT_OK;
+	return noted ? RATELIMIT_SUPPRESSED : RATELIMIT_OK;
 }
 
 enum ratelimit_status ratelimit_check_message_from(struct store *st, const struct policy_class *c,

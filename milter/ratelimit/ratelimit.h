@@ -91,7 +91,9 @@
  *	"suppressed" also looks rc->rcpt up in the account's suppression
  *	list (suppress.h), in the same script: a listed recipient is not
  *	charged and answers RATELIMIT_SUPPRESSED (v->safety.until_ms: when
- *	the entry expires).
+ *	the entry expires); in a class with "suppressed tag" it is charged
+ *	as any recipient (so every recipient counts) and, once admitted,
+ *	answers RATELIMIT_SUPPRESSED too.
  *
  *	ratelimit_check_message also reads the account's volume windows, one
  *	per bulk "volume >= N/PERIOD" rule: v->volume[i] (i = index of the
@@ -153,7 +155,8 @@ enum ratelimit_status {
 	RATELIMIT_SUSPENDED,		/* the account is suspended (v->safety says
 					   by whom); nothing was charged */
 	RATELIMIT_SUPPRESSED,		/* the recipient is on the account's
-					   suppression list; nothing was charged */
+					   suppression list; nothing was charged
+					   (suppressed tag: charged as usual) */
 };
 
 struct ratelimit_charge;		/* one entry of a receipt (ratelimit.c) */

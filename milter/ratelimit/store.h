@@ -211,7 +211,8 @@ struct store_stats {
  * list and the recipient (suppression_key, recipient: suppress.h): a
  * listed recipient whose entry has not expired stops the charge before
  * any bucket, and sr->suspended is STORE_SUPPRESSED with until_ms the
- * entry's expiry.
+ * entry's expiry; with suppression_note the charge goes on, and an
+ * admitted one says STORE_SUPPRESSED.
  */
 #define STORE_SAFETY_COUNTS_MAX 8
 /* thresholds of one event: 4 notify shares x 16 rates of its kind (policy.h) */
@@ -246,6 +247,8 @@ struct store_safety {
 	const char *suppression_key;	/* RCPT: the account's suppression list
 					   (suppress.h), NULL: not checked */
 	const char *recipient;		/* ... the address looked up in it */
+	bool suppression_note;		/* a listed recipient is charged as usual,
+					   only said to be listed (suppressed tag) */
 	const char *account;		/* stored in a suspension a rule makes */
 	unsigned long suspend_for_ms;
 	const struct store_safety_count *counts;

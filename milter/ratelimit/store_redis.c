@@ -147,7 +147,7 @@ static void redis_cmd_once(struct redis_cmd *c, struct redis_store *rs, const ch
 /* The safety part's arguments after its count (store_redis_script.c). */
 static size_t redis_safety_args(const struct store_safety *sf)
 {
-	return 4 + 5 * sf->ncounts + 2 * sf->nnotify + (sf->suppression_key ? 1 : 0);
+	return 4 + 5 * sf->ncounts + 2 * sf->nnotify + (sf->suppression_key ? 2 : 0);
 }
 
 /*
@@ -232,8 +232,10 @@ static int redis_cmd_script(struct redis_cmd *c, struct redis_store *rs, const c
 			redis_cmd_num(c, sf->notify[i].bucket + 1);
 			redis_cmd_num(c, sf->notify[i].pct);
 		}
-		if (sf->suppression_key)
+		if (sf->suppression_key) {
 			redis_cmd_str(c, sf->recipient ? sf->recipient : "");
+			redis_cmd_str(c, sf->suppression_note ? "n" : "s");
+		}
 	}
 	if (offset > 0)
 		redis_cmd_num(c, (unsigned long long)offset);

@@ -42,11 +42,13 @@
  *	calendar window: until it ends), its TTL renewed when it holds.
  *
  * Suppression (suppress.h), within the safety part: a recipient event
- *	may end the safety arguments with one more, the recipient address,
- *	and its keys with the account's suppression list (a sorted set of
- *	address -> expiry ms). Checked after the suspension: an entry that
- *	has not expired stops the charge (state 3, until = its expiry),
- *	before any bucket is read, so a suppressed recipient costs nothing.
+ *	may end the safety arguments with two more, the recipient address
+ *	and "s" (stop) or "n" (note), and its keys with the account's
+ *	suppression list (a sorted set of address -> expiry ms). Checked
+ *	after the suspension: an entry that has not expired stops the
+ *	charge (state 3, until = its expiry) before any bucket is read, so
+ *	a refused recipient costs nothing; with "n" (suppressed tag) the
+ *	charge goes on as usual and an admitted one answers state 3.
  *
  * Once key: names the call by an id no other call has (store_redis.c),
  * under the account's hash tag. A charge that was admitted and every
@@ -170,6 +172,7 @@ const char store_redis_script[] =
 	"end\n"
 	"if op == 'charge' then\n"
 	"  local sk, sfor, acct, nc, nn\n"
+	"  local noted = false\n"
 	"  if ns > 0 then\n"
 	"    sk = nb + nw + (once and 1 or 0) + 1\n"
 	"    sfor, acct = tonumber(ARGV[sa + 1]), ARGV[sa + 2]\n"
@@ -177,9 +180,12 @@ const char store_redis_script[] =
 	"    local v = redis.call('HMGET', KEYS[sk], 'by', 'reason', 'until')\n"
 	"    if v[1] then return stopped(1, v[1], v[2] or '', tonumber(v[3]) or 0, 0, 0) end\n"
 	"    local sp = sa + 4 + 5 * nc + 2 * nn + 1\n"
-	"    if ns >= sp - sa and ARGV[sp] ~= '' then\n"
+	"    if ns >= sp + 1 - sa and ARGV[sp] ~= '' then\n"
 	"      local e = tonumber(redis.call('ZSCORE', KEYS[sk + nc + nn + 1], ARGV[sp]))\n"
-	"      if e and e > now then return stopped(3, '', '', e, 0, 0) end\n"
+	"      if e and e > now then\n"
+	"        if ARGV[sp + 1] == 'n' then noted = true\n"
+	"        else return stopped(3, '', '', e, 0, 0) end\n"
+	"      end\n"
 	"    end\n"
 	"  end\n"
 	"  local over, retry, us, ats = 0, 0, {}, {}\n"
@@ -287,7 +293,8 @@ const char store_redis_script[] =
 	"        else redis.call('PEXPIRE', key, int(math.max(1, ttl))) end\n"
 	"      end\n"
 	"    end\n"
-	"    for _, x in ipairs({0, '', '', 0, 0, 0, #fired}) do res[#res + 1] = x end\n"
+	"    local st = (noted and over == 0) and 3 or 0\n"
+	"    for _, x in ipairs({st, '', '', 0, 0, 0, #fired}) do res[#res + 1] = x end\n"
 	"    for _, f in ipairs(fired) do\n"
 	"      for _, x in ipairs(f) do res[#res + 1] = x end\n"
 	"    end\n"

@@ -116,6 +116,7 @@ int safety_block_build(struct safety_block *b, const struct policy_class *c,
 			goto nomem;
 		b->sf.suppression_key = key;
 		b->sf.recipient = element;
+		b->sf.suppression_note = c->suppressed == ACTION_TAG;	/* every recipient is counted */
 	}
 	b->sf.suspend_for_ms = c->suspend_for_ms;
 

@@ -14,7 +14,8 @@
 #   - another account's list is untouched;
 #   - an entry made with bulkmilterctl holds at the next RCPT TO; a class
 #     with "suppressed tempfail" answers 451 4.7.1 with the same text, one
-#     with "suppressed tag" accepts the recipient and the message gets
+#     with "suppressed tag" accepts the recipient, charges it as any
+#     recipient (the limit still holds), and the message gets
 #     X-Bulk-Suppressed: ADDRESS.
 
 . "$(dirname "$0")/../lib/harness.sh"
@@ -42,6 +43,7 @@ class deferring {
 }
 class tagging {
     account     sender
+    recipients  2/1h
     suppressed  tag
 }
 assign sender  news@example.com    newsletter
@@ -111,5 +113,8 @@ h_assert_eq 0 $? "suppressed tag: the recipient is accepted"
 h_wait_sink main $((n + 1)) 20
 h_assert_eq "x@example.org" "$(h_header "$(h_sink_files main | tail -n 1)" X-Bulk-Suppressed)" \
 	"... and the message gets X-Bulk-Suppressed: x@example.org"
+h_send --from tag@example.com --to y@example.org,z@example.org
+h_assert_eq 1 "$(grep -Ec '^<-  250 2\.1\.5' "$H_SEND_LOG")" "... and it was charged: of 2/1h only y fits after it"
+h_assert_grep "$H_SEND_LOG" '^<\*\* 451 4\.7\.1 Sending rate limit exceeded for tag@example\.com' "... z gets 451 4.7.1"
 h_postfix_stop
 h_ok "the milter is still running" kill -0 "$H_MILTER_PID"
