@@ -14,6 +14,10 @@
  *	void policy_rate_describe(const struct policy_rate *r, char *buf,
  *		size_t len);
  *	bool policy_rate_applies(const struct policy_rate *r, const char *domain);
+ *	bool policy_safety_directive(const char *word);
+ *	int policy_safety_parse(struct policy_class *c, char **w, int n,
+ *		char *err, size_t errlen);
+ *	const char *policy_suspend_kind_name(enum policy_suspend_kind k);
  * DESCRIPTION
  *	A policy is immutable once loaded; readers need no lock. Classes hold
  *	rates, the over-limit action, bulk conditions and the bulk-sender
@@ -36,6 +40,14 @@
  *	with the policy, so an unknown zone is a FILE:LINE error). "by"
  *	and "to" apply to every rate of their line; "to" only on recipients
  *	rates, "by domain" only where an account can have a domain.
+ *
+ *	Account safety (policy_safety.c): "notify P%..." (up to 4, ascending),
+ *	"suspended hold|tempfail|reject [text]" (default hold), "suspend-if
+ *	KIND > N/PERIOD" (distinct-ips, distinct-recipients, deferred) or
+ *	"suspend-if KIND > P% [min N/PERIOD]" (bounce-rate, complaint-rate),
+ *	one line per kind, and "suspend-for DURATION" (1s to 365d, default
+ *	24h) fill the class's safety fields; suspended and suspend-for may
+ *	appear once. What they do is safety.h's.
  */
 #ifndef BM_POLICY_H
 #define BM_POLICY_H
