@@ -13,6 +13,11 @@
  *	suspended, suspend-if, suspend-for), or with json the fields
  *	,"notify":[80,100],"suspended":"hold","suspend_if":["..."],
  *	"suspend_for_seconds":N to go inside explain's object.
+ * DIAGNOSTICS
+ *	Exit status 0; 1 when Redis did not answer or answered an error
+ *	(the reason on stderr, without secrets); 2 for bad arguments. An
+ *	event NotifyURL did not take within 3 s is left (the suspension or
+ *	release itself is done).
  */
 #ifndef BM_CTL_SAFETY_H
 #define BM_CTL_SAFETY_H
