@@ -41,8 +41,14 @@
  *   call at a time, at most every REDIS_LOOKUP_INTERVAL_MS, so a master
  *   that is down costs the sentinels ten questions a second, not one
  *   per message.
+ * - A call that finds no topology at all (start-up) waits, a few
+ *   RedisTimeouts at most, for the call that is asking, rather than
+ *   failing with "no master known".
  * - Nodes are never freed before the store: a cluster has a bounded
  *   number (REDIS_NODES_MAX), and a pointer handed to a call stays good.
+ *   Every address ever seen takes one, so a Sentinel set whose masters
+ *   change address more than REDIS_NODES_MAX times in one process's life
+ *   fails ("too many masters seen") until a reload.
  * - The process must ignore SIGPIPE (libmilter's smfi_main does): a
  *   write to a connection Redis closed must fail, not kill us.
  */

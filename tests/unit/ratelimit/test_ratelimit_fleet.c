@@ -113,6 +113,74 @@ static void moved_and_ask_are_read(void **state)
 	assert_int_equal(redis_cluster_redirect("TRYAGAIN x", &ask, &s, &to), -1);
 }
 
+/* ---- CLUSTER SLOTS, from a reply built by hand ---- */
+
+static redisReply *r_int(long long v)
+{
+	redisReply *r = calloc(1, sizeof(*r));
+	r->type = REDIS_REPLY_INTEGER;
+	r->integer = v;
+	return r;
+}
+
+static redisReply *r_str(const char *v)
+{
+	redisReply *r = calloc(1, sizeof(*r));
+	r->type = REDIS_REPLY_STRING;
+	r->str = strdup(v);
+	r->len = strlen(v);
+	return r;
+}
+
+static redisReply *r_arr(size_t n, ...)
+{
+	redisReply *r = calloc(1, sizeof(*r));
+	va_list ap;
+
+	r->type = REDIS_REPLY_ARRAY;
+	r->elements = n;
+	r->element = calloc(n, sizeof(*r->element));
+	va_start(ap, n);
+	for (size_t i = 0; i < n; i++)
+		r->element[i] = va_arg(ap, redisReply *);
+	va_end(ap);
+	return r;
+}
+
+static void cluster_slots_give_masters_and_owners(void **state)
+{
+	(void)state;
+	static uint8_t owner[REDIS_CLUSTER_SLOTS];
+	struct store_redis_seed masters[4], asked = { "10.0.0.1", 7000 };
+	size_t n;
+	char err[128];
+	redisReply *r = r_arr(3,
+		r_arr(4, r_int(0), r_int(100), r_arr(3, r_str(""), r_int(7000), r_str("id1")),
+		      r_arr(3, r_str("10.0.0.9"), r_int(7009), r_str("rep"))),
+		r_arr(3, r_int(101), r_int(16000), r_arr(3, r_str("127.0.0.2"), r_int(7001), r_str("id2"))),
+		r_arr(3, r_int(16001), r_int(16383), r_arr(3, r_str(""), r_int(7000), r_str("id1"))));
+
+	assert_int_equal(redis_cluster_parse_slots(r, &asked, masters, 4, &n, owner, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);				/* the replica is no master */
+	assert_string_equal(masters[0].host, "10.0.0.1");	/* "" = the node asked */
+	assert_int_equal(masters[0].port, 7000);
+	assert_string_equal(masters[1].host, "127.0.0.2");
+	assert_int_equal(owner[0], 1);
+	assert_int_equal(owner[100], 1);
+	assert_int_equal(owner[101], 2);
+	assert_int_equal(owner[16000], 2);
+	assert_int_equal(owner[16383], 1);
+	freeReplyObject(r);
+
+	r = r_arr(1, r_arr(3, r_int(9), r_int(8), r_arr(3, r_str("h"), r_int(1), r_str("id"))));
+	assert_int_equal(redis_cluster_parse_slots(r, &asked, masters, 4, &n, owner, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "malformed"));
+	freeReplyObject(r);
+	r = r_arr(1, r_arr(3, r_int(0), r_int(16384), r_arr(3, r_str("h"), r_int(1), r_str("id"))));
+	assert_int_equal(redis_cluster_parse_slots(r, &asked, masters, 4, &n, owner, err, sizeof(err)), -1);
+	freeReplyObject(r);
+}
+
 /* ---- a charge over several tags, with fake scripts ---- */
 
 struct fake {
@@ -277,6 +345,7 @@ int main(void)
 		cmocka_unit_test(bad_fleet_urls_say_why),
 		cmocka_unit_test(keyslot_is_crc16_of_the_hash_tag),
 		cmocka_unit_test(moved_and_ask_are_read),
+		cmocka_unit_test(cluster_slots_give_masters_and_owners),
 		cmocka_unit_test(later_scope_refusing_gives_back_the_earlier_ones),
 		cmocka_unit_test(later_scope_failing_gives_back_and_fails),
 		cmocka_unit_test(all_scopes_admitting_admit_and_account_refusing_charges_nothing),
