@@ -7,6 +7,9 @@
 # sentinels again and carries on on the promoted replica; every message
 # is answered 250 and delivered, and recipients 5/1h is exact on the new
 # master afterwards. Then the old master's role is checked: a replica.
+# Then the new master hangs (SIGSTOP): the milter's commands time out,
+# it asks the sentinels again and follows them back to the first
+# server once they have promoted it; every message answered, 5/1h exact.
 
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/../lib/rl_it_lib.sh"
@@ -25,6 +28,7 @@ class small {
 }
 assign sender  load@example.com   load
 assign sender  small@example.com  small
+assign sender  small2@example.com small
 EOF_POLICY
 h_conf "Redis $FL_URL" 'RedisTimeout 200ms' 'OnStoreFailure accept'
 h_milter_start
@@ -56,3 +60,29 @@ h_assert_eq slave "$(fl_cli m role | head -n 1)" "the old master is a replica no
 rl_smtp small --rcpts 8 --tag small --from small@example.com
 h_assert_eq "5 3" "$(rl_count small 'rcpt[0-9]+' 250) $(rl_count small 'rcpt[0-9]+' 451)" \
 	"after: recipients 5/1h exact on the new master (5 accepted, 3 get 451)"
+
+# ---- the new master hangs: timeouts, the sentinels asked again ------------
+first=$(fl_port m)
+h_log_mark "$H_MILTER_LOG"
+rm -f "$H_TMP/stop"
+rl_smtp hang --sessions 3 --messages 100000 --until "$H_TMP/stop" --tag hang --from load@example.com &
+pid=$!
+sleep 1
+kill -STOP "$(fl_pid r)"
+h_wait_log "$H_MILTER_LOG" "redis sentinel bm: master is 127.0.0.1:$first" 30
+found=$?
+kill -CONT "$(fl_pid r)"
+sleep 1
+touch "$H_TMP/stop"
+wait "$pid"
+h_assert_eq 0 $? "hang: every session finished" || h_diag "$(cat "$H_TMP/rl-hang.err")"
+h_assert_eq 0 "$found" "hang: the milter followed the sentinels back to $first"
+h_assert_grep "$H_MILTER_LOG" "127.0.0.1:$replica: .*(Resource temporarily unavailable|timed out|Connection reset)" \
+	"hang: the hung master's commands timed out"
+sent=$(awk '$3 == "ms"' "$H_TMP/rl-hang.out" | wc -l)
+h_assert_eq "$sent" "$(awk '$3 == "ms" && $5 == 250' "$H_TMP/rl-hang.out" | wc -l)" \
+	"hang: every message was answered 250"
+h_assert_eq "$sent" "$(rl_delivered hang "$sent")" "hang: every message delivered (none lost)"
+rl_smtp small2 --rcpts 8 --tag small2 --from small2@example.com
+h_assert_eq "5 3" "$(rl_count small2 'rcpt[0-9]+' 250) $(rl_count small2 'rcpt[0-9]+' 451)" \
+	"hang: recipients 5/1h exact on the master the sentinels chose"
