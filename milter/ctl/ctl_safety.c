@@ -81,6 +81,9 @@ static void send_event(const struct settings *st, const struct event *e)
 	events_set_url(st->notify_url);
 	events_post(e);
 	events_flush(CTL_EVENTS_WAIT_MS);
+	if (events_pending() > 0)
+		fprintf(stderr, "bulkmilterctl: NotifyURL did not take the %s event within %d s: "
+			"not sent\n", e->event, CTL_EVENTS_WAIT_MS / 1000);
 	events_stop();
 }
 

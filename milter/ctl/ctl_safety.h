@@ -16,8 +16,8 @@
  * DIAGNOSTICS
  *	Exit status 0; 1 when Redis did not answer or answered an error
  *	(the reason on stderr, without secrets); 2 for bad arguments. An
- *	event NotifyURL did not take within 3 s is left (the suspension or
- *	release itself is done).
+ *	event NotifyURL did not take within 3 s is not sent, and stderr
+ *	says so (the suspension or release itself is done: exit 0).
  */
 #ifndef BM_CTL_SAFETY_H
 #define BM_CTL_SAFETY_H

@@ -383,6 +383,14 @@ void events_flush(long wait_ms)
 	pthread_mutex_unlock(&q.lock);
 }
 
+size_t events_pending(void)
+{
+	pthread_mutex_lock(&q.lock);
+	size_t n = q.count;
+	pthread_mutex_unlock(&q.lock);
+	return n;
+}
+
 void events_stop(void)
 {
 	bool started = q.started;

@@ -6,6 +6,7 @@
  *	void events_set_url(const char *url);
  *	bool events_post(const struct event *e);
  *	void events_flush(long wait_ms);
+ *	size_t events_pending(void);
  *	void events_stop(void);
  *	size_t events_format(const struct event *e, char *buf, size_t len);
  * DESCRIPTION
@@ -29,7 +30,8 @@
  *	current when it is sent.
  *
  *	events_flush waits up to wait_ms for the queue to empty (for
- *	bulkmilterctl, which exits right after); events_stop ends the
+ *	bulkmilterctl, which exits right after); events_pending says how
+ *	many are still queued (or being sent); events_stop ends the
  *	thread (when one runs) and frees what is left. events_format writes the JSON of e
  *	into buf and returns its length (0: it did not fit).
  * DIAGNOSTICS
@@ -80,6 +82,7 @@ int events_start(char *err, size_t errlen);
 void events_set_url(const char *url);
 bool events_post(const struct event *e);
 void events_flush(long wait_ms);
+size_t events_pending(void);
 void events_stop(void);
 size_t events_format(const struct event *e, char *buf, size_t len);
 
