@@ -10,6 +10,8 @@
  * Lookup walks the assign lines in order (first match wins). Exact and
  * glob values are compared directly; file: maps (policy_map.c) are hash
  * tables built at load, so a 100,000-account map costs one hash probe.
+ * The rate lines (COUNT/PERIOD, calendar windows, by and to) are read by
+ * policy_rate.c, the safety lines by policy_safety.c.
  *
  * The envelope sender of inbound mail proves nothing (anyone can write
  * any MAIL FROM), so assign sender and assign domain lines, of every
@@ -33,6 +35,7 @@
 #include "address.h"
 #include "policy.h"
 #include "policy_map.h"
+#include "policy_rate.h"
 #include "strmap.h"
 
 #define POLICY_LINE_MAX 8192	/* longer lines are refused */
@@ -82,104 +85,6 @@ static const char *const action_names[] = { "none", "tempfail", "reject", "hold"
 const char *policy_action_name(enum policy_action a)
 {
 	return (size_t)a < sizeof(action_names) / sizeof(action_names[0]) ? action_names[a] : "?";
-}
-
-const char *policy_scope_name(enum policy_scope s)
-{
-	static const char *const names[] = { "account", "domain", "class" };
-	return (size_t)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
-}
-
-void policy_rate_describe(const struct policy_rate *r, char *buf, size_t len)
-{
-	size_t used = (size_t)snprintf(buf, len, "%s", r->text);
-
-	if (r->scope != SCOPE_ACCOUNT && used < len)
-		used += (size_t)snprintf(buf + used, len - used, " by %s", policy_scope_name(r->scope));
-	for (size_t i = 0; i < r->to_count && used < len; i++)
-		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? " " : " to ", r->to[i]);
-}
-
-bool policy_rate_applies(const struct policy_rate *r, const char *domain)
-{
-	if (r->to_count == 0)
-		return true;
-	if (domain == NULL)
-		return false;
-	size_t dl = strlen(domain);
-	for (size_t i = 0; i < r->to_count; i++) {
-		const char *t = r->to[i];
-		if (strncmp(t, "*.", 2) == 0) {
-			size_t tl = strlen(t + 1);	/* ".example" */
-			if (dl > tl && strcasecmp(domain + dl - tl, t + 1) == 0)
-				return true;
-		} else if (strcasecmp(domain, t) == 0) {
-			return true;
-		}
-	}
-	return false;
-}
-
-int policy_parse_rate(const char *text, struct policy_rate *out)
-{
-	char *end;
-	const char *slash = strchr(text, '/');
-	memset(out, 0, sizeof(*out));
-	if (slash == NULL || !isdigit((unsigned char)text[0]))
-		return -1;
-	errno = 0;
-	unsigned long count = strtoul(text, &end, 10);
-	if (end != slash || errno || count == 0 || count > 1000000000UL)
-		return -1;
-	const char *q = slash + 1;
-	unsigned long n = 1;
-	static const char *const calendars[] = { NULL, "day", "week", "month" };
-	for (int i = CALENDAR_DAY; i <= CALENDAR_MONTH; i++) {
-		/* a calendar window has no N: 2000/2day would be neither */
-		if (strcmp(q, calendars[i]) != 0)
-			continue;
-		if (strlen(text) >= sizeof(out->text))
-			return -1;
-		out->count = count;
-		out->calendar = (enum calendar_period)i;
-		strcpy(out->text, text);
-		return 0;
-	}
-	if (isdigit((unsigned char)*q)) {
-		n = strtoul(q, &end, 10);
-		if (errno || n == 0 || n > 1000000UL)
-			return -1;
-		q = end;
-	}
-	unsigned long unit;
-	if (strcmp(q, "s") == 0)
-		unit = 1000UL;
-	else if (strcmp(q, "m") == 0)
-		unit = 60000UL;
-	else if (strcmp(q, "h") == 0)
-		unit = 3600000UL;
-	else if (strcmp(q, "d") == 0)
-		unit = 86400000UL;
-	else
-		return -1;
-	if (n > ULONG_MAX / unit || strlen(text) >= sizeof(out->text))
-		return -1;
-	/*
-	 * The bucket script counts exactly in units of lcm(count, period_ms),
-	 * which must stay below 2^53 to be exact in Lua's doubles.
-	 */
-	unsigned long a = count, b = n * unit;
-	while (b) {
-		unsigned long t = a % b;
-		a = b;
-		b = t;
-	}
-	if (count / a > (1UL << 53) / (n * unit))
-		return -1;
-	out->count = count;
-	out->period_ms = n * unit;
-	strcpy(out->text, text);
-	return 0;
 }
 
 /*
@@ -252,115 +157,6 @@ static int parse_action(struct parse_ctx *c, const char *directive, char **w, bo
 		}
 	}
 	return perr(c, "%s: unknown action %s (expected %s)", directive, w[1], list);
-}
-
-/* A destination of "to": a domain name, or "*." and one (its subdomains). */
-static bool valid_to_domain(const char *d)
-{
-	const char *p = strncmp(d, "*.", 2) == 0 ? d + 2 : d;
-	if (*p == '\0' || *p == '.' || strlen(d) > 253 || strstr(p, ".."))
-		return false;
-	for (; *p; p++)
-		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
-			return false;
-	return d[strlen(d) - 1] != '.';
-}
-
-static void free_to(char **to, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(to[i]);
-	free(to);
-}
-
-/*
- * "messages|recipients RATE... [by account|domain|class] [to DOMAIN...]":
- * by and to apply to every rate of the line.
- */
-static int parse_rates(struct parse_ctx *c, const char *directive, char **w, int n,
-		       struct policy_rate *rates, size_t *count)
-{
-	bool message = strcmp(directive, "messages") == 0;
-	enum policy_scope scope = SCOPE_ACCOUNT;
-	int rc = 0, nrates = 1, by = 0, to_first = 0, to_n = 0;
-
-	while (nrates < n && strcasecmp(w[nrates], "by") != 0 && strcasecmp(w[nrates], "to") != 0)
-		nrates++;
-	for (int i = nrates; i < n; i++) {
-		if (strcasecmp(w[i], "by") == 0) {
-			if (by)
-				return perr(c, "%s: \"by\" given twice", directive);
-			if (i + 1 >= n)
-				return perr(c, "%s: by: expected account, domain or class", directive);
-			by = ++i;
-			if (strcasecmp(w[i], "account") == 0)
-				scope = SCOPE_ACCOUNT;
-			else if (strcasecmp(w[i], "domain") == 0)
-				scope = SCOPE_DOMAIN;
-			else if (strcasecmp(w[i], "class") == 0)
-				scope = SCOPE_CLASS;
-			else
-				return perr(c, "%s: by: unknown scope %s (expected account, domain or class)",
-					    directive, w[i]);
-		} else if (strcasecmp(w[i], "to") == 0) {
-			if (to_first)
-				return perr(c, "%s: \"to\" given twice", directive);
-			if (message)
-				return perr(c, "messages: \"to\" limits recipients; a message has no one destination (use a recipients rate)");
-			int j = i + 1;
-			while (j < n && strcasecmp(w[j], "by") != 0)
-				j++;
-			if (j == i + 1)
-				return perr(c, "%s: to: expected one or more DOMAIN", directive);
-			for (int k = i + 1; k < j; k++) {
-				for (char *p = w[k]; *p; p++)
-					*p = (char)tolower((unsigned char)*p);
-				if (!valid_to_domain(w[k]))
-					return perr(c, "%s: to: bad domain %s (expected a domain, or *.DOMAIN for its subdomains)",
-						    directive, w[k]);
-			}
-			to_first = i + 1;
-			to_n = j - i - 1;
-			i = j - 1;
-		} else {
-			return perr(c, "%s: unexpected %s after by/to (rates come first)", directive, w[i]);
-		}
-	}
-	if (nrates < 2)
-		return perr(c, "%s: expected at least one rate COUNT/PERIOD", directive);
-	if (scope == SCOPE_DOMAIN) {
-		struct policy_class *k = c->open;
-		bool any = false;
-		for (size_t i = 0; i < k->account_count; i++)
-			any |= k->account[i] != ACCOUNT_IP;
-		if (!any)
-			return perr(c, "%s: by domain: the accounts of class %s are client addresses, which have no domain",
-				    directive, k->name);
-	}
-	for (int i = 1; i < nrates; i++) {
-		struct policy_rate r;
-		if (policy_parse_rate(w[i], &r) != 0) {
-			rc = perr(c, "%s: bad rate %s (expected COUNT/PERIOD such as 100/1h, 5/10s, 2000/d, "
-				  "or a calendar window COUNT/day, COUNT/week, COUNT/month)", directive, w[i]);
-			continue;
-		}
-		if (*count >= POLICY_RATES_MAX) {
-			rc = perr(c, "%s: more than %d rates", directive, POLICY_RATES_MAX);
-			break;
-		}
-		r.scope = scope;
-		if (to_n > 0) {
-			if ((r.to = calloc((size_t)to_n, sizeof(*r.to))) == NULL)
-				return perr(c, "out of memory");
-			for (int k = 0; k < to_n; k++)
-				if ((r.to[r.to_count++] = strdup(w[to_first + k])) == NULL) {
-					free_to(r.to, r.to_count);
-					return perr(c, "out of memory");
-				}
-		}
-		rates[(*count)++] = r;
-	}
-	return rc;
 }
 
 static int parse_bulk(struct parse_ctx *c, char **w, int n)
@@ -536,9 +332,9 @@ static int parse_directive(struct parse_ctx *c, char **w, bool *quoted, int n, i
 	if (strcasecmp(w[0], "account") == 0)
 		return parse_account(c, w, n);
 	if (strcasecmp(w[0], "messages") == 0)
-		return parse_rates(c, "messages", w, n, k->messages, &k->messages_count);
+		return policy_rate_line(c->errs, c->file, c->line, c->open, "messages", w, n, k->messages, &k->messages_count);
 	if (strcasecmp(w[0], "recipients") == 0)
-		return parse_rates(c, "recipients", w, n, k->recipients, &k->recipients_count);
+		return policy_rate_line(c->errs, c->file, c->line, c->open, "recipients", w, n, k->recipients, &k->recipients_count);
 	if (strcasecmp(w[0], "timezone") == 0)
 		return parse_timezone(c, w, n);
 	if (strcasecmp(w[0], "over-limit") == 0)
@@ -878,9 +674,9 @@ void policy_free(struct policy *p)
 		for (size_t j = 0; j < k->bulk_count; j++)
 			free(k->bulk[j].header);
 		for (size_t j = 0; j < k->messages_count; j++)
-			free_to(k->messages[j].to, k->messages[j].to_count);
+			policy_rate_free_to(k->messages[j].to, k->messages[j].to_count);
 		for (size_t j = 0; j < k->recipients_count; j++)
-			free_to(k->recipients[j].to, k->recipients[j].to_count);
+			policy_rate_free_to(k->recipients[j].to, k->recipients[j].to_count);
 	}
 	for (size_t i = 0; i < p->zone_count; i++)
 		calendar_zone_free(p->zones[i]);
