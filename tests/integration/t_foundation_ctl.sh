@@ -88,7 +88,7 @@ h_assert_grep "$H_TMP/ctl.out" '^local submission: recipients are charged at end
 h_assert_grep "$H_TMP/ctl.out" '^over-limit: hold Plan quota reached \(local submission: reject becomes hold\)$' \
 	"explain --local: over-limit reject becomes hold, as the daemon does"
 ctl --json explain --local --sender www@example.com
-h_assert_grep "$H_TMP/ctl.out" '^\{"direction":"outbound",.*"over_limit":"hold",.*,"local_submission":true\}$' \
+h_assert_grep "$H_TMP/ctl.out" '^\{"direction":"outbound",.*"over_limit":"hold",.*,"local_submission":true[,}]' \
 	"explain --local --json: outbound, over-limit hold, local submission"
 ctl explain --ip not-an-ip
 h_assert_eq "2" "$?" "explain --ip not-an-ip: usage error (exit 2)"
