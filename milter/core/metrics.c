@@ -17,6 +17,13 @@
  *   One log line when that starts and one when it ends, not one per try.
  * - Mail never waits for it: the counters are atomics, and this thread
  *   takes no lock that a mail thread takes.
+ * - Deferrals by class: a fixed table of METRICS_CLASSES_MAX names, filled
+ *   as classes first defer mail and never emptied (a reload that renames
+ *   a class keeps the old name's count). A mail thread finds its class by
+ *   a lock-free scan of the published entries; only adding a name takes
+ *   class_add_lock, so two threads never add one name twice. Beyond the
+ *   table, and for a class named "other", the count goes to the one
+ *   member class="other", always served.
  */
 #include "config.h"
 
@@ -37,7 +44,8 @@
 #include "log.h"
 #include "metrics.h"
 
-#define METRICS_TEXT_MAX 8192
+/* The fixed counters (some 4 KiB) and every class's deferrals. */
+#define METRICS_TEXT_MAX 65536
 /* Room for the status line and headers before the text. */
 #define METRICS_HEAD_MAX 128
 /* Bytes of a request read before answering; a GET needs far fewer. */
@@ -49,7 +57,22 @@
 /* After accept() failed for lack of descriptors or memory. */
 #define METRICS_ACCEPT_BACKOFF_MS 250
 
+/* Class names deferrals are counted for; then class="other". */
+#define METRICS_CLASSES_MAX 256
+#define METRICS_CLASS_NAME_MAX 64
+
 static unsigned long metric_values[METRIC_COUNT];
+
+static struct {
+	char name[METRICS_CLASS_NAME_MAX];
+	unsigned long count;
+} class_deferrals[METRICS_CLASSES_MAX];
+static unsigned class_published;	/* entries whose name is written; release/acquire */
+static unsigned long class_other;
+static pthread_mutex_t class_add_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#define CLASS_DEFERRALS_NAME "bulkmilter_class_deferrals_total"
+#define CLASS_DEFERRALS_HELP "Transactions answered 4xx, by the policy class of the mail (other: beyond 256 classes)"
 
 #define DEFERRALS_HELP "Transactions answered 4xx, by cause: a rate, SPF, a suspended account, other"
 
@@ -95,6 +118,84 @@ void metrics_inc(enum metric m)
 	__atomic_add_fetch(&metric_values[m], 1, __ATOMIC_RELAXED);
 }
 
+/* The class's counter: a lock-free scan, or once per name an entry added under the lock. */
+static unsigned long *metrics_class_counter(const char *cls)
+{
+	unsigned n = __atomic_load_n(&class_published, __ATOMIC_ACQUIRE);
+	unsigned long *found = &class_other;
+
+	if (cls == NULL || cls[0] == '\0' || strlen(cls) >= METRICS_CLASS_NAME_MAX ||
+	    strcmp(cls, "other") == 0)
+		return &class_other;
+	for (unsigned i = 0; i < n; i++)
+		if (strcmp(class_deferrals[i].name, cls) == 0)
+			return &class_deferrals[i].count;
+	pthread_mutex_lock(&class_add_lock);
+	n = __atomic_load_n(&class_published, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < n && found == &class_other; i++)
+		if (strcmp(class_deferrals[i].name, cls) == 0)
+			found = &class_deferrals[i].count;
+	if (found == &class_other && n < METRICS_CLASSES_MAX) {
+		strcpy(class_deferrals[n].name, cls);
+		found = &class_deferrals[n].count;
+		__atomic_store_n(&class_published, n + 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&class_add_lock);
+	return found;
+}
+
+void metrics_class_deferral(const char *cls)
+{
+	__atomic_add_fetch(metrics_class_counter(cls), 1, __ATOMIC_RELAXED);
+}
+
+/* value as a Prometheus label value: backslash, quote and newline escaped. */
+static void metrics_label_value(char *out, size_t len, const char *value)
+{
+	size_t o = 0;
+
+	for (const char *p = value; *p && o + 3 < len; p++) {
+		if (*p == '\\' || *p == '"' || *p == '\n')
+			out[o++] = '\\';
+		out[o++] = *p == '\n' ? 'n' : *p;
+	}
+	out[o] = '\0';
+}
+
+/* Appends the class family; returns the new length, or used when it does not fit. */
+static size_t metrics_format_classes(char *buf, size_t len, size_t used)
+{
+	unsigned n = __atomic_load_n(&class_published, __ATOMIC_ACQUIRE);
+	size_t at = used;
+	int w;
+
+	w = snprintf(buf + at, len - at, "# HELP %s %s\n# TYPE %s counter\n", CLASS_DEFERRALS_NAME,
+		     CLASS_DEFERRALS_HELP, CLASS_DEFERRALS_NAME);
+	if (w < 0 || (size_t)w >= len - at)
+		goto full;
+	at += (size_t)w;
+	for (unsigned i = 0; i <= n; i++) {
+		char value[2 * METRICS_CLASS_NAME_MAX];
+		unsigned long count;
+
+		if (i < n) {
+			metrics_label_value(value, sizeof(value), class_deferrals[i].name);
+			count = __atomic_load_n(&class_deferrals[i].count, __ATOMIC_RELAXED);
+		} else {
+			strcpy(value, "other");
+			count = __atomic_load_n(&class_other, __ATOMIC_RELAXED);
+		}
+		w = snprintf(buf + at, len - at, "%s{class=\"%s\"} %lu\n", CLASS_DEFERRALS_NAME, value, count);
+		if (w < 0 || (size_t)w >= len - at)
+			goto full;
+		at += (size_t)w;
+	}
+	return at;
+full:
+	buf[used] = '\0';
+	return used;
+}
+
 size_t metrics_format(char *buf, size_t len)
 {
 	size_t used = 0;
@@ -116,6 +217,8 @@ size_t metrics_format(char *buf, size_t len)
 		if (sample < 0 || (size_t)sample >= room - (size_t)head)
 			break;
 		used += (size_t)head + (size_t)sample;
+		if (i == METRIC_COUNT - 1)
+			used = metrics_format_classes(buf, len, used);
 	}
 	return used;
 }

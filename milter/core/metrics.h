@@ -3,6 +3,7 @@
  *	metrics - counters, served as Prometheus text
  * SYNOPSIS
  *	void metrics_inc(enum metric m);
+ *	void metrics_class_deferral(const char *cls);
  *	size_t metrics_format(char *buf, size_t len);
  *	int metrics_listen(const char *host_port, char *err, size_t len);
  * DESCRIPTION
@@ -18,6 +19,14 @@
  *	Adjacent counters of one name are one family told apart by a label
  *	(bulkmilter_deferrals_total{cause="rate"}): its HELP and TYPE are
  *	written once.
+ *
+ *	metrics_class_deferral counts a 4xx answer for policy class cls
+ *	(NULL: no class) in bulkmilter_class_deferrals_total{class="NAME"},
+ *	served after the fixed counters. The first 256 class names get a
+ *	member each; beyond them, without a class, and for a class named
+ *	"other", the count goes to class="other", which is always served.
+ *	Finding a name already counted takes no lock; adding one takes a
+ *	mutex the serving thread never takes.
  * DIAGNOSTICS
  *	An accept() failure is logged once when it starts, and once when
  *	connections are accepted again.
@@ -41,6 +50,7 @@ enum metric {
 };
 
 void metrics_inc(enum metric m);
+void metrics_class_deferral(const char *cls);
 /* Writes the Prometheus text; returns its length. */
 size_t metrics_format(char *buf, size_t len);
 int metrics_listen(const char *host_port, char *err, size_t len);

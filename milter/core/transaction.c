@@ -100,7 +100,7 @@ static void end_early(struct transaction *t, enum verdict_decision decision)
 	struct transaction_msg *m = &t->msg;
 	if (!m->active)
 		return;
-	verdict_decision_count(decision);
+	verdict_decision_count(decision, m->cls ? m->cls->name : NULL);
 	log_info("%s: direction=%s class=%s account=%s client=%s decision=%s rcpts=%lu refunded=%s",
 		 transaction_qid(t), direction_name(m->direction), m->cls ? m->cls->name : "-",
 		 m->has_account ? m->account : "-", t->client_text, verdict_decision_name(decision),

@@ -356,7 +356,7 @@ void transaction_end(struct transaction *t, enum verdict final)
 	if (!m->active)
 		return;
 	log_message(t, d);
-	verdict_decision_count(d);
+	verdict_decision_count(d, m->cls ? m->cls->name : NULL);
 	if (m->direction == DIRECTION_OUTBOUND && t->snap->keys)
 		metrics_inc(o->signed_ok ? METRIC_SIGNED : METRIC_NOT_SIGNED);
 	if (o->bulk)

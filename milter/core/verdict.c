@@ -70,12 +70,14 @@ const char *verdict_decision_name(enum verdict_decision d)
 	return decisions[d].name;
 }
 
-void verdict_decision_count(enum verdict_decision d)
+void verdict_decision_count(enum verdict_decision d, const char *cls)
 {
 	if (decisions[d].metric != METRIC_COUNT)
 		metrics_inc(decisions[d].metric);
-	if (decisions[d].cause != METRIC_COUNT)
+	if (decisions[d].cause != METRIC_COUNT) {
 		metrics_inc(decisions[d].cause);
+		metrics_class_deferral(cls);
+	}
 }
 
 enum verdict verdict_reply_set(struct verdict_reply *reply, const char *code, const char *xcode,

@@ -22,7 +22,7 @@
  *	const char *verdict_name(enum verdict v);
  *	const char *verdict_rule_name(enum verdict_rule r);
  *	const char *verdict_decision_name(enum verdict_decision d);
- *	void verdict_decision_count(enum verdict_decision d);
+ *	void verdict_decision_count(enum verdict_decision d, const char *cls);
  * DESCRIPTION
  *	Pure rules over values, no libmilter: a stage of a transaction
  *	answers an enum verdict; tempfail and reject carry a struct
@@ -71,7 +71,8 @@
  *	A transaction ends with one enum verdict_decision: its name is the
  *	decision= of the transaction's log line; verdict_decision_count
  *	counts it in the metrics (accepted, held, rejected, tempfailed, and
- *	a tempfail by its cause: rate, spf, suspended or other; aborted and
+ *	a tempfail by its cause: rate, spf, suspended or other, and by its
+ *	policy class cls, NULL when it had none; aborted and
  *	connection-closed count nowhere).
  * DIAGNOSTICS
  *	Log lines: "QID: monitor: WHAT: would ACTION" (info) for what
@@ -170,6 +171,6 @@ enum verdict verdict_reply_set(struct verdict_reply *reply, const char *code, co
 const char *verdict_name(enum verdict v);
 const char *verdict_rule_name(enum verdict_rule r);
 const char *verdict_decision_name(enum verdict_decision d);
-void verdict_decision_count(enum verdict_decision d);
+void verdict_decision_count(enum verdict_decision d, const char *cls);
 
 #endif

@@ -452,7 +452,7 @@ static int cmd_stats(struct snapshot *s)
 		close(fd);
 		return 1;
 	}
-	char buf[16384];
+	static char buf[65536 + 256];	/* metrics.c's METRICS_TEXT_MAX and headers */
 	size_t used = 0;
 	ssize_t n;
 	while (used < sizeof(buf) - 1 && (n = read(fd, buf + used, sizeof(buf) - 1 - used)) > 0)

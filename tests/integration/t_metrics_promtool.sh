@@ -9,9 +9,14 @@
 #   check is not vacuous.
 # - every family has HELP and TYPE counter, and its name is
 #   bulkmilter_..._total; deferrals are one family labelled by cause:
-#   after a message deferred for a rate (messages 1/1h),
-#   bulkmilter_deferrals_total{cause="rate"} is 1 and the other causes 0,
+#   after 3 messages deferred for a rate (messages 1/1h),
+#   bulkmilter_deferrals_total{cause="rate"} is 3 and the other causes 0,
 #   and bulkmilterctl --json stats is still valid JSON;
+# - deferrals by class: with two classes, standard deferring 1 message
+#   and news 2, bulkmilter_class_deferrals_total is exactly
+#   {class="standard"} 1, {class="news"} 2, {class="other"} 0, in the
+#   order the classes first deferred, and its HELP and TYPE are written
+#   once;
 # - scripts/grafana/bulkmilter.json is valid JSON; each of its queries,
 #   with Grafana's variables given values, parses as PromQL ("promtool
 #   check rules" on them as recording rules), and names only metrics the
@@ -28,26 +33,41 @@ port=$(h_port 17)
 h_redis_start
 h_conf "MetricsListen 127.0.0.1:$port"
 h_policy 'class standard {' '    account sasl sender' '    messages 1/1h' '    over-limit tempfail' '}' \
-	'assign outbound standard'
+	'class news {' '    account sasl sender' '    messages 1/1h' '    over-limit tempfail' '}' \
+	'assign sender news@example.com news' 'assign outbound standard'
 h_milter_start
 h_sasl_user alice@example.com wonderland
+h_sasl_user news@example.com headlines
 h_postfix_start
 h_send --sasl alice@example.com wonderland --from alice@example.com --to bob@example.net
 h_ok "a message is accepted" test -n "$H_QID"
 h_ok "it arrives at the sink" h_wait_sink main 1 20
 h_send --sasl alice@example.com wonderland --from alice@example.com --to bob@example.net
 h_assert_grep "$H_SEND_LOG" '^<\*\* +451 ' "the next message goes over messages 1/1h: 451"
-h_wait_log "$H_MILTER_LOG" 'decision=tempfail-rate' 10
+h_wait_log "$H_MILTER_LOG" 'class=standard .*decision=tempfail-rate' 10
+h_send --sasl news@example.com headlines --from news@example.com --to bob@example.net
+h_ok "news's first message arrives at the sink" h_wait_sink main 2 20
+for i in 1 2; do
+	h_send --sasl news@example.com headlines --from news@example.com --to bob@example.net
+	h_assert_grep "$H_SEND_LOG" '^<\*\* +451 ' "news's message $((i + 1)) goes over its messages 1/1h: 451"
+done
+h__wait_for 10 bash -c "[ \$(grep -c 'class=news .*decision=tempfail-rate' '$H_MILTER_LOG') = 2 ]" ||
+	h_diag "the milter did not log 2 deferrals of class news"
 
 scrape=$H_TMP/scrape.txt
 curl -s --max-time 10 "http://127.0.0.1:$port/metrics" >"$scrape"
-h_ok "the endpoint answers a scrape" grep -q '^bulkmilter_messages_accepted_total 1$' "$scrape"
-h_assert_eq "$(printf '%s\n' 'bulkmilter_deferrals_total{cause="rate"} 1' 'bulkmilter_deferrals_total{cause="spf"} 0' \
+h_ok "the endpoint answers a scrape" grep -q '^bulkmilter_messages_accepted_total 2$' "$scrape"
+h_assert_eq "$(printf '%s\n' 'bulkmilter_deferrals_total{cause="rate"} 3' 'bulkmilter_deferrals_total{cause="spf"} 0' \
 	'bulkmilter_deferrals_total{cause="suspended"} 0' 'bulkmilter_deferrals_total{cause="other"} 0')" \
-	"$(grep '^bulkmilter_deferrals_total' "$scrape")" "deferrals by cause: the rate's 1, no other"
+	"$(grep '^bulkmilter_deferrals_total' "$scrape")" "deferrals by cause: the rate's 3, no other"
+h_assert_eq "$(printf '%s\n' 'bulkmilter_class_deferrals_total{class="standard"} 1' \
+	'bulkmilter_class_deferrals_total{class="news"} 2' 'bulkmilter_class_deferrals_total{class="other"} 0')" \
+	"$(grep '^bulkmilter_class_deferrals_total' "$scrape")" "deferrals by class: standard 1, news 2, other 0"
+h_assert_eq "1 1" "$(grep -c '^# HELP bulkmilter_class_deferrals_total ' "$scrape") $(grep -c \
+	'^# TYPE bulkmilter_class_deferrals_total counter$' "$scrape")" "the class family: HELP and TYPE once"
 h_ok "bulkmilterctl --json stats is valid JSON with the labelled samples" \
 	bash -c "'$H_BULKMILTERCTL' -c '$H_TMP/bulkmilter.conf' --json stats |
-		python3 -c 'import json, sys; d = json.load(sys.stdin); sys.exit(d[\"deferrals_total{cause=\\\"rate\\\"}\"] != 1)'"
+		python3 -c 'import json, sys; d = json.load(sys.stdin); sys.exit(d[\"deferrals_total{cause=\\\"rate\\\"}\"] != 3 or d[\"class_deferrals_total{class=\\\"news\\\"}\"] != 2)'"
 
 promtool check metrics <"$scrape" >"$H_TMP/promtool.out" 2>&1
 h_ok "promtool check metrics: exit 0" test $? = 0
