@@ -591,6 +591,7 @@ static const struct {
 	{ "FeedbackKeyFile", p_feedback_key_file },
 };
 #define SETTINGS_COUNT (sizeof(settings_table) / sizeof(settings_table[0]))
+_Static_assert(SETTINGS_COUNT <= SETTINGS_NAMES_MAX, "raise SETTINGS_NAMES_MAX");
 
 static int settings_defaults(struct settings *s)
 {
@@ -744,6 +745,7 @@ struct settings *settings_read(const char *path, struct diag *errs)
 			continue;
 		}
 		seen[i] = c.line;
+		s->lines[i] = c.line;
 		settings_table[i].parse(&c, value);
 	}
 	fclose(fp);
@@ -768,6 +770,12 @@ bool settings_is_internal(const struct settings *s, const struct netaddr *a)
 		if (cidr_match(&s->internal_hosts[i], a))
 			return true;
 	return false;
+}
+
+int settings_line(const struct settings *s, const char *name)
+{
+	size_t i = settings_index(name);
+	return s != NULL && i < SETTINGS_COUNT ? s->lines[i] : 0;
 }
 
 void settings_free(struct settings *s)

@@ -6,6 +6,7 @@
  *	struct settings *settings_read(const char *path, struct diag *errs);
  *	void settings_free(struct settings *s);
  *	int settings_parse_duration_ms(const char *text, long *ms);
+ *	int settings_line(const struct settings *s, const char *name);
  * DESCRIPTION
  *	One setting a line, "Name value", '#' starts a comment, names are
  *	case-insensitive (OpenDKIM's style). Every unknown name, bad value or
@@ -14,6 +15,9 @@
  *	settings_read is the same but returns what it read despite errors
  *	(NULL only when the file cannot be read): for reporting the errors of
  *	the files the settings name too, never for running.
+ *	settings_line gives the line that set a setting, so the modules that
+ *	check a value later (the Redis URL, the password and key files) still
+ *	report FILE:LINE.
  *	Settings not in the file take the defaults of SPEC.md. Paths are kept
  *	as written; files they name (policy, keys, password) are read by the
  *	modules that own them. UserID and SpfUserID name users and groups
@@ -46,6 +50,8 @@ enum signing_authority_mode {
 #define SETTINGS_LIST_MAX 4096
 /* SpfUserID when the file does not set it (SPEC.md). */
 #define SETTINGS_SPF_USER_DEFAULT "nobody"
+/* Room for the line of every setting name (settings.c checks the count). */
+#define SETTINGS_NAMES_MAX 48
 
 struct settings {
 	char *path;			/* the file this came from */
@@ -87,6 +93,7 @@ struct settings {
 	char *feedback_key_file;	/* FeedbackKeyFile (feedback.h) or NULL: the secret in Redis */
 	enum signing_authority_mode signing_authority;
 	char *signing_authority_file;	/* SIGNING_AUTHORITY_FILE: the PATH */
+	int lines[SETTINGS_NAMES_MAX];	/* settings_line(): where each was set */
 };
 
 struct settings *settings_load(const char *path, struct diag *errs);
@@ -96,5 +103,7 @@ void settings_free(struct settings *s);
 int settings_parse_duration_ms(const char *text, long *ms);
 /* True when the address is in InternalHosts. */
 bool settings_is_internal(const struct settings *s, const struct netaddr *a);
+/* The line of the file that set NAME, 0 when it kept its default. */
+int settings_line(const struct settings *s, const char *name);
 
 #endif

@@ -76,7 +76,7 @@ struct snapshot *snapshot_load(const char *config_path, const char *socket_overr
 		if (s->feedback == NULL)
 			diag_add(errs, config_path, 0, "out of memory");
 		else if (feedback_key_file(s->settings->feedback_key_file, s->feedback, err, sizeof(err)) != 0)
-			diag_add(errs, config_path, 0, "%s", err);
+			diag_add(errs, config_path, settings_line(s->settings, "FeedbackKeyFile"), "%s", err);
 	}
 	if (settings_ok)
 		s->store = store_open(s->settings, errs);

@@ -550,24 +550,25 @@ static void *redis_open(const struct settings *s, struct diag *errs)
 		return NULL;
 	}
 	if (store_redis_parse_url(url, &parsed, err, sizeof(err)) < 0) {
-		diag_add(errs, file, 0, "Redis: %s", err);
+		diag_add(errs, file, settings_line(s, "Redis"), "Redis: %s", err);
 		free(rs);
 		return NULL;
 	}
 	if (s->redis_password_file != NULL) {
 		if (parsed.password[0] != '\0') {
-			diag_add(errs, file, 0,
+			diag_add(errs, file, settings_line(s, "RedisPasswordFile"),
 				 "Redis: password both in the URL and in RedisPasswordFile; keep one");
 			goto failed;
 		}
 		if (store_redis_read_password(s->redis_password_file, parsed.password,
 					sizeof(parsed.password), err, sizeof(err)) < 0) {
-			diag_add(errs, file, 0, "%s", err);
+			diag_add(errs, file, settings_line(s, "RedisPasswordFile"), "%s", err);
 			goto failed;
 		}
 	}
 	if (strlen(prefix) > REDIS_PREFIX_MAX) {
-		diag_add(errs, file, 0, "RedisPrefix: longer than %d characters", REDIS_PREFIX_MAX);
+		diag_add(errs, file, settings_line(s, "RedisPrefix"), "RedisPrefix: longer than %d characters",
+			 REDIS_PREFIX_MAX);
 		goto failed;
 	}
 	strcpy(rs->prefix, prefix);

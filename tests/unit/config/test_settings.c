@@ -5,6 +5,7 @@
 
 #include "log.h"
 #include "settings.h"
+#include "snapshot.h"
 
 static void defaults_match_the_spec(void **state)
 {
@@ -147,6 +148,39 @@ static void errors_name_file_and_line(void **state)
 	diag_free(&d);
 }
 
+/* Values checked after parsing (the Redis URL, the password and feedback
+ * key files) still name the line that set them, not just the file. */
+static void later_checks_name_the_line(void **state)
+{
+	(void)state;
+	char text[512];
+	const char *policy = unit_file("class c { }\nassign outbound c\n");
+	static const struct {
+		const char *line, *msg;
+	} cases[] = {
+		{ "Redis redis://127.0.0.1:99999/0", "Redis: " },
+		{ "Redis redis://127.0.0.1:6379/x", "Redis: " },
+		{ "RedisPasswordFile /nonexistent/bm-pw", "RedisPasswordFile /nonexistent/bm-pw: " },
+		{ "FeedbackKeyFile /nonexistent/bm-key", "FeedbackKeyFile /nonexistent/bm-key: " },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct diag d = { 0 };
+		snprintf(text, sizeof(text), "# line 1\nPolicy %s\n%s\n", policy, cases[i].line);
+		const char *path = unit_file(text);
+		assert_null(snapshot_load(path, NULL, false, &d));
+		assert_true(unit_has_error(&d, path, 3, cases[i].msg));
+		assert_int_equal(diag_errors(&d), 1);
+		diag_free(&d);
+	}
+	struct diag d = { 0 };
+	struct settings *s = settings_load(unit_file("# one\n\nredis unix:/tmp/x.sock\n"), &d);
+	assert_non_null(s);
+	assert_int_equal(settings_line(s, "Redis"), 3);
+	assert_int_equal(settings_line(s, "redisprefix"), 0);
+	assert_int_equal(settings_line(s, "NoSuchSetting"), 0);
+	settings_free(s);
+}
+
 /* The SPF helpers' user: never root, never UserID's user or group. */
 static void spf_user_is_a_user_of_its_own(void **state)
 {
@@ -253,6 +287,7 @@ int main(void)
 		cmocka_unit_test(defaults_match_the_spec),
 		cmocka_unit_test(every_setting_parses),
 		cmocka_unit_test(errors_name_file_and_line),
+		cmocka_unit_test(later_checks_name_the_line),
 		cmocka_unit_test(spf_user_is_a_user_of_its_own),
 		cmocka_unit_test(redis_password_never_in_errors),
 		cmocka_unit_test(internal_hosts_from_file),
