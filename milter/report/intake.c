@@ -170,14 +170,25 @@ static const struct policy_class *class_named(const struct policy *p, const char
  * A bounce-rate or complaint-rate rule, when a report is read: add the
  * report's events to the rule's count and compare with the recipients
  * the account sent in the same sliding window (the RCPT script counts
- * them: safety.h). KEYS sent, events, suspension; ARGV events to add,
- * period ms, share, min. Returns {tripped, sent, events}; a trip starts
- * both counts afresh (the suspension itself is safety_suspend's).
+ * them: safety.h). A report is a claim that anyone who received one of
+ * the account's messages can make (its Feedback-ID is the same on every
+ * message), so an event counts once per recipient a day: each rule keeps
+ * the recipients it counted in a sorted set (address -> expiry, Redis
+ * clock), and a recipient already there adds nothing. Replaying a report,
+ * or one recipient's several reports, moves no rate; it also makes the
+ * script safe to run twice. A complaint without a recipient counts as the
+ * empty address: once a day. KEYS sent, events, suspension, counted;
+ * ARGV period ms, share, min, then the event's recipients. Returns
+ * {tripped, sent, events, added}; a trip starts both counts afresh (the
+ * suspension itself is safety_suspend's).
  */
+#define INTAKE_EVENT_ONCE_MS "86400000"	/* one count per recipient a day */
+#define INTAKE_COUNTED_SUFFIX ":once"
+
 static const char rate_script[] =
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-	"local period = tonumber(ARGV[2])\n"
+	"local period = tonumber(ARGV[1])\n"
 	"local len = math.max(1, math.floor(period / 60))\n"
 	"local n = math.floor(period / len)\n"
 	"local cur = math.floor(now / len)\n"
@@ -189,45 +200,83 @@ static const char rate_script[] =
 	"  end\n"
 	"  return s\n"
 	"end\n"
-	"redis.call('HINCRBY', KEYS[2], string.format('%.0f', cur), tonumber(ARGV[1]))\n"
-	"redis.call('PEXPIRE', KEYS[2], string.format('%.0f', period))\n"
+	"redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', string.format('%.0f', now))\n"
+	"local add = 0\n"
+	"for i = 4, #ARGV do\n"
+	"  add = add + redis.call('ZADD', KEYS[4], 'NX', string.format('%.0f', now + " INTAKE_EVENT_ONCE_MS "), ARGV[i])\n"
+	"end\n"
+	"redis.call('PEXPIRE', KEYS[4], " INTAKE_EVENT_ONCE_MS ")\n"
+	"if add > 0 then\n"
+	"  redis.call('HINCRBY', KEYS[2], string.format('%.0f', cur), add)\n"
+	"  redis.call('PEXPIRE', KEYS[2], string.format('%.0f', period))\n"
+	"end\n"
 	"local sent, ev = sum(KEYS[1]), sum(KEYS[2])\n"
 	"local trip = 0\n"
-	"if redis.call('EXISTS', KEYS[3]) == 0 and sent > 0 and sent >= tonumber(ARGV[4])\n"
-	"   and ev > tonumber(ARGV[3]) * sent then\n"
+	"if add > 0 and redis.call('EXISTS', KEYS[3]) == 0 and sent > 0 and sent >= tonumber(ARGV[3])\n"
+	"   and ev > tonumber(ARGV[2]) * sent then\n"
 	"  trip = 1\n"
 	"  redis.call('DEL', KEYS[1], KEYS[2])\n"
 	"end\n"
-	"return {trip, sent, ev}\n";
+	"return {trip, sent, ev, add}\n";
 
 static void rates(const struct report *r, struct snapshot *snap, const struct policy_class *c,
-		  const char *account, unsigned hard, const char *qid)
+		  const char *account, const char *qid)
 {
+	/* the event's recipients, as suppression writes them */
+	static const char none[] = "";
+	char (*addrs)[ADDRESS_MAX] = malloc(sizeof(char[REPORT_RCPTS_MAX][ADDRESS_MAX]));
+	const char *args[3 + REPORT_RCPTS_MAX];
+	if (addrs == NULL) {
+		log_warning("%s: account=%s class=%s suspend-if rates not counted: out of memory", qid,
+			    account, c->name);
+		return;
+	}
 	for (size_t i = 0; i < c->suspend_if_count; i++) {
 		const struct policy_suspend_rule *rule = &c->suspend_if[i];
-		unsigned add = rule->kind == SUSPEND_BOUNCE_RATE && r->kind == REPORT_DSN ? hard
-			     : rule->kind == SUSPEND_COMPLAINT_RATE && r->kind == REPORT_ARF && r->complaint ? 1
-			     : 0;
+		size_t na = 3;
+		if (rule->kind == SUSPEND_BOUNCE_RATE && r->kind == REPORT_DSN) {
+			for (size_t j = 0; j < r->nrcpt; j++)
+				if (r->rcpt[j].hard) {
+					suppress_address(r->rcpt[j].address, addrs[na - 3], ADDRESS_MAX);
+					args[na] = addrs[na - 3];
+					na++;
+				}
+		} else if (rule->kind == SUSPEND_COMPLAINT_RATE && r->kind == REPORT_ARF && r->complaint) {
+			if (r->nrcpt > 0) {
+				suppress_address(r->rcpt[0].address, addrs[0], ADDRESS_MAX);
+				args[na++] = addrs[0];
+			} else {
+				args[na++] = none;
+			}
+		}
 		char sent[POLICY_ACCOUNT_MAX + POLICY_NAME_MAX + 64], events[sizeof(sent)], susp[sizeof(sent)];
-		char a_add[32], a_period[32], a_share[32], a_min[32], err[256], reason[STORE_SAFETY_TEXT_MAX];
-		char out[3][STORE_EVAL_VALUE_MAX];
+		char once[sizeof(sent) + sizeof(INTAKE_COUNTED_SUFFIX)];
+		char a_period[32], a_share[32], a_min[32], err[256], reason[STORE_SAFETY_TEXT_MAX];
+		char out[4][STORE_EVAL_VALUE_MAX];
 		size_t got = 0;
-		if (add == 0 || safety_rate_keys(c, account, rule, sent, events, sizeof(sent)) != 0)
+		if (na == 3 || safety_rate_keys(c, account, rule, sent, events, sizeof(sent)) != 0)
 			continue;
 		snprintf(susp, sizeof(susp), "{%s}" SAFETY_SUSPENSION_SUFFIX, account);
-		snprintf(a_add, sizeof(a_add), "%u", add);
+		snprintf(once, sizeof(once), "%s" INTAKE_COUNTED_SUFFIX, events);
 		snprintf(a_period, sizeof(a_period), "%lu", safety_rate_period_ms(rule));
 		snprintf(a_share, sizeof(a_share), "%.9g", rule->share);
 		snprintf(a_min, sizeof(a_min), "%lu", rule->min);
-		const char *keys[3] = { sent, events, susp }, *args[4] = { a_add, a_period, a_share, a_min };
-		enum store_status st = store_eval(snap->store, rate_script, keys, 3, args, 4, out, 3, &got,
+		const char *keys[4] = { sent, events, susp, once };
+		args[0] = a_period;
+		args[1] = a_share;
+		args[2] = a_min;
+		enum store_status st = store_eval(snap->store, rate_script, keys, 4, args, na, out, 4, &got,
 						  err, sizeof(err));
-		if (st != STORE_OK || got != 3) {
+		if (st != STORE_OK || got != 4) {
 			log_warning("%s: account=%s class=%s suspend-if %s not counted: %s", qid, account,
 				    c->name, rule->text, st != STORE_OK ? err : "bad reply");
 			continue;
 		}
-		long long n_sent = atoll(out[1]), n_ev = atoll(out[2]);
+		long long n_sent = atoll(out[1]), n_ev = atoll(out[2]), n_add = atoll(out[3]);
+		if (n_add < (long long)(na - 3))
+			log_info("%s: account=%s class=%s suspend-if %s: %lld of %zu reported recipients "
+				 "already counted today", qid, account, c->name, rule->text,
+				 (long long)(na - 3) - n_add, na - 3);
 		log_info("%s: account=%s class=%s suspend-if %s: %lld of %lld recipients sent%s", qid,
 			 account, c->name, rule->text, n_ev, n_sent, strcmp(out[0], "1") == 0 ? ": tripped" : "");
 		if (strcmp(out[0], "1") != 0)
@@ -238,6 +287,7 @@ static void rates(const struct report *r, struct snapshot *snap, const struct po
 			log_warning("%s: account=%s class=%s suspend-if %s tripped, suspension not stored: %s",
 				    qid, account, c->name, rule->text, err);
 	}
+	free(addrs);
 }
 
 static void act(const struct report *r, struct snapshot *snap, const char *qid)
@@ -263,7 +313,7 @@ static void act(const struct report *r, struct snapshot *snap, const char *qid)
 	}
 	const struct policy_class *c = class_named(snap->policy, cls_name);
 	if (c != NULL)
-		rates(r, snap, c, account, hard, qid);
+		rates(r, snap, c, account, qid);
 	if (c == NULL) {
 		log_info("%s: report=%s class=%s account=%s rcpts=%zu hard=%u decision=ignored "
 			 "reason=\"class %s is not in the policy\"", qid, kind, cls_name, account, r->rcpts,
