@@ -165,7 +165,7 @@ static int keytable_next_line(struct keytable_line *ln, struct diag *errs)
 
 /* "refile:PATH", "file:PATH" or "PATH"; other dataset types are errors. */
 static const char *keytable_dataset(const char *spec, bool *refile, const char *conf,
-	const char *setting, struct diag *errs)
+	int line, const char *setting, struct diag *errs)
 {
 	const char *colon = strchr(spec, ':');
 
@@ -182,7 +182,7 @@ static const char *keytable_dataset(const char *spec, bool *refile, const char *
 			if (!isalpha((unsigned char)*p))
 				word = false;
 		if (word) {
-			diag_add(errs, conf, 0, "%s %s: only file: and refile: tables are supported",
+			diag_add(errs, conf, line, "%s %s: only file: and refile: tables are supported",
 				setting, spec);
 			return NULL;
 		}
@@ -476,20 +476,23 @@ struct keytable *keytable_load(const struct settings *s, struct diag *errs)
 
 	if (s->key_table == NULL) {
 		if (s->signing_table != NULL)
-			diag_add(errs, conf, 0, "SigningTable is set but KeyTable is not");
+			diag_add(errs, conf, settings_line(s, "SigningTable"),
+				 "SigningTable is set but KeyTable is not");
 		return NULL;
 	}
 	if (s->signing_table == NULL) {
-		diag_add(errs, conf, 0, "KeyTable is set but SigningTable is not");
+		diag_add(errs, conf, settings_line(s, "KeyTable"), "KeyTable is set but SigningTable is not");
 		return NULL;
 	}
-	const char *key_path = keytable_dataset(s->key_table, &refile, conf, "KeyTable", errs);
+	const char *key_path = keytable_dataset(s->key_table, &refile, conf,
+		settings_line(s, "KeyTable"), "KeyTable", errs);
 	if (key_path != NULL && refile) {
-		diag_add(errs, conf, 0, "KeyTable %s: a KeyTable cannot be a refile", s->key_table);
+		diag_add(errs, conf, settings_line(s, "KeyTable"), "KeyTable %s: a KeyTable cannot be a refile",
+			 s->key_table);
 		key_path = NULL;
 	}
 	const char *sign_path = keytable_dataset(s->signing_table, &refile, conf,
-		"SigningTable", errs);
+		settings_line(s, "SigningTable"), "SigningTable", errs);
 	if (key_path == NULL || sign_path == NULL)
 		return NULL;
 

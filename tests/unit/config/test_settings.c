@@ -162,6 +162,8 @@ static void later_checks_name_the_line(void **state)
 		{ "Redis redis://127.0.0.1:6379/x", "Redis: " },
 		{ "RedisPasswordFile /nonexistent/bm-pw", "RedisPasswordFile /nonexistent/bm-pw: " },
 		{ "FeedbackKeyFile /nonexistent/bm-key", "FeedbackKeyFile /nonexistent/bm-key: " },
+		{ "KeyTable /nonexistent/kt", "KeyTable is set but SigningTable is not" },
+		{ "SigningTable /nonexistent/st", "SigningTable is set but KeyTable is not" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct diag d = { 0 };
