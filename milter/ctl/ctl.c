@@ -30,6 +30,11 @@
  * those of its domain, of its classes' class scope, or all of them.
  * explain --from says whether that From may be signed for the login
  * (SigningAuthority). The dkim commands are ctl_dkim.c's.
+ *
+ * --json may also follow the command or sit among its arguments
+ * ("usage --json ACCOUNT"), except as the value of an option that takes
+ * one (--reason --json is a reason). A command given arguments it does
+ * not take is a usage error: exit status 2.
  */
 #include "config.h"
 
@@ -547,6 +552,37 @@ static int cmd_account(struct snapshot *s, int argc, char **argv)
 	return reset ? cmd_reset(s, dir, account, scopes) : cmd_usage(s, dir, account);
 }
 
+/* Options of the commands that take a value: "--json" after one is that value. */
+static bool takes_value(const char *opt)
+{
+	static const char *const valued[] = { "-c", "--sasl", "--sender", "--ip", "--rcpts", "--from",
+		"--scope", "--for", "--reason", "--algorithm" };
+	for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++)
+		if (strcmp(opt, valued[k]) == 0)
+			return true;
+	return false;
+}
+
+/* Takes every "--json" out of argv[first..argc), sets json; returns the new argc. */
+static int take_json(int argc, char **argv, int first)
+{
+	int out = first;
+	const char *prev = NULL;
+
+	for (int k = first; k < argc; k++) {
+		const char *arg = argv[k];
+		bool value = prev != NULL && takes_value(prev);
+		prev = arg;
+		if (!value && strcmp(arg, "--json") == 0) {
+			json = true;
+			continue;
+		}
+		argv[out++] = argv[k];
+	}
+	argv[out] = NULL;
+	return out;
+}
+
 int main(int argc, char **argv)
 {
 	const char *config = DEFAULT_CONFIG;
@@ -568,6 +604,12 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[i];
 	struct diag errs = { .count = 0 };
+
+	argc = take_json(argc, argv, i + 1);
+	if (strcmp(cmd, "check") == 0 && i + 1 != argc) {
+		usage();
+		return 2;
+	}
 
 	if (strcmp(cmd, "dkim") == 0)	/* keygen needs no config; check loads its own */
 		return ctl_dkim(config, json, argc - i, argv + i);

@@ -4,7 +4,8 @@
 # matched line, account, rates, bulk or not and why, the checks that
 # apply; text and JSON; --local as the daemon treats sendmail(1) mail)
 # and stats (the running daemon's counters through
-# MetricsListen, which also serves Prometheus text).
+# MetricsListen, which also serves Prometheus text); --json after the
+# command (and not taken as an option's value), extra arguments exit 2.
 
 # shellcheck source=../lib/harness.sh
 . "$(dirname "$0")/../lib/harness.sh"
@@ -92,6 +93,22 @@ h_assert_grep "$H_TMP/ctl.out" '^\{"direction":"outbound",.*"over_limit":"hold",
 	"explain --local --json: outbound, over-limit hold, local submission"
 ctl explain --ip not-an-ip
 h_assert_eq "2" "$?" "explain --ip not-an-ip: usage error (exit 2)"
+
+# ---- --json after the command, extra arguments
+ctl check --json
+h_assert_grep "$H_TMP/ctl.out" '^\{"ok":true\}$' "check --json (after the command): {\"ok\":true}"
+ctl explain --sasl news@example.com --json
+h_assert_grep "$H_TMP/ctl.out" '^\{"direction":"outbound",.*"class":"newsletter"' "explain ... --json: JSON"
+ctl usage --json alice@example.com
+h_assert_grep "$H_TMP/ctl.out" '^\{"account":"alice@example.com","direction":"outbound","buckets":\[\]\}$' \
+	"usage --json ACCOUNT: JSON"
+ctl suspend mallory@example.com --json --reason --json
+h_assert_grep "$H_TMP/ctl.out" '^\{"account":"mallory@example.com","suspended":true,.*"reason":"--json"\}$' \
+	"suspend ... --json --reason --json: JSON, and the reason is --json"
+ctl release mallory@example.com --json
+h_assert_grep "$H_TMP/ctl.out" '^\{"account":"mallory@example.com","released":true\}$' "release ... --json: JSON"
+ctl check extra
+h_assert_eq "2" "$?" "check with an argument: usage error (exit 2)"
 
 # ---- stats, from the running daemon
 h_milter_start
