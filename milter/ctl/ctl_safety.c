@@ -11,10 +11,13 @@
  * MAIL FROM script reads it, so a suspension made here holds on the
  * whole fleet with the next message, and release ends it as fast.
  * suspend and release send a "suspended" / "released" event to
- * NotifyURL (waiting up to CTL_EVENTS_WAIT_MS for it to be taken).
+ * NotifyURL (waiting up to CTL_EVENTS_WAIT_MS for it to be taken); its
+ * "class" is the class the policy gives the account's outbound mail (as
+ * a SASL login, else as the sender), absent when no assign line does.
  *
  * suspended lists the keys with SCAN (never KEYS: a large Redis is not
- * blocked), so there is no index to keep in step with expiry.
+ * blocked), so there is no index to keep in step with expiry; in a
+ * cluster it scans every master (store_masters).
  *
  * They reach Redis through the store (safety_store_*, safety.h), so
  * sentinel:// and cluster:// work as for the daemon. Accounts are the
@@ -87,6 +90,23 @@ static void send_event(const struct settings *st, const struct event *e)
 	events_stop();
 }
 
+/*
+ * The class an account's outbound mail gets, for the event's "class"
+ * (SPEC: every event names it): the account as a SASL login, else as the
+ * envelope sender. NULL when no assign line takes either.
+ */
+static const char *account_class(const struct snapshot *s, const char *account)
+{
+	struct policy_facts f = { .direction = DIRECTION_OUTBOUND, .sasl = account };
+	const struct policy_class *c = s->policy ? policy_lookup(s->policy, &f, NULL) : NULL;
+	if (c == NULL && s->policy) {
+		f.sasl = NULL;
+		f.sender = account;
+		c = policy_lookup(s->policy, &f, NULL);
+	}
+	return c ? c->name : NULL;
+}
+
 static int cmd_suspend(struct snapshot *s, bool json, int argc, char **argv)
 {
 	const char *account = NULL, *reason = "";
@@ -142,8 +162,8 @@ static int cmd_suspend(struct snapshot *s, bool json, int argc, char **argv)
 		       when, reason[0] ? ": " : "", reason);
 	}
 	struct event e = {
-		.event = "suspended", .account = account, .time_ms = now, .reason = reason,
-		.by = "ctl", .until_ms = until,
+		.event = "suspended", .account = account, .cls = account_class(s, account),
+		.time_ms = now, .reason = reason, .by = "ctl", .until_ms = until,
 	};
 	send_event(s->settings, &e);
 	return 0;
@@ -171,7 +191,8 @@ static int cmd_release(struct snapshot *s, bool json, int argc, char **argv)
 		printf(released ? "released %s\n" : "%s was not suspended\n", account);
 	}
 	if (released) {
-		struct event e = { .event = "released", .account = account, .by = "ctl" };
+		struct event e = { .event = "released", .account = account,
+				   .cls = account_class(s, account), .by = "ctl" };
 		send_event(s->settings, &e);
 	}
 	return 0;

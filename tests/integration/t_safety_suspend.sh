@@ -93,10 +93,10 @@ h_assert_eq 1 "$(rl_delivered alice2 1)" "release: alice's next message is deliv
 h_assert_eq 1 "$(rl_held_count alice@example.com)" "release: still only the first one is held"
 h_assert_eq "rej@example.com/ctl/test/None tmp@example.com/ctl/test/None" "$(listed)" \
 	"suspended --json no longer lists alice"
-h_assert_eq 1 "$(sf_wait_events 1 event=suspended account=alice@example.com by=ctl reason=test)" \
-	"events: one suspended event for alice, by ctl, reason test"
-h_assert_eq 1 "$(sf_wait_events 1 event=released account=alice@example.com by=ctl)" \
-	"events: one released event for alice"
+h_assert_eq 1 "$(sf_wait_events 1 event=suspended account=alice@example.com class=holding by=ctl reason=test)" \
+	"events: one suspended event for alice, class holding (her assign line), by ctl, reason test"
+h_assert_eq 1 "$(sf_wait_events 1 event=released account=alice@example.com class=holding by=ctl)" \
+	"events: one released event for alice, class holding"
 
 # ---- suspend --for -------------------------------------------------------
 sf_ctl suspend brief@example.com --for 2s >/dev/null
