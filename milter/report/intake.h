@@ -45,7 +45,11 @@
  *	min were sent, the account is suspended from that moment
  *	(safety_suspend: log line, rule-tripped and suspended events) and
  *	both counts start afresh. One more store round trip per rule, for
- *	reports only.
+ *	reports only. Each recipient counts once a day per rule (a report
+ *	is a claim anyone holding the account's Feedback-ID can repeat): a
+ *	recipient already counted adds nothing ("N of M reported
+ *	recipients already counted today"), a complaint naming none counts
+ *	as the empty address.
  *
  *	intake_wants_feedback_id: the class's outbound mail carries our
  *	Feedback-ID, because its reports are acted on: it has "suppress" or
