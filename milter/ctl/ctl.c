@@ -38,6 +38,8 @@
  */
 #include "config.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <netdb.h>
@@ -237,9 +239,11 @@ static int cmd_explain(struct snapshot *s, int argc, char **argv)
 			}
 			break;
 		case 'r':
+			errno = 0;
 			rcpts = strtoul(optarg, &end, 10);
-			if (*optarg == '\0' || *end) {
-				fprintf(stderr, "explain: --rcpts needs a number\n");
+			/* strtoul takes "-1" as ULONG_MAX: digits only, and bounded */
+			if (!isdigit((unsigned char)*optarg) || *end || errno || rcpts > 1000000000UL) {
+				fprintf(stderr, "explain: --rcpts needs a number from 0 to 1000000000\n");
 				return 2;
 			}
 			break;

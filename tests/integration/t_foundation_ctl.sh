@@ -109,6 +109,8 @@ ctl release mallory@example.com --json
 h_assert_grep "$H_TMP/ctl.out" '^\{"account":"mallory@example.com","released":true\}$' "release ... --json: JSON"
 ctl check extra
 h_assert_eq "2" "$?" "check with an argument: usage error (exit 2)"
+ctl explain --sasl alice@example.com --rcpts -1
+h_assert_eq "2" "$?" "explain --rcpts -1: usage error (exit 2), not 2^64-1 recipients"
 
 # ---- stats, from the running daemon
 h_milter_start
