@@ -42,8 +42,8 @@
  *	receiver once when it starts ("events: POST to NotifyURL failed:
  *	REASON; retrying") and once when it recovers; the first drop of a
  *	run of drops (warning, naming the event and account), and how many
- *	more there were once an event is queued again. The URL is logged without its
- *	query, which may hold a token.
+ *	more there were once an event is queued again. The URL itself is
+ *	never logged: its userinfo or query may hold a token.
  */
 #ifndef BM_EVENTS_H
 #define BM_EVENTS_H
