@@ -9,7 +9,8 @@
 #     more complaints about other recipients make 3 of 10: tripped;
 #   - "bounce-rate > 20% min 5/1d", 10 recipients sent: a DSN from outside
 #     with two hard bounces read three times counts 2, not 6; a DSN of b2
-#     (counted) and b3 (new) adds 1: 3 of 10, tripped.
+#     (counted) and b3 (new) adds 1: 3 of 10, tripped;
+#   - a complaint naming no recipient counts once a day.
 # Fails before the per-recipient count: the third copy of the ARF report
 # trips (3 of 10), the second copy of the DSN trips (4 of 10).
 
@@ -132,6 +133,15 @@ h_assert_grep "$H_MILTER_LOG" "$H_QID: account=loop@example.com class=fbl suspen
 	"a complaint about m4: 3 of 11 is over 20%: tripped"
 h_send --from loop@example.com --to m1@example.net
 h_assert_grep "$H_SEND_LOG" '^<\*\* 550 5\.7\.1 Account loop@example\.com is suspended' "then the account is suspended"
+# a complaint naming no recipient (no Original-Rcpt-To, the quoted To has two): once a day
+arf "$H_TMP/anon.eml" m5@example.net "$FID_LOOP"
+sed -i -e '/^Original-Rcpt-To:/d' -e 's/^To: <m5@example.net>/To: <m5@example.net>, <m6@example.net>/' "$H_TMP/anon.eml"
+inbound_report "$H_TMP/anon.eml" arf
+h_assert_grep "$H_MILTER_LOG" "$H_QID: account=loop@example.com class=fbl suspend-if $RULE: 1 of 0 recipients sent$" \
+	"a complaint naming no recipient counts once (the counts started afresh at the trip)"
+inbound_report "$H_TMP/anon.eml" arf
+h_assert_grep "$H_MILTER_LOG" "$H_QID: account=loop@example.com class=fbl suspend-if $RULE: 1 of 1 reported recipients already counted today$" \
+	"a second complaint naming no recipient: already counted today"
 
 FID_LIST=$(send10 list@example.com b)
 RULE='bounce-rate > 20% min 5/1d'
