@@ -495,6 +495,10 @@ static int parse_assign(struct parse_ctx *c, char **w, int n)
 			free(a.value);
 			return perr(c, "assign %s: %s", key_names[k], err);
 		}
+	} else if (n == 4 && strncmp(w[2], "file:", 5) == 0) {
+		/* not a login named "file:...": a map names its classes itself */
+		return perr(c, "assign %s: file:PATH takes no class (each line of the map names its class)",
+			    key_names[k]);
 	} else if (n == 4) {
 		class_name = w[3];
 		if (a.key == KEY_IP) {

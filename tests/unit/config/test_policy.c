@@ -334,9 +334,13 @@ static void map_errors_name_the_map_file_and_line(void **state)
 	struct diag d = { 0 };
 	const char *map = unit_file("alice standard\nbob\ncarol gold\n");
 	char text[512];
-	snprintf(text, sizeof(text), "class standard { }\nassign sasl file:%s\nassign ip file:/nonexistent/map\n", map);
+	snprintf(text, sizeof(text), "class standard { }\nassign sasl file:%s\nassign ip file:/nonexistent/map\n"
+		 "assign sasl file:%s standard\n", map, map);
 	const char *path = unit_file(text);
 	assert_null(policy_load(path, &d));
+	/* a class after file:PATH is a mistake, not an exact login "file:..." */
+	assert_true(unit_has_error(&d, path, 4,
+		"assign sasl: file:PATH takes no class (each line of the map names its class)"));
 	assert_true(unit_has_error(&d, map, 2, "expected \"value class\""));
 	assert_true(unit_has_error(&d, map, 3, "unknown class gold"));
 	assert_true(unit_has_error(&d, path, 3, "assign ip: cannot open map /nonexistent/map"));
