@@ -159,6 +159,27 @@ enum store_status store_eval(struct store *st, const char *script, const char *c
 	return st->ops->eval(st->impl, script, keys, nk, args, na, out, nout, got, err, errlen);
 }
 
+size_t store_masters(struct store *st, unsigned *where, size_t max, char *err, size_t errlen)
+{
+	if (max == 0)
+		return 0;
+	if (st->ops->masters == NULL) {
+		where[0] = 0;
+		return 1;
+	}
+	return st->ops->masters(st->impl, where, max, err, errlen);
+}
+
+enum store_status store_eval_at(struct store *st, unsigned where, const char *script,
+	const char *const *args, size_t na, char (*out)[STORE_EVAL_VALUE_MAX], size_t nout,
+	size_t *got, char *err, size_t errlen)
+{
+	*got = 0;
+	if (st->ops->eval_at == NULL)
+		return store_eval(st, script, NULL, 0, args, na, out, nout, got, err, errlen);
+	return st->ops->eval_at(st->impl, where, script, args, na, out, nout, got, err, errlen);
+}
+
 void store_get_stats(struct store *st, struct store_stats *out)
 {
 	memset(out, 0, sizeof(*out));

@@ -28,6 +28,16 @@
  *		size_t n, long *deleted, char *err, size_t errlen);
  *	void store_get_stats(struct store *st, struct store_stats *out);
  *	long long store_now_ms(struct store *st);
+ *	enum store_status store_eval(struct store *st, const char *script,
+ *		const char *const *keys, size_t nk, const char *const *args,
+ *		size_t na, char (*out)[STORE_EVAL_VALUE_MAX], size_t nout,
+ *		size_t *got, char *err, size_t errlen);
+ *	size_t store_masters(struct store *st, unsigned *where, size_t max,
+ *		char *err, size_t errlen);
+ *	enum store_status store_eval_at(struct store *st, unsigned where,
+ *		const char *script, const char *const *args, size_t na,
+ *		char (*out)[STORE_EVAL_VALUE_MAX], size_t nout, size_t *got,
+ *		char *err, size_t errlen);
  * DESCRIPTION
  *	store_open parses the Redis URL, reads RedisPasswordFile and
  *	prepares a connection pool; it does not connect, so "-n" and a
@@ -311,6 +321,20 @@ enum store_status store_eval(struct store *st, const char *script, const char *c
 	size_t nk, const char *const *args, size_t na, char (*out)[STORE_EVAL_VALUE_MAX],
 	size_t nout, size_t *got, char *err, size_t errlen);
 /*
+ * Key-less scripts that must see every key (a SCAN listing, off the mail
+ * path): store_masters writes a place per master into where[0 .. n - 1]
+ * (at most max) and returns n: 1, but in a Redis Cluster one per master
+ * of a slot map asked for afresh; 0 with err when no master is known.
+ * store_eval_at is store_eval without keys on the master at where. A
+ * master that appears after store_masters is not visited, and a slot
+ * migrating during a listing may be seen twice or not at all.
+ */
+#define STORE_MASTERS_MAX 64
+size_t store_masters(struct store *st, unsigned *where, size_t max, char *err, size_t errlen);
+enum store_status store_eval_at(struct store *st, unsigned where, const char *script,
+	const char *const *args, size_t na, char (*out)[STORE_EVAL_VALUE_MAX], size_t nout,
+	size_t *got, char *err, size_t errlen);
+/*
  * The caller's view of the store clock (ms): the real-time clock plus the
  * test offset below. Calendar windows are computed around it.
  */
@@ -352,6 +376,12 @@ struct store_ops {
 		const struct store_bucket *b, size_t nb, const struct store_window *w, size_t nw,
 		const struct store_safety *sf, struct store_charge_result *res,
 		struct store_safety_result *sr, char *err, size_t errlen);
+	/* store_masters; NULL: one server, where 0 */
+	size_t (*masters)(void *impl, unsigned *where, size_t max, char *err, size_t errlen);
+	/* store_eval_at; NULL: eval without keys */
+	enum store_status (*eval_at)(void *impl, unsigned where, const char *script,
+		const char *const *args, size_t na, char (*out)[STORE_EVAL_VALUE_MAX],
+		size_t nout, size_t *got, char *err, size_t errlen);
 };
 
 extern const struct store_ops store_redis_ops;

@@ -463,9 +463,10 @@ static bool redis_eval_text(const redisReply *r, char *buf, size_t size)
 	return true;
 }
 
-static enum store_status redis_eval(void *impl, const char *script, const char *const *keys,
-	size_t nk, const char *const *args, size_t na, char (*out)[STORE_EVAL_VALUE_MAX],
-	size_t nout, size_t *got, char *err, size_t errlen)
+/* slot: where a key-less script runs in a cluster (-1: any master). */
+static enum store_status redis_eval_slot(void *impl, int slot, const char *script,
+	const char *const *keys, size_t nk, const char *const *args, size_t na,
+	char (*out)[STORE_EVAL_VALUE_MAX], size_t nout, size_t *got, char *err, size_t errlen)
 {
 	struct redis_store *rs = impl;
 	struct redis_cmd cmd, *cmds[1] = { &cmd };
@@ -473,6 +474,7 @@ static enum store_status redis_eval(void *impl, const char *script, const char *
 	redisReply *r;
 
 	redis_cmd_init(&cmd, (int)(nk + na) + 3);
+	cmd.slot = slot;
 	redis_cmd_str(&cmd, "EVAL");
 	redis_cmd_str(&cmd, script);
 	redis_cmd_num(&cmd, nk);
@@ -499,6 +501,29 @@ static enum store_status redis_eval(void *impl, const char *script, const char *
 	}
 	freeReplyObject(r);
 	return STORE_OK;
+}
+
+static enum store_status redis_eval(void *impl, const char *script, const char *const *keys,
+	size_t nk, const char *const *args, size_t na, char (*out)[STORE_EVAL_VALUE_MAX],
+	size_t nout, size_t *got, char *err, size_t errlen)
+{
+	return redis_eval_slot(impl, -1, script, keys, nk, args, na, out, nout, got, err, errlen);
+}
+
+/* The masters: one slot each in a cluster (redis_conn_master_slots). */
+static size_t redis_masters(void *impl, unsigned *where, size_t max, char *err, size_t errlen)
+{
+	struct redis_store *rs = impl;
+
+	return redis_conn_master_slots(rs->conn, where, max, err, errlen);
+}
+
+static enum store_status redis_eval_at(void *impl, unsigned where, const char *script,
+	const char *const *args, size_t na, char (*out)[STORE_EVAL_VALUE_MAX], size_t nout,
+	size_t *got, char *err, size_t errlen)
+{
+	return redis_eval_slot(impl, (int)where, script, NULL, 0, args, na, out, nout, got, err,
+			       errlen);
 }
 
 static void redis_stats(void *impl, struct store_stats *out)
@@ -688,4 +713,6 @@ const struct store_ops store_redis_ops = {
 	.forget = redis_forget,
 	.stats = redis_stats,
 	.eval = redis_eval,
+	.masters = redis_masters,
+	.eval_at = redis_eval_at,
 };

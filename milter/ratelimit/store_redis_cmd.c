@@ -19,6 +19,7 @@ void redis_cmd_init(struct redis_cmd *c, int cap)
 {
 	memset(c, 0, sizeof(*c));
 	c->cap = cap;
+	c->slot = -1;
 	c->argv = calloc((size_t)cap, sizeof(*c->argv));
 	c->argvlen = calloc((size_t)cap, sizeof(*c->argvlen));
 	c->off = calloc((size_t)cap, sizeof(*c->off));

@@ -494,6 +494,52 @@ static void redis_lookup(struct redis_conn *rc, bool unknown)
 			 rc->url.topology == STORE_REDIS_SENTINEL ? "sentinel" : "cluster");
 }
 
+/*
+ * Under rc->lock: while another call is asking for the topology (at
+ * start-up, say), waits for its answer, which is near.
+ */
+static void redis_lookup_wait(struct redis_conn *rc)
+{
+	struct timespec until;
+	long ms = (long)(rc->url.nseeds + 2) * (rc->timeout.tv_sec * 1000 + rc->timeout.tv_usec / 1000);
+
+	if (!rc->looking)
+		return;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000 + (until.tv_nsec + (ms % 1000) * 1000000L) / 1000000000L;
+	until.tv_nsec = (until.tv_nsec + (ms % 1000) * 1000000L) % 1000000000L;
+	while (rc->looking && pthread_cond_timedwait(&rc->looked, &rc->lock, &until) == 0)
+		;
+}
+
+size_t redis_conn_master_slots(struct redis_conn *rc, unsigned *slots, size_t max, char *err,
+	size_t errlen)
+{
+	bool seen[REDIS_NODES_MAX] = { false };
+	size_t n = 0;
+
+	if (max == 0)
+		return 0;
+	if (rc->url.topology != STORE_REDIS_CLUSTER) {
+		slots[0] = 0;
+		return 1;
+	}
+	redis_lookup(rc, true);		/* a listing wants the masters as they are now */
+	pthread_mutex_lock(&rc->lock);
+	redis_lookup_wait(rc);
+	for (unsigned s = 0; s < REDIS_CLUSTER_SLOTS && n < max; s++) {
+		uint8_t o = rc->owner[s];
+		if (o != 0 && !seen[o - 1]) {
+			seen[o - 1] = true;
+			slots[n++] = s;
+		}
+	}
+	pthread_mutex_unlock(&rc->lock);
+	if (n == 0)
+		snprintf(err, errlen, "redis cluster: no master known");
+	return n;
+}
+
 /* Whether argument i of the command is word (arguments are not NUL-terminated). */
 static bool redis_cmd_arg_is(const struct redis_cmd *cmd, int i, const char *word)
 {
@@ -522,21 +568,15 @@ static struct redis_node *redis_route(struct redis_conn *rc, const struct redis_
 	int key = redis_cmd_first_key(cmd);
 	if (cluster && key > 0)
 		slot = redis_cluster_keyslot(cmd->argv[key], cmd->argvlen[key]);
+	else if (cluster && cmd->slot >= 0 && cmd->slot < REDIS_CLUSTER_SLOTS)
+		slot = (unsigned)cmd->slot;
 	pthread_mutex_lock(&rc->lock);
 	bool unknown = cluster ? rc->owner[slot] == 0 : rc->master == NULL;
 	pthread_mutex_unlock(&rc->lock);
 	redis_lookup(rc, unknown);
 	pthread_mutex_lock(&rc->lock);
-	if (unknown && rc->looking) {
-		/* Another call is asking (at start-up, say): its answer is near. */
-		struct timespec until;
-		long ms = (long)(rc->url.nseeds + 2) * (rc->timeout.tv_sec * 1000 + rc->timeout.tv_usec / 1000);
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += ms / 1000 + (until.tv_nsec + (ms % 1000) * 1000000L) / 1000000000L;
-		until.tv_nsec = (until.tv_nsec + (ms % 1000) * 1000000L) % 1000000000L;
-		while (rc->looking && pthread_cond_timedwait(&rc->looked, &rc->lock, &until) == 0)
-			;
-	}
+	if (unknown)
+		redis_lookup_wait(rc);
 	node = cluster ? (rc->owner[slot] ? rc->nodes[rc->owner[slot] - 1] : NULL) : rc->master;
 	pthread_mutex_unlock(&rc->lock);
 	if (node == NULL && cluster)

@@ -13,6 +13,8 @@
  *		redisReply *r, char *err, size_t errlen);
  *	void redis_conn_stats(struct redis_conn *rc, struct store_stats *out);
  *	bool redis_conn_splits(const struct redis_conn *rc);
+ *	size_t redis_conn_master_slots(struct redis_conn *rc, unsigned *slots,
+ *		size_t max, char *err, size_t errlen);
 
 bool redis_conn_splits(const struct redis_conn *rc);
 
@@ -100,8 +102,16 @@ int redis_sentinel_master(const struct store_redis_url *url, struct timeval time
  *	tells how): the one server; the master the sentinels name; in a
  *	Cluster, the owner of the slot of the command's first key (EVAL and
  *	EVALSHA: argv[3] when numkeys > 0; other commands: argv[1]; none:
- *	any node), each command on its own, so a pipeline of n commands is
- *	n round trips there.
+ *	the owner of the command's slot field when it is >= 0, else any
+ *	node), each command on its own, so a pipeline of n commands is n
+ *	round trips there.
+ *
+ *	redis_conn_master_slots is for key-less commands that must see
+ *	every key (a SCAN listing): in a Cluster it asks for the slot map
+ *	afresh and writes one slot of each master into slots[0 .. n - 1]
+ *	(at most max), for the caller to set as a redis_cmd's slot; in the
+ *	other topologies there is one server, and slots[0] is 0. It returns
+ *	n, 0 with err when no master is known.
  *
  *	A redis_cmd is an argument vector whose strings live in one growing
  *	arena; cap is the most arguments it takes. Out of memory or
@@ -163,6 +173,7 @@ struct redis_cmd {
 	char *arena;
 	size_t used, size;
 	bool nomem;
+	int slot;		/* cluster: where a key-less command goes; -1: any node */
 };
 
 void redis_cmd_init(struct redis_cmd *c, int cap);
@@ -184,6 +195,8 @@ enum store_status redis_conn_bad_reply(struct redis_conn *rc, redisReply *r, cha
 void redis_conn_stats(struct redis_conn *rc, struct store_stats *out);
 
 bool redis_conn_splits(const struct redis_conn *rc);
+size_t redis_conn_master_slots(struct redis_conn *rc, unsigned *slots, size_t max, char *err,
+	size_t errlen);
 
 typedef enum store_status (*redis_group_charge_fn)(void *ctx, size_t group,
 	const struct store_bucket *b, size_t nb, const struct store_window *w, size_t nw,

@@ -342,7 +342,8 @@ int safety_store_list(struct store *st, const char *prefix, struct safety_suspen
 	size_t *n, char *err, size_t errlen)
 {
 	char pattern[256], cursor[STORE_EVAL_VALUE_MAX] = "0";
-	size_t p = 0, cap = 0, got;
+	size_t p = 0, cap = 0, got, nmasters, m = 0;
+	unsigned masters[STORE_MASTERS_MAX];
 	char (*out)[STORE_EVAL_VALUE_MAX] = calloc(2 + 5 * SAFETY_LIST_PAGE_MAX, sizeof(*out));
 	int rc = -1;
 
@@ -359,10 +360,13 @@ int safety_store_list(struct store *st, const char *prefix, struct safety_suspen
 		pattern[p++] = *c;
 	}
 	snprintf(pattern + p, sizeof(pattern) - p, "{*}" SAFETY_SUSPENSION_SUFFIX);
+	/* every master in turn (a cluster's), each scanned to its end */
+	if ((nmasters = store_masters(st, masters, STORE_MASTERS_MAX, err, errlen)) == 0)
+		goto out;
 	do {
 		const char *args[3] = { cursor, pattern, SAFETY_LIST_COUNT };
-		if (store_eval(st, list_script, NULL, 0, args, 3, out, 2 + 5 * SAFETY_LIST_PAGE_MAX, &got,
-			       err, errlen) != STORE_OK)
+		if (store_eval_at(st, masters[m], list_script, args, 3, out, 2 + 5 * SAFETY_LIST_PAGE_MAX,
+				  &got, err, errlen) != STORE_OK)
 			goto out;
 		size_t page = got >= 2 ? (size_t)atoll(out[1]) : 0;
 		if (got < 2 || page > SAFETY_LIST_PAGE_MAX || got != 2 + 5 * page) {
@@ -391,7 +395,7 @@ int safety_store_list(struct store *st, const char *prefix, struct safety_suspen
 			snprintf(s->by, sizeof(s->by), "%s", f[3]);
 			snprintf(s->reason, sizeof(s->reason), "%s", f[4]);
 		}
-	} while (strcmp(cursor, "0") != 0);
+	} while (strcmp(cursor, "0") != 0 || ++m < nmasters);
 	rc = 0;
 out:
 	free(out);

@@ -109,8 +109,9 @@
  *	(*released: there was one). safety_store_list pages through the
  *	suspensions of prefix (RedisPrefix) with SCAN, never KEYS (a large
  *	Redis is not blocked), into *list (free it); its texts are cut at
- *	STORE_EVAL_VALUE_MAX - 1 octets. In a cluster it sees the node that
- *	answers key-less calls only. All three return 0, or -1 with err.
+ *	STORE_EVAL_VALUE_MAX - 1 octets. In a cluster it scans every master
+ *	in turn (store_masters), so it lists the suspensions of every slot.
+ *	All three return 0, or -1 with err.
  *
  *	safety_client_element writes the client's text for distinct-ips:
  *	an IPv4 address as it is, an IPv6 address as its /64
