@@ -772,6 +772,12 @@ bool settings_is_internal(const struct settings *s, const struct netaddr *a)
 	return false;
 }
 
+int settings_set_socket(struct settings *s, const char *socket, const char *origin, struct diag *errs)
+{
+	struct settings_ctx c = { .s = s, .errs = errs, .file = origin, .line = 0 };
+	return p_socket(&c, socket);
+}
+
 int settings_line(const struct settings *s, const char *name)
 {
 	size_t i = settings_index(name);

@@ -7,6 +7,8 @@
  *	void settings_free(struct settings *s);
  *	int settings_parse_duration_ms(const char *text, long *ms);
  *	int settings_line(const struct settings *s, const char *name);
+ *	int settings_set_socket(struct settings *s, const char *socket, const char *origin,
+ *				struct diag *errs);
  * DESCRIPTION
  *	One setting a line, "Name value", '#' starts a comment, names are
  *	case-insensitive (OpenDKIM's style). Every unknown name, bad value or
@@ -103,6 +105,8 @@ void settings_free(struct settings *s);
 int settings_parse_duration_ms(const char *text, long *ms);
 /* True when the address is in InternalHosts. */
 bool settings_is_internal(const struct settings *s, const struct netaddr *a);
+/* Socket from elsewhere (bulkmilter -p), checked as the setting; errors name origin. */
+int settings_set_socket(struct settings *s, const char *socket, const char *origin, struct diag *errs);
 /* The line of the file that set NAME, 0 when it kept its default. */
 int settings_line(const struct settings *s, const char *name);
 

@@ -56,16 +56,10 @@ struct snapshot *snapshot_load(const char *config_path, const char *socket_overr
 		return NULL;
 	}
 	bool settings_ok = diag_errors(errs) == before;
-	if (socket_override) {
-		char *copy = strdup(socket_override);
-		if (copy == NULL) {
-			diag_add(errs, config_path, 0, "out of memory");
-			snapshot_free(s);
-			return NULL;
-		}
-		free(s->settings->socket);
-		s->settings->socket = copy;
-	}
+	/* -p is checked as Socket is: a bad one is an error of -n, not of smfi_setconn
+	 * (reported with the other files' errors; the set is refused below) */
+	if (socket_override)
+		(void)settings_set_socket(s->settings, socket_override, "-p", errs);
 	/* load everything, so one pass reports every file's errors */
 	s->policy = policy_load_zone(s->settings->policy_path, s->settings->timezone, errs);
 	s->keys = keytable_load(s->settings, errs);

@@ -149,7 +149,8 @@ static void errors_name_file_and_line(void **state)
 }
 
 /* Values checked after parsing (the Redis URL, the password and feedback
- * key files) still name the line that set them, not just the file. */
+ * key files) still name the line that set them, not just the file; -p
+ * SOCKET is checked as Socket is. */
 static void later_checks_name_the_line(void **state)
 {
 	(void)state;
@@ -174,7 +175,19 @@ static void later_checks_name_the_line(void **state)
 		assert_int_equal(diag_errors(&d), 1);
 		diag_free(&d);
 	}
+	/* bulkmilter -p SOCKET is checked as Socket is */
 	struct diag d = { 0 };
+	snprintf(text, sizeof(text), "Policy %s\n", policy);
+	const char *conf = unit_file(text);
+	assert_null(snapshot_load(conf, "inet:99999@127.0.0.1", false, &d));
+	assert_true(unit_has_error(&d, "-p", 0, "Socket: expected inet:PORT@HOST, got inet:99999@127.0.0.1"));
+	assert_int_equal(diag_errors(&d), 1);
+	diag_free(&d);
+	struct snapshot *snap = snapshot_load(conf, "unix:/tmp/bm-p.sock", false, &d);
+	assert_non_null(snap);
+	assert_string_equal(snap->settings->socket, "unix:/tmp/bm-p.sock");
+	snapshot_release(snap);
+
 	struct settings *s = settings_load(unit_file("# one\n\nredis unix:/tmp/x.sock\n"), &d);
 	assert_non_null(s);
 	assert_int_equal(settings_line(s, "Redis"), 3);
