@@ -25,9 +25,13 @@
  * buckets of the outbound account ACCOUNT; with --inbound, those of the
  * inbound account of that name, which are kept apart (ratelimit.h).
  * usage shows every bucket and calendar window in use in every scope,
- * with when it resets in its class's zone (RFC 3339 with --json); reset
- * takes the account's buckets (and volume windows), or with --scope
- * those of its domain, of its classes' class scope, or all of them.
+ * and every bucket of the class the account would be assigned to (found
+ * as explain finds it: the account as SASL login, else as sender), with
+ * used 0 when full, with when it resets in its class's zone (RFC 3339
+ * with --json); one round trip. reset takes the account's buckets (and
+ * volume windows), or with --scope those of its domain (an account
+ * without a domain: exit 1), of its classes' class scope, or all of
+ * them; its JSON says the scope reset.
  * explain --from says whether that From may be signed for the login
  * (SigningAuthority). The dkim commands are ctl_dkim.c's.
  *
@@ -35,6 +39,11 @@
  * ("usage --json ACCOUNT"), except as the value of an option that takes
  * one (--reason --json is a reason). A command given arguments it does
  * not take is a usage error: exit status 2.
+ * DIAGNOSTICS
+ *	Exit 0, 1 on an error (config, Redis, daemon), 2 on a usage error.
+ *	Errors go to stderr; with --json, a command that fails without
+ *	writing its own JSON also prints {"error":"MESSAGE"} on stdout (the
+ *	output is held in temporary files until the command ends).
  */
 #include "config.h"
 
@@ -365,12 +374,42 @@ static void usage_resets(const struct ratelimit_usage *u, char *buf, size_t len)
 	calendar_rfc3339(u->cls->zone, (ms + (u->rate->calendar ? 0 : 999)) / 1000, buf, len);
 }
 
+/*
+ * The class account would be assigned to, found as explain finds it: the
+ * account as the SASL login (outbound only), else as the envelope sender
+ * (and as the client, when it is an address). A class counts only when
+ * its account line gives back this account. Returns 1 with *out, or 0.
+ */
+static size_t usage_class(const struct snapshot *s, enum policy_direction dir, const char *account,
+			  const struct policy_class **out)
+{
+	struct netaddr ip = { 0 };
+	bool is_ip = netaddr_parse(account, &ip) == 0;
+	const struct policy_facts tries[2] = {
+		{ .direction = dir, .sasl = account, .sender = "" },
+		{ .direction = dir, .sasl = "", .sender = account, .client = is_ip ? &ip : NULL },
+	};
+
+	for (size_t t = dir == DIRECTION_OUTBOUND ? 0 : 1; t < 2; t++) {
+		char got[POLICY_ACCOUNT_MAX];
+		const struct policy_class *c = policy_lookup(s->policy, &tries[t], NULL);
+		if (c != NULL && policy_account(c, &tries[t], got, sizeof(got)) == 0
+		    && strcasecmp(got, account) == 0) {
+			*out = c;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static int cmd_usage(struct snapshot *s, enum policy_direction dir, const char *account)
 {
 	struct ratelimit_usage u[USAGE_MAX];
-	size_t n = 0;
+	const struct policy_class *home[1];
+	size_t n = 0, nhome = usage_class(s, dir, account, home);
 	char err[256] = "", resets[48];
-	if (ratelimit_usage(s->store, s->policy, dir, account, u, USAGE_MAX, &n, err, sizeof(err)) != 0) {
+	if (ratelimit_usage_in(s->store, s->policy, dir, account, home, nhome, u, USAGE_MAX, &n, err,
+			       sizeof(err)) != 0) {
 		fprintf(stderr, "usage: %s\n", err);
 		return 1;
 	}
@@ -404,8 +443,12 @@ static int cmd_usage(struct snapshot *s, enum policy_direction dir, const char *
 		return 0;
 	}
 	if (n == 0) {
-		printf("%s%s: no buckets in use (every bucket is full)\n", account,
-		       dir == DIRECTION_INBOUND ? " (inbound)" : "");
+		if (nhome)
+			printf("%s%s: no buckets (class %s has no rates)\n", account,
+			       dir == DIRECTION_INBOUND ? " (inbound)" : "", home[0]->name);
+		else
+			printf("%s%s: no buckets in use, and the account is assigned to no class\n", account,
+			       dir == DIRECTION_INBOUND ? " (inbound)" : "");
 		return 0;
 	}
 	printf("%-16s %-10s %-8s %-24s %10s %10s %12s  %s\n", "class", "kind", "scope", "rate", "used", "left",
@@ -500,6 +543,11 @@ static int cmd_reset(struct snapshot *s, enum policy_direction dir, const char *
 		     unsigned scopes)
 {
 	char err[256] = "";
+	const char *at = strrchr(account, '@');
+	if (scopes == RATELIMIT_SCOPE(SCOPE_DOMAIN) && (at == NULL || at[1] == '\0')) {
+		fprintf(stderr, "reset: %s has no domain\n", account);
+		return 1;
+	}
 	if (ratelimit_reset(s->store, s->policy, dir, account, scopes, err, sizeof(err)) != 0) {
 		fprintf(stderr, "reset: %s\n", err);
 		return 1;
@@ -507,7 +555,10 @@ static int cmd_reset(struct snapshot *s, enum policy_direction dir, const char *
 	if (json) {
 		printf("{\"account\":");
 		json_str(account);
-		printf(",\"direction\":\"%s\",\"reset\":true}\n", direction_name(dir));
+		printf(",\"direction\":\"%s\",\"scope\":\"%s\",\"reset\":true}\n", direction_name(dir),
+		       scopes == RATELIMIT_SCOPES_ALL ? "all"
+		       : scopes == RATELIMIT_SCOPE(SCOPE_DOMAIN) ? "domain"
+		       : scopes == RATELIMIT_SCOPE(SCOPE_CLASS) ? "class" : "account");
 	} else {
 		printf("%s%s: every bucket reset%s\n", account, dir == DIRECTION_INBOUND ? " (inbound)" : "",
 		       scopes == RATELIMIT_SCOPES_ALL ? " (every scope)"
@@ -587,9 +638,86 @@ static int take_json(int argc, char **argv, int first)
 	return out;
 }
 
+/*
+ * With --json, what a command writes goes to two temporary files until
+ * it ends: a command that fails without writing to stdout then prints
+ * its error there as {"error":"..."}, in this one place. What it wrote
+ * to stderr still goes to stderr.
+ */
+struct capture {
+	FILE *out, *err;
+	int out_fd, err_fd;
+};
+
+static bool capture_start(struct capture *c)
+{
+	fflush(stdout);
+	fflush(stderr);
+	c->out = tmpfile();
+	c->err = tmpfile();
+	c->out_fd = c->out && c->err ? dup(STDOUT_FILENO) : -1;
+	c->err_fd = c->out_fd >= 0 ? dup(STDERR_FILENO) : -1;
+	if (c->err_fd < 0 || dup2(fileno(c->out), STDOUT_FILENO) < 0
+	    || dup2(fileno(c->err), STDERR_FILENO) < 0) {
+		if (c->out_fd >= 0)
+			dup2(c->out_fd, STDOUT_FILENO), close(c->out_fd);
+		if (c->err_fd >= 0)
+			dup2(c->err_fd, STDERR_FILENO), close(c->err_fd);
+		if (c->out)
+			fclose(c->out);
+		if (c->err)
+			fclose(c->err);
+		return false;	/* then errors stay plain text on stderr */
+	}
+	return true;
+}
+
+/* Copies f, from its start, to the stream to. */
+static void capture_copy(FILE *f, FILE *to)
+{
+	char buf[8192];
+	size_t n;
+
+	rewind(f);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, to);
+	fflush(to);
+}
+
+static void capture_end(struct capture *c, int rc)
+{
+	fflush(stdout);
+	fflush(stderr);
+	dup2(c->out_fd, STDOUT_FILENO);
+	dup2(c->err_fd, STDERR_FILENO);
+	close(c->out_fd);
+	close(c->err_fd);
+	capture_copy(c->err, stderr);
+	if (rc != 0 && ftell(c->out) == 0) {
+		char msg[4096];
+		size_t len;
+		rewind(c->err);
+		len = fread(msg, 1, sizeof(msg) - 1, c->err);
+		while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
+			len--;
+		msg[len] = '\0';
+		printf("{\"error\":");
+		json_str(len ? msg : "failed");
+		printf("}\n");
+		fflush(stdout);
+	} else {
+		capture_copy(c->out, stdout);
+	}
+	fclose(c->out);
+	fclose(c->err);
+}
+
+static int run(int argc, char **argv, const char *config, int i);
+
 int main(int argc, char **argv)
 {
 	const char *config = DEFAULT_CONFIG;
+	bool bad = false;
 	int i = 1;
 
 	for (; i < argc && argv[i][0] == '-'; i++) {
@@ -598,18 +726,33 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
 			config = argv[++i];
 		} else {
-			usage();
-			return 2;
+			bad = true;
+			break;
 		}
 	}
-	if (i >= argc) {
+	if (!bad && i < argc)
+		argc = take_json(argc, argv, i + 1);
+
+	struct capture cap;
+	bool captured = json && capture_start(&cap);
+	int rc;
+	if (bad || i >= argc) {
 		usage();
-		return 2;
+		rc = 2;
+	} else {
+		rc = run(argc, argv, config, i);
 	}
+	if (captured)
+		capture_end(&cap, rc);
+	return rc;
+}
+
+/* Runs the command argv[i] (take_json has been applied). */
+static int run(int argc, char **argv, const char *config, int i)
+{
 	const char *cmd = argv[i];
 	struct diag errs = { .count = 0 };
 
-	argc = take_json(argc, argv, i + 1);
 	if (strcmp(cmd, "check") == 0 && i + 1 != argc) {
 		usage();
 		return 2;

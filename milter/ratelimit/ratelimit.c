@@ -550,6 +550,13 @@ int ratelimit_usage(struct store *st, const struct policy *p, enum policy_direct
 	const char *account, struct ratelimit_usage *out, size_t max, size_t *n, char *err,
 	size_t errlen)
 {
+	return ratelimit_usage_in(st, p, dir, account, NULL, 0, out, max, n, err, errlen);
+}
+
+int ratelimit_usage_in(struct store *st, const struct policy *p, enum policy_direction dir,
+	const char *account, const struct policy_class *const *assigned, size_t nassigned,
+	struct ratelimit_usage *out, size_t max, size_t *n, char *err, size_t errlen)
+{
 	struct rl_set s;
 	int rc = -1;
 
@@ -573,14 +580,18 @@ int ratelimit_usage(struct store *st, const struct policy *p, enum policy_direct
 	if (store_peek(st, s.b, s.nb, lv, &now_ms, err, errlen) != STORE_OK)
 		goto out;
 	for (size_t i = 0; i < s.nb; i++) {
-		if (lv[i].used <= 0)
+		/* the classes the account is assigned to: every bucket, even full */
+		bool home = false;
+		for (size_t k = 0; k < nassigned && !home; k++)
+			home = assigned[k] == s.bcls[i];
+		if (lv[i].used <= 0 && !home)
 			continue;
 		/*
 		 * A class bucket is every account's: show it only beside a
 		 * bucket of the account's own in that class, not for every
 		 * account ops ask about.
 		 */
-		bool mine = s.brate[i]->scope != SCOPE_CLASS;
+		bool mine = home || s.brate[i]->scope != SCOPE_CLASS;
 		for (size_t j = 0; j < s.nb && !mine; j++)
 			mine = s.bcls[j] == s.bcls[i] && s.brate[j]->scope != SCOPE_CLASS && lv[j].used > 0;
 		if (!mine)

@@ -27,6 +27,11 @@
  *		enum policy_direction dir, const char *account,
  *		struct ratelimit_usage *out, size_t max, size_t *n,
  *		char *err, size_t errlen);
+ *	int ratelimit_usage_in(struct store *st, const struct policy *p,
+ *		enum policy_direction dir, const char *account,
+ *		const struct policy_class *const *assigned, size_t nassigned,
+ *		struct ratelimit_usage *out, size_t max, size_t *n,
+ *		char *err, size_t errlen);
  *	int ratelimit_reset(struct store *st, const struct policy *p,
  *		enum policy_direction dir, const char *account, unsigned scopes,
  *		char *err, size_t errlen);
@@ -126,7 +131,9 @@
  *	with when each is full again (resets_ms, store clock): the account's
  *	own, its domain's, and the class buckets of the classes in which the
  *	account has a bucket of its own or of its domain in use; *n = 0 is
- *	not an error. ratelimit_reset deletes every bucket of account in the
+ *	not an error. ratelimit_usage_in lists the same and, with used 0
+ *	when full, every bucket (every scope) of the nassigned classes in
+ *	assigned: those the account would be assigned to. ratelimit_reset deletes every bucket of account in the
  *	scopes given (RATELIMIT_SCOPE bits; the volume windows and the
  *	notify flags, safety.h, go with the account scope) for every class
  *	of p. Both are one round trip.
@@ -228,6 +235,10 @@ struct ratelimit_usage {
 int ratelimit_usage(struct store *st, const struct policy *p, enum policy_direction dir,
 	const char *account, struct ratelimit_usage *out, size_t max, size_t *n, char *err,
 	size_t errlen);
+/* Also every bucket of the assigned classes, used or not (bulkmilterctl usage). */
+int ratelimit_usage_in(struct store *st, const struct policy *p, enum policy_direction dir,
+	const char *account, const struct policy_class *const *assigned, size_t nassigned,
+	struct ratelimit_usage *out, size_t max, size_t *n, char *err, size_t errlen);
 /* Bits of ratelimit_reset's scopes. */
 #define RATELIMIT_SCOPE(s) (1u << (s))
 #define RATELIMIT_SCOPES_ALL (RATELIMIT_SCOPE(SCOPE_ACCOUNT) | RATELIMIT_SCOPE(SCOPE_DOMAIN) \

@@ -5,7 +5,11 @@
 # apply; text and JSON; --local as the daemon treats sendmail(1) mail)
 # and stats (the running daemon's counters through
 # MetricsListen, which also serves Prometheus text); --json after the
-# command (and not taken as an option's value), extra arguments exit 2.
+# command (and not taken as an option's value), extra arguments exit 2;
+# usage of an account that sent nothing lists its class's buckets (used
+# 0); reset --json says its scope, and --scope domain of an account
+# without a domain exits 1; with --json an error is {"error":...} on
+# stdout (stats without MetricsListen, reset, a usage error).
 
 # shellcheck source=../lib/harness.sh
 . "$(dirname "$0")/../lib/harness.sh"
@@ -100,8 +104,44 @@ h_assert_grep "$H_TMP/ctl.out" '^\{"ok":true\}$' "check --json (after the comman
 ctl explain --sasl news@example.com --json
 h_assert_grep "$H_TMP/ctl.out" '^\{"direction":"outbound",.*"class":"newsletter"' "explain ... --json: JSON"
 ctl usage --json alice@example.com
-h_assert_grep "$H_TMP/ctl.out" '^\{"account":"alice@example.com","direction":"outbound","buckets":\[\]\}$' \
-	"usage --json ACCOUNT: JSON"
+h_assert_eq 'outbound standard messages 200/1h 0.000 200.000 0.000
+standard recipients 1000/1h 0.000 1000.000 0.000
+standard recipients 10000/1d 0.000 10000.000 0.000' \
+	"$(/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["direction"], "\n".join(
+		"%s %s %s %.3f %.3f %.3f" % (b["class"], b["kind"], b["rate"], b["used"], b["left"], b["full_in_seconds"])
+		for b in d["buckets"]))' "$H_TMP/ctl.out")" \
+	"usage --json ACCOUNT that sent nothing: the buckets of its class, used 0, left = count"
+ctl usage alice@example.com
+h_assert_eq 0 "$?" "usage ACCOUNT that sent nothing: exits 0"
+h_assert_eq 'standard messages account 200/1h 0.00 200.00 0.0s
+standard recipients account 1000/1h 0.00 1000.00 0.0s
+standard recipients account 10000/1d 0.00 10000.00 0.0s' \
+	"$(awk 'NR > 1 {print $1, $2, $3, $4, $5, $6, $7}' "$H_TMP/ctl.out")" \
+	"usage ACCOUNT that sent nothing: its class's buckets as a table, used 0"
+ctl usage --inbound 198.51.100.9
+h_assert_eq '0 198.51.100.9 (inbound): no buckets (class inbound has no rates)' "$? $(cat "$H_TMP/ctl.out")" \
+	"usage --inbound of an account whose class has no rates says so"
+
+# ---- reset: the scope reset, and a domain scope needs a domain
+"$CTL" -c "$H_TMP/bulkmilter.conf" --json reset --scope class alice@example.com >"$H_TMP/ctl.out"
+h_assert_eq '0 {"account":"alice@example.com","direction":"outbound","scope":"class","reset":true}' \
+	"$? $(cat "$H_TMP/ctl.out")" "reset --json --scope class: says the scope"
+ctl reset --scope domain alice
+h_assert_eq '1 reset: alice has no domain' "$? $(cat "$H_TMP/ctl.out")" \
+	"reset --scope domain of an account without a domain: exit 1, no claim of success"
+
+# ---- with --json, an error is a JSON object on stdout, exit status unchanged
+grep -v '^MetricsListen' "$H_TMP/bulkmilter.conf" >"$H_TMP/nometrics.conf"
+"$CTL" -c "$H_TMP/nometrics.conf" --json stats >"$H_TMP/ctl.out" 2>"$H_TMP/ctl.err"
+h_assert_eq '1 {"error":"stats: set MetricsListen in the config to read the daemon'"'"'s counters"}' \
+	"$? $(cat "$H_TMP/ctl.out")" "stats --json without MetricsListen: exit 1, the error as JSON on stdout"
+h_assert_grep "$H_TMP/ctl.err" '^stats: set MetricsListen' "stats --json without MetricsListen: the error on stderr too"
+"$CTL" -c "$H_TMP/bulkmilter.conf" --json reset --scope domain alice >"$H_TMP/ctl.out" 2>/dev/null
+h_assert_eq '1 {"error":"reset: alice has no domain"}' "$? $(cat "$H_TMP/ctl.out")" \
+	"reset --json --scope domain without a domain: exit 1, the error as JSON"
+"$CTL" -c "$H_TMP/bulkmilter.conf" --json explain --ip not-an-ip >"$H_TMP/ctl.out" 2>/dev/null
+h_assert_eq '2 {"error":"explain: not an IP address: not-an-ip"}' "$? $(cat "$H_TMP/ctl.out")" \
+	"explain --json with a usage error: exit 2, the error as JSON"
 ctl suspend mallory@example.com --json --reason --json
 h_assert_grep "$H_TMP/ctl.out" '^\{"account":"mallory@example.com","suspended":true,.*"reason":"--json"\}$' \
 	"suspend ... --json --reason --json: JSON, and the reason is --json"

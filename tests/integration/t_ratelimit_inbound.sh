@@ -126,7 +126,7 @@ h_assert_eq "0 shop.example (inbound): every bucket reset" "$? $(cat "$H_TMP/ctl
 h_assert_eq "1 0" "$(h_redis EXISTS "$OUT_SHOP") $(h_redis EXISTS "$IN_SHOP")" \
 	"reset --inbound: the inbound bucket is gone, the outbound one stays"
 rl_ctl -c "$H_TMP/bulkmilter.conf" --json reset shop.example >"$H_TMP/ctl.out" 2>&1
-h_assert_eq '0 {"account":"shop.example","direction":"outbound","reset":true}' "$? $(cat "$H_TMP/ctl.out")" \
+h_assert_eq '0 {"account":"shop.example","direction":"outbound","scope":"account","reset":true}' "$? $(cat "$H_TMP/ctl.out")" \
 	"reset shop.example (--json)"
 h_assert_eq 0 "$(h_redis EXISTS "$OUT_SHOP")" "reset: the outbound bucket is gone"
 rl_ctl -c "$H_TMP/bulkmilter.conf" usage --inbound >"$H_TMP/ctl.out" 2>&1
