@@ -1,6 +1,7 @@
 /*
  * What bulkmilterctl asks of the rate limits: "usage ACCOUNT" lists the
- * buckets in use for every class of the policy, "reset ACCOUNT" deletes
+ * buckets in use for every class of the policy (and, ratelimit_usage_in,
+ * every bucket of the account's class), "reset ACCOUNT" deletes
  * them all (volume windows too). Uses the real policy parser and a
  * private Redis.
  */
@@ -130,6 +131,44 @@ static void usage_lists_buckets_in_use_for_every_class(void **state)
 	assert_string_equal(err, "more than 2 buckets in use");
 }
 
+/* A full bucket: used 0, left its whole count, full now. */
+static void assert_full(const struct ratelimit_usage *u, const char *cls, const char *kind, const char *rate)
+{
+	assert_string_equal(u->cls->name, cls);
+	assert_string_equal(u->kind, kind);
+	assert_string_equal(u->rate->text, rate);
+	assert_true(u->used == 0.0);
+	assert_true(u->left == (double)u->rate->count);
+	assert_int_equal(u->full_in_ms, 0);
+}
+
+/* bulkmilterctl usage: the class the account is assigned to, even full. */
+static void usage_in_lists_the_assigned_class_even_full(void **state)
+{
+	(void)state;
+	struct ratelimit_usage u[16];
+	const struct policy_class *home[1] = { policy_class_find(pol, "std") };
+	size_t n = 99;
+	char err[256];
+
+	assert_int_equal(ratelimit_usage_in(st, pol, DIRECTION_OUTBOUND, "fresh", home, 1, u, 16, &n, err,
+					    sizeof(err)), 0);
+	assert_int_equal(n, 3);
+	assert_full(&u[0], "std", "messages", "5/1m");
+	assert_full(&u[1], "std", "messages", "50/1h");
+	assert_full(&u[2], "std", "recipients", "10/1h");
+	/* a bucket in use in another class is still listed beside them */
+	charge("other", "fresh", 1, 0);
+	assert_int_equal(ratelimit_usage_in(st, pol, DIRECTION_OUTBOUND, "fresh", home, 1, u, 16, &n, err,
+					    sizeof(err)), 0);
+	assert_int_equal(n, 4);
+	assert_full(&u[0], "std", "messages", "5/1m");
+	assert_usage(&u[3], "other", "messages", "2/1h", 1, 1799000, 1800000);
+	/* without an assigned class, only what is in use */
+	assert_int_equal(ratelimit_usage(st, pol, DIRECTION_OUTBOUND, "fresh", u, 16, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+}
+
 static void reset_deletes_every_key_of_the_account_only(void **state)
 {
 	(void)state;
@@ -235,6 +274,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(usage_lists_buckets_in_use_for_every_class),
+		cmocka_unit_test(usage_in_lists_the_assigned_class_even_full),
 		cmocka_unit_test(reset_deletes_every_key_of_the_account_only),
 		cmocka_unit_test(inbound_and_outbound_accounts_of_one_name_are_apart),
 		cmocka_unit_test(usage_and_reset_report_a_dead_store),
