@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -76,7 +77,11 @@ struct calendar_zone {
 	long off0;			/* before the first transition */
 	bool has_rule;			/* footer rule for times after the last */
 	struct cal_rule rule;
+	unsigned long serial;		/* unique per loaded zone: calendar_windows' cache */
 };
+
+/* Serials of loaded zones; 0 is the NULL zone (UTC). */
+static _Atomic unsigned long cal_zone_serials;
 
 /* ---- civil dates (proleptic Gregorian, days since 1970-01-01) ---- */
 
@@ -416,6 +421,43 @@ void calendar_window(const struct calendar_zone *z, enum calendar_period p, long
 	*end = t + CAL_DAY;
 }
 
+/*
+ * The last answer of each thread for each period: every recipient of a
+ * message asks for the same windows, and working them out again costs
+ * dozens of offset look-ups. Keyed by the zone's serial, not only its
+ * address, so a zone freed by a reload and another allocated at the same
+ * address never share an answer.
+ */
+struct cal_windows_cache {
+	const struct calendar_zone *zone;
+	unsigned long serial;
+	long long bounds[4];
+};
+static _Thread_local struct cal_windows_cache cal_cache[CALENDAR_MONTH + 1];
+
+void calendar_windows(const struct calendar_zone *z, enum calendar_period p, long long t,
+	long long bounds[4])
+{
+	unsigned long serial = z ? z->serial : 0;
+	struct cal_windows_cache *c = (unsigned)p <= CALENDAR_MONTH ? &cal_cache[p] : NULL;
+	long long pe, ns;
+
+	t = cal_clamp(t);
+	if (c != NULL && c->serial == serial && c->zone == z && c->bounds[1] <= t && t < c->bounds[2]
+	    && c->bounds[2] > c->bounds[1]) {
+		memcpy(bounds, c->bounds, sizeof(c->bounds));
+		return;
+	}
+	calendar_window(z, p, t, &bounds[1], &bounds[2]);
+	calendar_window(z, p, bounds[1] - 1, &bounds[0], &pe);
+	calendar_window(z, p, bounds[2], &ns, &bounds[3]);
+	if (c != NULL) {
+		c->zone = z;
+		c->serial = serial;
+		memcpy(c->bounds, bounds, sizeof(c->bounds));
+	}
+}
+
 void calendar_rfc3339(const struct calendar_zone *z, long long t, char *buf, size_t len)
 {
 	long off = calendar_offset(z, t, NULL);
@@ -518,6 +560,7 @@ struct calendar_zone *calendar_zone_parse(const char *name, const unsigned char 
 		return NULL;
 	}
 	strcpy(z->name, name);
+	z->serial = atomic_fetch_add(&cal_zone_serials, 1) + 1;
 	for (uint32_t i = 0; i < h.type; i++) {
 		int32_t off = (int32_t)cal_be32(types + 6 * i);
 		if (off <= -CAL_OFFSET_MAX || off >= CAL_OFFSET_MAX || types[6 * i + 4] > 1) {
@@ -588,8 +631,10 @@ struct calendar_zone *calendar_zone_load(const char *name, char *err, size_t err
 		struct calendar_zone *z = calloc(1, sizeof(*z));
 		if (z == NULL)
 			snprintf(err, errlen, "out of memory");
-		else
+		else {
 			strcpy(z->name, "UTC");
+			z->serial = atomic_fetch_add(&cal_zone_serials, 1) + 1;
+		}
 		return z;
 	}
 	if (!cal_name_ok(name)) {

@@ -13,6 +13,8 @@
  *	void calendar_window(const struct calendar_zone *z,
  *		enum calendar_period p, long long t, long long *start,
  *		long long *end);
+ *	void calendar_windows(const struct calendar_zone *z,
+ *		enum calendar_period p, long long t, long long bounds[4]);
  *	void calendar_rfc3339(const struct calendar_zone *z, long long t,
  *		char *buf, size_t len);
  * DESCRIPTION
@@ -38,6 +40,12 @@
  *	first moment of the day, and a midnight that happens twice (falling
  *	back to 00:00) counts from its first occurrence. Always
  *	*start <= t < *end.
+ *
+ *	calendar_windows gives in bounds the start of the window before the
+ *	one that holds t, that window's start and end, and the end of the
+ *	window after it (the three windows a calendar bucket spans). Each
+ *	thread keeps its last answer per period, so asking again within the
+ *	same window costs a comparison.
  *
  *	calendar_rfc3339 writes t as local time with the zone's offset,
  *	"2026-12-03T00:00:00+14:00" (RFC 3339; "Z" is never used, so the
@@ -71,6 +79,8 @@ const char *calendar_zone_name(const struct calendar_zone *z);
 long calendar_offset(const struct calendar_zone *z, long long t, long long *until);
 void calendar_window(const struct calendar_zone *z, enum calendar_period p, long long t,
 	long long *start, long long *end);
+void calendar_windows(const struct calendar_zone *z, enum calendar_period p, long long t,
+	long long bounds[4]);
 void calendar_rfc3339(const struct calendar_zone *z, long long t, char *buf, size_t len);
 /* "day", "week", "month" (NULL for CALENDAR_NONE). */
 const char *calendar_period_name(enum calendar_period p);

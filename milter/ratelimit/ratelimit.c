@@ -126,6 +126,46 @@ static const char *rl_account_domain(const char *account)
 }
 
 /*
+ * A key under construction: text appended to a fixed buffer, long enough
+ * for any key (an account and a class name are bounded); over is set if
+ * it were not. Keys are made for every bucket of every event, so this
+ * avoids printf's format parsing (see rl_key).
+ */
+struct rl_text {
+	char buf[POLICY_ACCOUNT_MAX + POLICY_NAME_MAX + 96];
+	size_t len;
+	bool over;
+};
+
+static void rl_text_put(struct rl_text *t, const char *s, size_t n)
+{
+	if (t->over || n >= sizeof(t->buf) - t->len) {
+		t->over = true;
+		return;
+	}
+	memcpy(t->buf + t->len, s, n);
+	t->len += n;
+	t->buf[t->len] = '\0';
+}
+
+static void rl_text_str(struct rl_text *t, const char *s)
+{
+	rl_text_put(t, s, strlen(s));
+}
+
+static void rl_text_num(struct rl_text *t, unsigned long v)
+{
+	char tmp[24];
+	size_t n = sizeof(tmp);
+
+	do {
+		tmp[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	rl_text_put(t, tmp + n, sizeof(tmp) - n);
+}
+
+/*
  * The key of one rate of a class for an account (layout in ratelimit.h),
  * or NULL with *none set when the rate has no bucket for this account (a
  * domain scope and an account without a domain).
@@ -133,44 +173,61 @@ static const char *rl_account_domain(const char *account)
 static char *rl_key(enum policy_direction dir, const char *account, const struct policy_class *c,
 	const struct policy_rate *r, bool message, bool *none)
 {
-	char tag[POLICY_ACCOUNT_MAX + 8], what[48], to[24] = "";
-	const char *domain;
+	struct rl_text t = { .len = 0 };
+	const char *domain = NULL;
 
 	*none = false;
+	if (r->scope == SCOPE_DOMAIN && (domain = rl_account_domain(account)) == NULL) {
+		*none = true;
+		return NULL;
+	}
+	/* SIDE{TAG}:CLASS:SCOPE KIND:COUNT/PERIOD[:to:HASH] */
+	rl_text_str(&t, rl_side(dir));
+	rl_text_put(&t, "{", 1);
 	switch (r->scope) {
-	case SCOPE_DOMAIN:
-		if ((domain = rl_account_domain(account)) == NULL) {
-			*none = true;
-			return NULL;
-		}
-		snprintf(tag, sizeof(tag), "d:%s", domain);
-		for (char *p = tag; *p; p++)
-			if (*p >= 'A' && *p <= 'Z')
-				*p = (char)(*p - 'A' + 'a');
+	case SCOPE_DOMAIN: {
+		size_t at = t.len;
+		rl_text_put(&t, "d:", 2);
+		rl_text_str(&t, domain);
+		if (!t.over)
+			for (char *p = t.buf + at; *p; p++)
+				if (*p >= 'A' && *p <= 'Z')
+					*p = (char)(*p - 'A' + 'a');
 		break;
+	}
 	case SCOPE_CLASS:
-		snprintf(tag, sizeof(tag), "c:%s", c->name);
+		rl_text_put(&t, "c:", 2);
+		rl_text_str(&t, c->name);
 		break;
 	default:
-		snprintf(tag, sizeof(tag), "%s", account);
+		rl_text_str(&t, account);
 		break;
 	}
+	rl_text_put(&t, "}:", 2);
+	rl_text_str(&t, c->name);
+	rl_text_put(&t, ":", 1);
+	if (r->scope == SCOPE_DOMAIN)
+		rl_text_put(&t, "d:", 2);
+	else if (r->scope == SCOPE_CLASS)
+		rl_text_put(&t, "c:", 2);
+	rl_text_put(&t, message ? "m:" : "r:", 2);
+	rl_text_num(&t, r->count);
+	rl_text_put(&t, "/", 1);
 	if (r->calendar != CALENDAR_NONE)
-		snprintf(what, sizeof(what), "%lu/%s", r->count, calendar_period_name(r->calendar));
+		rl_text_str(&t, calendar_period_name(r->calendar));
 	else
-		snprintf(what, sizeof(what), "%lu/%lu", r->count, r->period_ms);
+		rl_text_num(&t, r->period_ms);
 	if (r->to_count > 0) {
 		uint32_t h = FNV1A32_OFFSET;
+		char hex[9];
 		for (size_t i = 0; i < r->to_count; i++)
 			h = fnv1a32(h, r->to[i], strlen(r->to[i]) + 1);
-		snprintf(to, sizeof(to), ":to:%08x", h);
+		for (int i = 7; i >= 0; i--, h >>= 4)
+			hex[i] = "0123456789abcdef"[h & 0xf];
+		rl_text_put(&t, ":to:", 4);
+		rl_text_put(&t, hex, 8);
 	}
-	char *key;
-	if (asprintf(&key, "%s{%s}:%s:%s%c:%s%s", rl_side(dir), tag, c->name,
-		     r->scope == SCOPE_DOMAIN ? "d:" : r->scope == SCOPE_CLASS ? "c:" : "",
-		     message ? 'm' : 'r', what, to) < 0)
-		return NULL;
-	return key;
+	return t.over ? NULL : strdup(t.buf);
 }
 
 /*
@@ -180,16 +237,11 @@ static char *rl_key(enum policy_direction dir, const char *account, const struct
 static void rl_bounds(const struct policy_class *c, const struct policy_rate *r, long long at_ms,
 	long long bounds[4])
 {
-	long long s, e, ps, pe, ns, ne;
 	long long t = at_ms >= 0 ? at_ms / 1000 : (at_ms - 999) / 1000;
 
-	calendar_window(c->zone, r->calendar, t, &s, &e);
-	calendar_window(c->zone, r->calendar, s - 1, &ps, &pe);
-	calendar_window(c->zone, r->calendar, e, &ns, &ne);
-	bounds[0] = ps * 1000;
-	bounds[1] = s * 1000;
-	bounds[2] = e * 1000;
-	bounds[3] = ne * 1000;
+	calendar_windows(c->zone, r->calendar, t, bounds);
+	for (int i = 0; i < 4; i++)
+		bounds[i] *= 1000;
 }
 
 static bool rl_set_room(struct rl_set *s)

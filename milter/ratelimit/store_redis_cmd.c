@@ -4,11 +4,13 @@
  *
  * What it does: appends arguments, copying them, so the caller's
  * strings need not outlive the call; redis_cmd_finish turns the offsets
- * into pointers once the arena stops moving.
+ * into pointers once the arena stops moving; redis_cmd_append writes a
+ * vector to a connection's output buffer in RESP.
  * What it does not: know any command.
  */
 #include "config.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,12 +67,68 @@ void redis_cmd_str(struct redis_cmd *c, const char *s)
 	redis_cmd_put(c, s, strlen(s), "", 0);
 }
 
+/*
+ * v in decimal at buf (room for 20 digits), without a terminator; its
+ * length. A script call carries a dozen numbers per bucket, and
+ * snprintf's format parsing was a visible share of the milter's CPU.
+ */
+static size_t redis_decimal(char *buf, unsigned long long v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = tmp[n - 1 - i];
+	return n;
+}
+
 void redis_cmd_num(struct redis_cmd *c, unsigned long long v)
 {
-	char buf[24];
-	int n = snprintf(buf, sizeof(buf), "%llu", v);
+	char buf[20];
 
-	redis_cmd_put(c, buf, (size_t)n, "", 0);
+	redis_cmd_put(c, buf, redis_decimal(buf, v), "", 0);
+}
+
+/*
+ * hiredis's redisAppendCommandArgv formats each argument's header with
+ * its printf-like sdscatfmt; this writes the same bytes with one
+ * allocation and no format parsing.
+ */
+int redis_cmd_append(redisContext *ctx, int argc, const char **argv, const size_t *argvlen)
+{
+	size_t total = 1 + 20 + 2;
+
+	if (argc < 0)
+		return REDIS_ERR;
+	for (int i = 0; i < argc; i++) {
+		if (argvlen[i] > SIZE_MAX / 2 - total - 64)
+			return REDIS_ERR;
+		total += 1 + 20 + 2 + argvlen[i] + 2;
+	}
+	char *buf = malloc(total), *p = buf;
+	if (buf == NULL)
+		return REDIS_ERR;
+	*p++ = '*';
+	p += redis_decimal(p, (unsigned long long)argc);
+	*p++ = '\r';
+	*p++ = '\n';
+	for (int i = 0; i < argc; i++) {
+		*p++ = '$';
+		p += redis_decimal(p, argvlen[i]);
+		*p++ = '\r';
+		*p++ = '\n';
+		memcpy(p, argv[i], argvlen[i]);
+		p += argvlen[i];
+		*p++ = '\r';
+		*p++ = '\n';
+	}
+	int rc = redisAppendFormattedCommand(ctx, buf, (size_t)(p - buf));
+	free(buf);
+	return rc;
 }
 
 void redis_cmd_finish(struct redis_cmd *c)

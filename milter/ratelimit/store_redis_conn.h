@@ -54,6 +54,8 @@ int redis_sentinel_master(const struct store_redis_url *url, struct timeval time
  *	void redis_cmd_num(struct redis_cmd *c, unsigned long long v);
  *	void redis_cmd_finish(struct redis_cmd *c);
  *	void redis_cmd_free(struct redis_cmd *c);
+ *	int redis_cmd_append(redisContext *ctx, int argc, const char **argv,
+ *		const size_t *argvlen);
  *
  *	size_t redis_tag_run(const struct store_bucket *b, size_t nb);
  *	bool redis_same_tag(const char *a, const char *b);
@@ -117,6 +119,8 @@ int redis_sentinel_master(const struct store_redis_url *url, struct timeval time
  *	arena; cap is the most arguments it takes. Out of memory or
  *	beyond cap sets c->nomem, which the caller checks before
  *	redis_cmd_finish.
+ *	redis_cmd_append puts a finished vector in a connection's output
+ *	buffer, as redisAppendCommandArgv does (REDIS_OK or REDIS_ERR).
  *
  *	redis_conn_splits is true when keys of different hash tags may live
  *	on different servers (Cluster): a call whose buckets carry several
@@ -182,6 +186,7 @@ void redis_cmd_put(struct redis_cmd *c, const char *a, size_t alen, const char *
 void redis_cmd_str(struct redis_cmd *c, const char *s);
 void redis_cmd_num(struct redis_cmd *c, unsigned long long v);
 void redis_cmd_finish(struct redis_cmd *c);
+int redis_cmd_append(redisContext *ctx, int argc, const char **argv, const size_t *argvlen);
 
 struct redis_conn;
 

@@ -16,7 +16,9 @@
 #     with "suppressed tempfail" answers 451 4.7.1 with the same text, one
 #     with "suppressed tag" accepts the recipient, charges it as any
 #     recipient (the limit still holds), and the message gets
-#     X-Bulk-Suppressed: ADDRESS.
+#     X-Bulk-Suppressed: ADDRESS;
+#   - in Mode monitor a suppressed recipient is accepted, the message
+#     tagged X-Bulk-Suppressed, and the log says "would reject".
 
 . "$(dirname "$0")/../lib/harness.sh"
 
@@ -116,5 +118,20 @@ h_assert_eq "x@example.org" "$(h_header "$(h_sink_files main | tail -n 1)" X-Bul
 h_send --from tag@example.com --to y@example.org,z@example.org
 h_assert_eq 1 "$(grep -Ec '^<-  250 2\.1\.5' "$H_SEND_LOG")" "... and it was charged: of 2/1h only y fits after it"
 h_assert_grep "$H_SEND_LOG" '^<\*\* 451 4\.7\.1 Sending rate limit exceeded for tag@example\.com' "... z gets 451 4.7.1"
+
+# Mode monitor: a suppressed recipient is accepted and tagged, and the log
+# says what enforce would have done
+"${CTL[@]}" suppress add "$ACCT" m@example.org >/dev/null
+echo "Mode monitor" >>"$H_TMP/bulkmilter.conf"
+h_milter_hup
+h_wait_log "$H_MILTER_LOG" 'reloaded .* \(generation [0-9]+\)' || h_fatal "the milter did not reload"
+n=$(h_sink_count main)
+h_send --from "$ACCT" --to m@example.org
+h_assert_eq 0 $? "monitor: the suppressed recipient is accepted"
+h_wait_sink main $((n + 1)) 20
+h_assert_eq "m@example.org" "$(h_header "$(h_sink_files main | tail -n 1)" X-Bulk-Suppressed)" \
+	"monitor: ... delivered with X-Bulk-Suppressed: m@example.org"
+h_assert_grep "$H_MILTER_LOG" "monitor: account=$ACCT recipient m@example.org suppressed: would reject" \
+	"monitor: the log says enforce would reject it"
 h_postfix_stop
 h_ok "the milter is still running" kill -0 "$H_MILTER_PID"

@@ -10,7 +10,9 @@
 #   - release restores alice (delivered, not held) and suspended --json
 #     no longer lists her; suspend and release sent "suspended" and
 #     "released" events to NotifyURL;
-#   - suspend --for 2s ends by itself.
+#   - suspend --for 2s ends by itself;
+#   - in Mode monitor their mail is delivered and the log says what
+#     enforce would have done (hold, reject, tempfail).
 
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/../lib/rl_it_lib.sh"
@@ -106,3 +108,19 @@ sleep 2.5
 rl_smtp brief2 "${XC[@]}" --tag brief2 --from brief@example.com
 h_assert_eq 1 "$(rl_delivered brief2 1)" "--for 2s: delivered after the 2 s"
 h_assert_eq 1 "$(rl_held_count brief@example.com)" "--for 2s: only the first one is held"
+
+# ---- Mode monitor ------------------------------------------------------------
+# Mail of suspended accounts passes, and the log says what enforce would
+# have done (SPEC: "never defer or reject; log and tag").
+sf_ctl suspend alice@example.com --reason again >/dev/null
+echo "Mode monitor" >>"$H_TMP/bulkmilter.conf"
+h_milter_hup
+h_wait_log "$H_MILTER_LOG" 'reloaded .* \(generation [0-9]+\)' || h_fatal "the milter did not reload"
+for who in alice:hold rej:reject tmp:tempfail; do
+	name=${who%%:*} action=${who#*:}
+	rl_smtp "mon_$name" "${XC[@]}" --tag "mon_$name" --from "$name@example.com"
+	h_assert_eq 1 "$(rl_delivered "mon_$name" 1)" "monitor: $name's message is delivered (enforce: $action)"
+	h_assert_grep "$H_MILTER_LOG" "monitor: account=$name@example.com suspended by ctl: would $action" \
+		"monitor: the log says $name's message would get $action"
+done
+h_assert_eq 1 "$(rl_held_count alice@example.com)" "monitor: nothing more is held"

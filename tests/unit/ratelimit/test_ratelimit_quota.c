@@ -136,6 +136,48 @@ static void weeks_start_monday_and_months_the_first(void **state)
 		  utc(2026, 3, 31, 22, 0));
 }
 
+/* The three windows of a bucket, as calendar_window gives them one by one. */
+static void windows_match(const struct calendar_zone *z, enum calendar_period p, long long t)
+{
+	long long b[4], s, e, ps, pe, ns, ne;
+	calendar_windows(z, p, t, b);
+	calendar_window(z, p, t, &s, &e);
+	calendar_window(z, p, s - 1, &ps, &pe);
+	calendar_window(z, p, e, &ns, &ne);
+	if (b[0] != ps || b[1] != s || b[2] != e || b[3] != ne)
+		fail_msg("%s at %lld: {%lld %lld %lld %lld}, expected {%lld %lld %lld %lld}",
+			 calendar_zone_name(z), t, b[0], b[1], b[2], b[3], ps, s, e, ne);
+}
+
+static void windows_are_cached_per_zone_and_period_and_never_stale(void **state)
+{
+	(void)state;
+	struct calendar_zone *paris = zone("Europe/Paris"), *adak = zone("America/Adak");
+	/* across the spring-forward day: before, on it (23 h), after */
+	for (long long t = utc(2026, 3, 27, 0, 0); t < utc(2026, 4, 1, 0, 0); t += 1800) {
+		windows_match(paris, CALENDAR_DAY, t);
+		windows_match(adak, CALENDAR_DAY, t);	/* the other zone, same period, in turn */
+		windows_match(paris, CALENDAR_MONTH, t);
+		windows_match(NULL, CALENDAR_DAY, t);	/* UTC */
+	}
+	/* the last second of a window and the first of the next */
+	long long end = utc(2026, 3, 29, 22, 0), b[4];
+	calendar_windows(paris, CALENDAR_DAY, end - 1, b);
+	assert_true(b[2] == end);
+	calendar_windows(paris, CALENDAR_DAY, end, b);
+	assert_true(b[1] == end && b[2] == utc(2026, 3, 30, 22, 0));
+	calendar_windows(paris, CALENDAR_DAY, end - 1, b);	/* back again: not the cached next day */
+	assert_true(b[2] == end);
+	/* a zone freed and another loaded (perhaps at the same address) gets its own answer */
+	calendar_windows(paris, CALENDAR_DAY, utc(2026, 12, 2, 19, 0), b);
+	calendar_zone_free(paris);
+	struct calendar_zone *kiritimati = zone("Pacific/Kiritimati");
+	calendar_windows(kiritimati, CALENDAR_DAY, utc(2026, 12, 2, 19, 0), b);
+	assert_true(b[1] == utc(2026, 12, 2, 10, 0) && b[2] == utc(2026, 12, 3, 10, 0));
+	calendar_zone_free(kiritimati);
+	calendar_zone_free(adak);
+}
+
 static void bad_zones_are_refused(void **state)
 {
 	(void)state;
@@ -490,6 +532,7 @@ int main(void)
 		cmocka_unit_test(repeated_midnight_counts_from_its_first_time),
 		cmocka_unit_test(far_zones_reset_at_their_own_midnight),
 		cmocka_unit_test(weeks_start_monday_and_months_the_first),
+		cmocka_unit_test(windows_are_cached_per_zone_and_period_and_never_stale),
 		cmocka_unit_test(bad_zones_are_refused),
 		cmocka_unit_test(rate_lines_take_windows_scopes_and_destinations),
 		cmocka_unit_test(senseless_rate_lines_are_file_line_errors),
