@@ -4,8 +4,9 @@
 # messages (4 KB; 1 and 10 recipients) through Postfix alone, Postfix with
 # the do-nothing filter (on bulkmilter's connection threads, and without
 # libmilter), with Debian's OpenDKIM, and with bulkmilter's
-# full pipeline on a unix and an inet socket; then milterload against
-# bulkmilter. Speed is the benchmark's business, not this test's: it
+# full pipeline on a unix and an inet socket, and with the hosting,
+# account-safety and suppression features (issues 17, 18, 21); then
+# milterload against each. Speed is the benchmark's business, not this test's: it
 # checks that every run completed, that what the benchmark counts is what
 # issue 7 asks for (every message signed and tagged, exactly one Redis
 # round trip at MAIL FROM and one per recipient, by INFO commandstats and
@@ -17,7 +18,7 @@
 . "$(dirname "$0")/../lib/harness.sh"
 
 out=$H_TMP/bench
-variants=postfix,null-threads,raw,opendkim,bm-full,bm-full-inet
+variants=postfix,null-threads,raw,opendkim,bm-full,bm-full-inet,bm-full-hosting,bm-full-safety,bm-full-suppress
 "$H_SRCDIR/scripts/bench" --rounds 1 --messages 60 --sessions 5 --sizes 4k --rcpts 1,10 \
 	--variants "$variants" --out "$out" >"$H_TMP/bench.log" 2>&1
 rc=$?
@@ -34,7 +35,7 @@ col() {
 		$2 == v && $3 == c { print $k }' "$out/raw.tsv"
 }
 
-h_assert_eq 12 "$(($(wc -l <"$out/raw.tsv") - 1))" "raw.tsv: one line per variant and case"
+h_assert_eq 18 "$(($(wc -l <"$out/raw.tsv") - 1))" "raw.tsv: one line per variant and case"
 for c in 4k/1 4k/10; do
 	n=$([ "$c" = 4k/1 ] && echo 60 || echo 30)
 	rcpts=${c#*/}
@@ -45,7 +46,7 @@ for c in 4k/1 4k/10; do
 		h_ok "$v $c: a positive rate" awk -v r="$(col "$v" "$c" msgs_per_s)" 'BEGIN { exit !(r > 0) }'
 	done
 	h_assert_eq "$n" "$(col opendkim "$c" signed)" "opendkim $c: every message signed"
-	for v in bm-full bm-full-inet; do
+	for v in bm-full bm-full-inet bm-full-hosting bm-full-safety bm-full-suppress; do
 		h_assert_eq "$n $n" "$(col "$v" "$c" signed) $(col "$v" "$c" tagged)" \
 			"$v $c: every message signed and tagged"
 		h_assert_eq $((n * (1 + rcpts))) "$(col "$v" "$c" redis_evals)" \
@@ -65,7 +66,8 @@ h_assert_eq PNG "$(head -c 4 "$out/bench.png" | tail -c 3)" "bench.png is a PNG"
 ml=$out/milterload.txt
 h_assert_grep "$ml" '^RESULT msgs_per_s=[0-9.]+ messages=60 failed=0 ' "milterload: 60 messages, none failed"
 h_assert_grep "$ml" '^hold: 200 of 200 connections open' "milterload: 200 connections held open"
-tree_kb=$(sed -n 's/^RESULT hold=200 .*tree_rss_kb=\([0-9]*\).*/\1/p' "$ml" | head -n 1)
+tree_kb=$(awk '/^### / { mine = ($2 == "bm-full:") }
+	mine && /^RESULT hold=200 / { sub(/.*tree_rss_kb=/, ""); print $1 + 0; exit }' "$ml")
 h_diag "bulkmilter and its SPF helpers with 200 connections open: ${tree_kb:-?} kB"
 if ldd "$H_BULKMILTER" | grep -q libasan; then
 	h_skip "RSS with 200 connections ≤ 64 MB" "sanitizer build"
