@@ -95,7 +95,10 @@ h_ok "both milters took part" \
 	test "$(rl_count qa 'rcpt[0-9]+' 250)" -gt 0 -a "$(rl_count qb 'rcpt[0-9]+' 250)" -gt 0
 h_assert_eq 23 "$(( $(rl_delivered qa "$(rl_count qa 'rcpt[0-9]+' 250)") +
 	$(rl_delivered qb "$(rl_count qb 'rcpt[0-9]+' 250)") ))" "exactly 23 recipients delivered"
-h_assert_eq 23.00 "$(rl_used "$quota" recipients 23/1h)" "bulkmilterctl usage on the cluster shows 23"
+# a rolling bucket leaks 23/h: 0.1 in the 15 s a loaded machine may take
+used=$(rl_used "$quota" recipients 23/1h)
+h_ok "bulkmilterctl usage on the cluster shows 23 (less what leaked since: $used)" \
+	awk -v u="$used" 'BEGIN { exit !(u >= 22.9 && u <= 23.0) }'
 
 # ---- failover of that account's master under load -------------------------
 h_log_mark "$H_MILTER_LOG"
