@@ -83,6 +83,11 @@ struct calendar_zone {
 /* Serials of loaded zones; 0 is the NULL zone (UTC). */
 static _Atomic unsigned long cal_zone_serials;
 
+static void cal_zone_stamp(struct calendar_zone *z)
+{
+	z->serial = atomic_fetch_add(&cal_zone_serials, 1) + 1;
+}
+
 /* ---- civil dates (proleptic Gregorian, days since 1970-01-01) ---- */
 
 static long long cal_floordiv(long long a, long long b)
@@ -443,8 +448,7 @@ void calendar_windows(const struct calendar_zone *z, enum calendar_period p, lon
 	long long pe, ns;
 
 	t = cal_clamp(t);
-	if (c != NULL && c->serial == serial && c->zone == z && c->bounds[1] <= t && t < c->bounds[2]
-	    && c->bounds[2] > c->bounds[1]) {
+	if (c != NULL && c->serial == serial && c->zone == z && c->bounds[1] <= t && t < c->bounds[2]) {
 		memcpy(bounds, c->bounds, sizeof(c->bounds));
 		return;
 	}
@@ -560,7 +564,7 @@ struct calendar_zone *calendar_zone_parse(const char *name, const unsigned char 
 		return NULL;
 	}
 	strcpy(z->name, name);
-	z->serial = atomic_fetch_add(&cal_zone_serials, 1) + 1;
+	cal_zone_stamp(z);
 	for (uint32_t i = 0; i < h.type; i++) {
 		int32_t off = (int32_t)cal_be32(types + 6 * i);
 		if (off <= -CAL_OFFSET_MAX || off >= CAL_OFFSET_MAX || types[6 * i + 4] > 1) {
@@ -633,7 +637,7 @@ struct calendar_zone *calendar_zone_load(const char *name, char *err, size_t err
 			snprintf(err, errlen, "out of memory");
 		else {
 			strcpy(z->name, "UTC");
-			z->serial = atomic_fetch_add(&cal_zone_serials, 1) + 1;
+			cal_zone_stamp(z);
 		}
 		return z;
 	}

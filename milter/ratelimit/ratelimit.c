@@ -41,6 +41,7 @@
 #include <strings.h>
 
 #include "calendar.h"
+#include "decimal.h"
 #include "fnv.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -155,14 +156,9 @@ static void rl_text_str(struct rl_text *t, const char *s)
 
 static void rl_text_num(struct rl_text *t, unsigned long v)
 {
-	char tmp[24];
-	size_t n = sizeof(tmp);
+	char digits[DECIMAL_MAX];
 
-	do {
-		tmp[--n] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	rl_text_put(t, tmp + n, sizeof(tmp) - n);
+	rl_text_put(t, digits, decimal_put(digits, v));
 }
 
 /*

@@ -11,10 +11,10 @@
 #include "config.h"
 
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "decimal.h"
 #include "store_redis_conn.h"
 
 void redis_cmd_init(struct redis_cmd *c, int cap)
@@ -67,30 +67,11 @@ void redis_cmd_str(struct redis_cmd *c, const char *s)
 	redis_cmd_put(c, s, strlen(s), "", 0);
 }
 
-/*
- * v in decimal at buf (room for 20 digits), without a terminator; its
- * length. A script call carries a dozen numbers per bucket, and
- * snprintf's format parsing was a visible share of the milter's CPU.
- */
-static size_t redis_decimal(char *buf, unsigned long long v)
-{
-	char tmp[20];
-	size_t n = 0;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	for (size_t i = 0; i < n; i++)
-		buf[i] = tmp[n - 1 - i];
-	return n;
-}
-
 void redis_cmd_num(struct redis_cmd *c, unsigned long long v)
 {
-	char buf[20];
+	char buf[DECIMAL_MAX];
 
-	redis_cmd_put(c, buf, redis_decimal(buf, v), "", 0);
+	redis_cmd_put(c, buf, decimal_put(buf, v), "", 0);
 }
 
 /*
@@ -100,25 +81,25 @@ void redis_cmd_num(struct redis_cmd *c, unsigned long long v)
  */
 int redis_cmd_append(redisContext *ctx, int argc, const char **argv, const size_t *argvlen)
 {
-	size_t total = 1 + 20 + 2;
+	size_t total = 1 + DECIMAL_MAX + 2;
 
 	if (argc < 0)
 		return REDIS_ERR;
 	for (int i = 0; i < argc; i++) {
 		if (argvlen[i] > SIZE_MAX / 2 - total - 64)
 			return REDIS_ERR;
-		total += 1 + 20 + 2 + argvlen[i] + 2;
+		total += 1 + DECIMAL_MAX + 2 + argvlen[i] + 2;
 	}
 	char *buf = malloc(total), *p = buf;
 	if (buf == NULL)
 		return REDIS_ERR;
 	*p++ = '*';
-	p += redis_decimal(p, (unsigned long long)argc);
+	p += decimal_put(p, (unsigned long long)argc);
 	*p++ = '\r';
 	*p++ = '\n';
 	for (int i = 0; i < argc; i++) {
 		*p++ = '$';
-		p += redis_decimal(p, argvlen[i]);
+		p += decimal_put(p, argvlen[i]);
 		*p++ = '\r';
 		*p++ = '\n';
 		memcpy(p, argv[i], argvlen[i]);
