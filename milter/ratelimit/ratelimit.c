@@ -26,6 +26,12 @@
  *   rate ("to") takes only the recipients at its domains, so the costs
  *   of one entry differ from rate to rate, and its refund gives each
  *   rate back exactly what it took.
+ * - A recipients entry keeps the bucket keys of its rates, made for the
+ *   transaction's first recipient and reused for the others: they
+ *   depend only on the class, the direction and the account, and making
+ *   them was, with the script's numbers, most of what a further bucket
+ *   cost per recipient (a hosting plan has four). The class stays valid
+ *   while the receipt does (the entry already points at it).
  * - Calendar windows: the boundaries are computed here, around the
  *   caller's view of the store clock (store_now_ms), and passed with the
  *   windows before and after; the script picks by the Redis clock. A
@@ -41,10 +47,10 @@
 #include <strings.h>
 
 #include "calendar.h"
-#include "decimal.h"
 #include "fnv.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "text.h"
 
 _Static_assert(POLICY_BULK_MAX <= STORE_WINDOWS_MAX, "a window per bulk rule");
 
@@ -55,6 +61,7 @@ struct ratelimit_charge {
 	bool message;			/* message event (else recipients) */
 	unsigned long cost[POLICY_RATES_MAX];	/* tokens taken, per rate of the kind */
 	long long at_ms;		/* store clock of the (first) charge */
+	char *key[POLICY_RATES_MAX];	/* recipients: bucket keys made so far (rl_keys) */
 };
 
 /*
@@ -62,6 +69,7 @@ struct ratelimit_charge {
  * Keys are allocated; rl_set_free releases them.
  */
 struct rl_set {
+	bool borrowed;				/* keys belong to a key cache, not to the set */
 	struct store_bucket *b;
 	const struct policy_class **bcls;
 	const struct policy_rate **brate;
@@ -87,7 +95,7 @@ static void rl_set_init(struct rl_set *s)
 
 static void rl_set_free(struct rl_set *s)
 {
-	for (size_t i = 0; i < s->nb; i++)
+	for (size_t i = 0; i < s->nb && !s->borrowed; i++)
 		free((char *)s->b[i].key);
 	for (size_t i = 0; i < s->nw; i++)
 		free((char *)s->w[i].key);
@@ -127,41 +135,6 @@ static const char *rl_account_domain(const char *account)
 }
 
 /*
- * A key under construction: text appended to a fixed buffer, long enough
- * for any key (an account and a class name are bounded); over is set if
- * it were not. Keys are made for every bucket of every event, so this
- * avoids printf's format parsing (see rl_key).
- */
-struct rl_text {
-	char buf[POLICY_ACCOUNT_MAX + POLICY_NAME_MAX + 96];
-	size_t len;
-	bool over;
-};
-
-static void rl_text_put(struct rl_text *t, const char *s, size_t n)
-{
-	if (t->over || n >= sizeof(t->buf) - t->len) {
-		t->over = true;
-		return;
-	}
-	memcpy(t->buf + t->len, s, n);
-	t->len += n;
-	t->buf[t->len] = '\0';
-}
-
-static void rl_text_str(struct rl_text *t, const char *s)
-{
-	rl_text_put(t, s, strlen(s));
-}
-
-static void rl_text_num(struct rl_text *t, unsigned long v)
-{
-	char digits[DECIMAL_MAX];
-
-	rl_text_put(t, digits, decimal_put(digits, v));
-}
-
-/*
  * The key of one rate of a class for an account (layout in ratelimit.h),
  * or NULL with *none set when the rate has no bucket for this account (a
  * domain scope and an account without a domain).
@@ -169,7 +142,8 @@ static void rl_text_num(struct rl_text *t, unsigned long v)
 static char *rl_key(enum policy_direction dir, const char *account, const struct policy_class *c,
 	const struct policy_rate *r, bool message, bool *none)
 {
-	struct rl_text t = { .len = 0 };
+	char buf[POLICY_ACCOUNT_MAX + POLICY_NAME_MAX + 96];
+	struct text t = TEXT_INIT(buf);
 	const char *domain = NULL;
 
 	*none = false;
@@ -178,41 +152,41 @@ static char *rl_key(enum policy_direction dir, const char *account, const struct
 		return NULL;
 	}
 	/* SIDE{TAG}:CLASS:SCOPE KIND:COUNT/PERIOD[:to:HASH] */
-	rl_text_str(&t, rl_side(dir));
-	rl_text_put(&t, "{", 1);
+	text_str(&t, rl_side(dir));
+	text_put(&t, "{", 1);
 	switch (r->scope) {
 	case SCOPE_DOMAIN: {
 		size_t at = t.len;
-		rl_text_put(&t, "d:", 2);
-		rl_text_str(&t, domain);
-		if (!t.over)
+		text_put(&t, "d:", 2);
+		text_str(&t, domain);
+		if (text_ok(&t))
 			for (char *p = t.buf + at; *p; p++)
 				if (*p >= 'A' && *p <= 'Z')
 					*p = (char)(*p - 'A' + 'a');
 		break;
 	}
 	case SCOPE_CLASS:
-		rl_text_put(&t, "c:", 2);
-		rl_text_str(&t, c->name);
+		text_put(&t, "c:", 2);
+		text_str(&t, c->name);
 		break;
 	default:
-		rl_text_str(&t, account);
+		text_str(&t, account);
 		break;
 	}
-	rl_text_put(&t, "}:", 2);
-	rl_text_str(&t, c->name);
-	rl_text_put(&t, ":", 1);
+	text_put(&t, "}:", 2);
+	text_str(&t, c->name);
+	text_put(&t, ":", 1);
 	if (r->scope == SCOPE_DOMAIN)
-		rl_text_put(&t, "d:", 2);
+		text_put(&t, "d:", 2);
 	else if (r->scope == SCOPE_CLASS)
-		rl_text_put(&t, "c:", 2);
-	rl_text_put(&t, message ? "m:" : "r:", 2);
-	rl_text_num(&t, r->count);
-	rl_text_put(&t, "/", 1);
+		text_put(&t, "c:", 2);
+	text_put(&t, message ? "m:" : "r:", 2);
+	text_num(&t, r->count);
+	text_put(&t, "/", 1);
 	if (r->calendar != CALENDAR_NONE)
-		rl_text_str(&t, calendar_period_name(r->calendar));
+		text_str(&t, calendar_period_name(r->calendar));
 	else
-		rl_text_num(&t, r->period_ms);
+		text_num(&t, r->period_ms);
 	if (r->to_count > 0) {
 		uint32_t h = FNV1A32_OFFSET;
 		char hex[9];
@@ -220,10 +194,43 @@ static char *rl_key(enum policy_direction dir, const char *account, const struct
 			h = fnv1a32(h, r->to[i], strlen(r->to[i]) + 1);
 		for (int i = 7; i >= 0; i--, h >>= 4)
 			hex[i] = "0123456789abcdef"[h & 0xf];
-		rl_text_put(&t, ":to:", 4);
-		rl_text_put(&t, hex, 8);
+		text_put(&t, ":to:", 4);
+		text_put(&t, hex, 8);
 	}
-	return t.over ? NULL : strdup(t.buf);
+	return text_dup(&t);
+}
+
+/* A key cache's mark of a rate without a bucket for the account. */
+static char rl_no_key[] = "";
+
+/* Frees a key cache (POLICY_RATES_MAX entries, NULL: not made yet). */
+static void rl_keys_free(char **cache)
+{
+	for (size_t i = 0; i < POLICY_RATES_MAX; i++)
+		if (cache[i] != rl_no_key)
+			free(cache[i]);
+	memset(cache, 0, POLICY_RATES_MAX * sizeof(*cache));
+}
+
+/*
+ * The key of rate i from cache, made and kept there on first use; NULL
+ * with *none set when the rate has no bucket for the account, NULL
+ * alone when out of memory.
+ */
+static const char *rl_keys_get(char **cache, size_t i, enum policy_direction dir,
+	const char *account, const struct policy_class *c, const struct policy_rate *r,
+	bool message, bool *none)
+{
+	*none = false;
+	if (cache[i] == NULL) {
+		bool no;
+		char *key = rl_key(dir, account, c, r, message, &no);
+		if (key == NULL && !no)
+			return NULL;
+		cache[i] = no ? rl_no_key : key;
+	}
+	*none = cache[i] == rl_no_key;
+	return *none ? NULL : cache[i];
 }
 
 /*
@@ -260,10 +267,13 @@ static bool rl_set_room(struct rl_set *s)
  * costs[i] is what rate i takes or gives back; a rate of cost 0 (a
  * destination rate the recipient is not for) has no bucket in the call.
  * costs NULL: every rate, cost 0 (usage, reset). at_ms places the
- * calendar windows.
+ * calendar windows. cache (POLICY_RATES_MAX entries) or NULL: where the
+ * keys are taken from and kept (the set must then be borrowed, and may
+ * not hold keys of another class or kind), else each key is the set's.
  */
 static void rl_set_rates(struct rl_set *s, enum policy_direction dir, const char *account,
-	const struct policy_class *c, bool message, const unsigned long *costs, long long at_ms)
+	const struct policy_class *c, bool message, const unsigned long *costs, long long at_ms,
+	char **cache)
 {
 	const struct policy_rate *rates = message ? c->messages : c->recipients;
 	size_t count = message ? c->messages_count : c->recipients_count;
@@ -273,11 +283,14 @@ static void rl_set_rates(struct rl_set *s, enum policy_direction dir, const char
 			if ((int)rates[i].scope != scope || (costs != NULL && costs[i] == 0))
 				continue;
 			bool none;
-			char *key = rl_key(dir, account, c, &rates[i], message, &none);
+			const char *key = cache != NULL
+				? rl_keys_get(cache, i, dir, account, c, &rates[i], message, &none)
+				: rl_key(dir, account, c, &rates[i], message, &none);
 			if (none)
 				continue;
 			if (key == NULL || !rl_set_room(s)) {
-				free(key);
+				if (cache == NULL)
+					free((char *)key);
 				s->failed = true;
 				return;
 			}
@@ -285,7 +298,8 @@ static void rl_set_rates(struct rl_set *s, enum policy_direction dir, const char
 			for (size_t j = 0; j < s->nb && !seen; j++)
 				seen = strcmp(s->b[j].key, key) == 0;
 			if (seen) {
-				free(key);
+				if (cache == NULL)
+					free((char *)key);
 				continue;
 			}
 			s->b[s->nb] = (struct store_bucket){ key, rates[i].count, rates[i].period_ms,
@@ -399,51 +413,42 @@ static enum ratelimit_status rl_check(struct store *st, const struct policy_clas
 	if (merge == NULL && (!rl_receipt_reserve(r) || (copy = strdup(account)) == NULL))
 		return rl_failed(v, "out of memory");
 
+	/* a recipients event takes its keys from its entry, or makes them for it */
+	char *fresh[POLICY_RATES_MAX] = { NULL };
+	char **keys = message ? NULL : merge != NULL ? merge->key : fresh;
 	struct rl_set s;
-	long long now_ms = store_now_ms(st);
 	rl_set_init(&s);
-	rl_set_rates(&s, dir, account, c, message, costs, now_ms);
+	s.borrowed = keys != NULL;
+	rl_set_rates(&s, dir, account, c, message, costs, store_now_ms(st), keys);
 	if (message)
 		rl_set_windows(&s, dir, account, c, 0);
-	if (s.failed) {
-		rl_set_free(&s);
-		free(copy);
-		return rl_failed(v, "out of memory");
-	}
 
 	/* the account-safety part rides along in the same script */
-	struct safety_block *sb = malloc(sizeof(*sb));
-	if (sb == NULL || safety_block_build(sb, c, dir, account, message, element, s.b, s.brate,
-					     s.bmessage, s.nb) != 0) {
-		free(sb);
-		rl_set_free(&s);
-		free(copy);
-		return rl_failed(v, "out of memory");
-	}
-	struct store_charge_result res;
+	struct safety_block *sb = s.failed ? NULL : malloc(sizeof(*sb));
 	struct store_safety_result *sr = malloc(sizeof(*sr));
+	struct store_charge_result res;
 	char err[sizeof(v->reason)];
-	if (sr == NULL)
-		snprintf(err, sizeof(err), "out of memory");
-	if (sr == NULL || store_charge_safe(st, s.b, s.nb, s.w, s.nw, &sb->sf, &res, sr, err,
-					    sizeof(err)) != STORE_OK) {
+	enum ratelimit_status status;
+	if (sb == NULL || sr == NULL
+	    || safety_block_build(sb, c, dir, account, message, element, s.b, s.brate, s.bmessage,
+				  s.nb) != 0) {
+		status = rl_failed(v, "out of memory");
+		goto out;
+	}
+	if (store_charge_safe(st, s.b, s.nb, s.w, s.nw, &sb->sf, &res, sr, err, sizeof(err))
+	    != STORE_OK) {
 		safety_block_free(sb);
-		free(sb);
-		free(sr);
-		rl_set_free(&s);
-		free(copy);
-		return rl_failed(v, err);
+		status = rl_failed(v, err);
+		goto out;
 	}
 	safety_block_outcome(sb, sr, &v->safety);
 	safety_block_free(sb);
-	free(sb);
-	free(sr);
 	/* suppressed tag: charged as usual, and said to be listed */
 	bool noted = v->safety.suspended == STORE_SUPPRESSED && res.admitted;
 	if (v->safety.suspended != STORE_NOT_SUSPENDED && !noted) {
-		rl_set_free(&s);
-		free(copy);
-		return v->safety.suspended == STORE_SUPPRESSED ? RATELIMIT_SUPPRESSED : RATELIMIT_SUSPENDED;
+		status = v->safety.suspended == STORE_SUPPRESSED ? RATELIMIT_SUPPRESSED
+								 : RATELIMIT_SUSPENDED;
+		goto out;
 	}
 	for (size_t i = 0; i < POLICY_BULK_MAX; i++)
 		if (s.rule_window[i] >= 0)
@@ -451,22 +456,30 @@ static enum ratelimit_status rl_check(struct store *st, const struct policy_clas
 	if (!res.admitted) {
 		v->rate = s.brate[res.over];
 		v->retry_ms = res.retry_ms;
-		rl_set_free(&s);
-		free(copy);
-		return RATELIMIT_OVER;
+		status = RATELIMIT_OVER;
+		goto out;
 	}
-	rl_set_free(&s);
 
 	if (merge != NULL) {
 		for (size_t i = 0; i < POLICY_RATES_MAX; i++)
 			merge->cost[i] += costs[i];
 	} else {
 		struct ratelimit_charge *ch = &r->charges[r->n++];
-		*ch = (struct ratelimit_charge){ c, dir, copy, message, { 0 }, res.now_ms };
+		*ch = (struct ratelimit_charge){ c, dir, copy, message, { 0 }, res.now_ms, { NULL } };
 		memcpy(ch->cost, costs, sizeof(ch->cost));
+		memcpy(ch->key, fresh, sizeof(ch->key));	/* the entry keeps them */
+		memset(fresh, 0, sizeof(fresh));
+		copy = NULL;
 	}
 	r->events++;
-	return noted ? RATELIMIT_SUPPRESSED : RATELIMIT_OK;
+	status = noted ? RATELIMIT_SUPPRESSED : RATELIMIT_OK;
+out:
+	free(sb);
+	free(sr);
+	rl_set_free(&s);
+	rl_keys_free(fresh);
+	free(copy);
+	return status;
 }
 
 enum ratelimit_status ratelimit_check_message_from(struct store *st, const struct policy_class *c,
@@ -538,8 +551,10 @@ enum ratelimit_status ratelimit_check_recipients(struct store *st, const struct 
 
 void ratelimit_receipt_clear(struct ratelimit_receipt *r)
 {
-	for (size_t i = 0; i < r->n; i++)
+	for (size_t i = 0; i < r->n; i++) {
 		free(r->charges[i].account);
+		rl_keys_free(r->charges[i].key);
+	}
 	free(r->charges);
 	memset(r, 0, sizeof(*r));
 }
@@ -572,7 +587,7 @@ void ratelimit_refund(struct store *st, struct ratelimit_receipt *r)
 			    || strcmp(ch->account, r->charges[i].account) != 0)
 				continue;
 			done[j] = true;
-			rl_set_rates(s, ch->dir, ch->account, ch->cls, ch->message, ch->cost, ch->at_ms);
+			rl_set_rates(s, ch->dir, ch->account, ch->cls, ch->message, ch->cost, ch->at_ms, NULL);
 			if (ch->message)
 				rl_set_windows(s, ch->dir, ch->account, ch->cls, ch->at_ms);
 		}
@@ -617,8 +632,8 @@ int ratelimit_usage_in(struct store *st, const struct policy *p, enum policy_dir
 	long long now_ms = store_now_ms(st);
 	for (size_t i = 0; i < policy_class_count(p); i++) {
 		const struct policy_class *c = policy_class_at(p, i);
-		rl_set_rates(&s, dir, account, c, true, NULL, now_ms);
-		rl_set_rates(&s, dir, account, c, false, NULL, now_ms);
+		rl_set_rates(&s, dir, account, c, true, NULL, now_ms, NULL);
+		rl_set_rates(&s, dir, account, c, false, NULL, now_ms, NULL);
 	}
 	struct store_level *lv = calloc(s.nb ? s.nb : 1, sizeof(*lv));
 	if (s.failed || lv == NULL) {
@@ -682,8 +697,8 @@ int ratelimit_reset(struct store *st, const struct policy *p, enum policy_direct
 	for (size_t i = 0; i < nclass; i++) {
 		const struct policy_class *c = policy_class_at(p, i);
 		rl_set_init(&sets[i]);
-		rl_set_rates(&sets[i], dir, account, c, true, NULL, 0);
-		rl_set_rates(&sets[i], dir, account, c, false, NULL, 0);
+		rl_set_rates(&sets[i], dir, account, c, true, NULL, 0, NULL);
+		rl_set_rates(&sets[i], dir, account, c, false, NULL, 0, NULL);
 		if (scopes & RATELIMIT_SCOPE(SCOPE_ACCOUNT))
 			rl_set_windows(&sets[i], dir, account, c, 0);
 		if (sets[i].failed)

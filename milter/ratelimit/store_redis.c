@@ -39,6 +39,7 @@
 #include "store.h"
 #include "store_redis.h"
 #include "store_redis_conn.h"
+#include "text.h"
 
 /* Used when RedisTimeout is not positive. */
 #define REDIS_DEFAULT_TIMEOUT_MS 200
@@ -125,23 +126,36 @@ static int redis_units(const struct store_bucket *b, bool charge, struct redis_u
  */
 static void redis_cmd_once(struct redis_cmd *c, struct redis_store *rs, const char *first)
 {
-	char *full, id[64];
-	size_t plen = strlen(rs->prefix), cut;
+	char stack[1024], id[64];
+	size_t plen = strlen(rs->prefix), flen = strlen(first), cut;
+	char *full = plen + flen < sizeof(stack) ? stack : malloc(plen + flen + 1);
 
-	if ((full = malloc(plen + strlen(first) + 1)) == NULL) {
+	if (full == NULL) {
 		c->nomem = true;
 		return;
 	}
-	strcpy(full, rs->prefix);
-	strcat(full, first);
-	cut = strlen(full);
+	memcpy(full, rs->prefix, plen);
+	memcpy(full + plen, first, flen + 1);
+	cut = plen + flen;
 	const char *open = strchr(full, '{'), *close = open ? strchr(open + 1, '}') : NULL;
 	if (close != NULL && close > open + 1)
 		cut = (size_t)(close + 1 - full);
-	int n = snprintf(id, sizeof(id), ":once:%s.%llx", rs->nonce,
-			 atomic_fetch_add(&rs->seq, 1));
-	redis_cmd_put(c, full, cut, id, (size_t)n);
-	free(full);
+	/* ":once:NONCE.SEQ", SEQ in hex */
+	struct text t = TEXT_INIT(id);
+	unsigned long long seq = atomic_fetch_add(&rs->seq, 1);
+	char hex[16];
+	size_t nhex = 0;
+	do {
+		hex[sizeof(hex) - ++nhex] = "0123456789abcdef"[seq & 0xf];
+		seq >>= 4;
+	} while (seq != 0);
+	text_put(&t, ":once:", 6);
+	text_str(&t, rs->nonce);
+	text_put(&t, ".", 1);
+	text_put(&t, hex + sizeof(hex) - nhex, nhex);
+	redis_cmd_put(c, full, cut, id, t.len);
+	if (full != stack)
+		free(full);
 }
 
 /* The safety part's arguments after its count (store_redis_script.c). */
@@ -289,8 +303,8 @@ static bool redis_safety_outcome(const redisReply *r, size_t at, size_t nnotify,
 		if (e[7 + i]->type != REDIS_REPLY_INTEGER)
 			return false;
 	sr->suspended = (enum store_suspension)e[0]->integer;
-	snprintf(sr->by, sizeof(sr->by), "%s", e[1]->str);
-	snprintf(sr->reason, sizeof(sr->reason), "%s", e[2]->str);
+	text_copy(sr->by, sizeof(sr->by), e[1]->str);
+	text_copy(sr->reason, sizeof(sr->reason), e[2]->str);
 	sr->until_ms = e[3]->integer;
 	sr->tripped = (size_t)e[4]->integer;
 	sr->figure = e[5]->integer;

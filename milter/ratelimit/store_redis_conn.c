@@ -275,9 +275,9 @@ static int redis_pipeline(redisContext *c, struct redis_cmd **cmds, size_t n, bo
 	size_t got = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		if (asking && redis_cmd_append(c, 1, redis_asking.argv, redis_asking.argvlen) != REDIS_OK)
+		if (asking && redis_cmd_append(c, &redis_asking) != REDIS_OK)
 			goto failed;
-		if (redis_cmd_append(c, cmds[i]->argc, cmds[i]->argv, cmds[i]->argvlen) != REDIS_OK)
+		if (redis_cmd_append(c, cmds[i]) != REDIS_OK)
 			goto failed;
 	}
 	for (; got < n; got++) {

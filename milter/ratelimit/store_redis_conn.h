@@ -54,8 +54,7 @@ int redis_sentinel_master(const struct store_redis_url *url, struct timeval time
  *	void redis_cmd_num(struct redis_cmd *c, unsigned long long v);
  *	void redis_cmd_finish(struct redis_cmd *c);
  *	void redis_cmd_free(struct redis_cmd *c);
- *	int redis_cmd_append(redisContext *ctx, int argc, const char **argv,
- *		const size_t *argvlen);
+ *	int redis_cmd_append(redisContext *ctx, const struct redis_cmd *c);
  *
  *	size_t redis_tag_run(const struct store_bucket *b, size_t nb);
  *	bool redis_same_tag(const char *a, const char *b);
@@ -116,11 +115,14 @@ int redis_sentinel_master(const struct store_redis_url *url, struct timeval time
  *	n, 0 with err when no master is known.
  *
  *	A redis_cmd is an argument vector whose strings live in one growing
- *	arena; cap is the most arguments it takes. Out of memory or
- *	beyond cap sets c->nomem, which the caller checks before
- *	redis_cmd_finish.
- *	redis_cmd_append puts a finished vector in a connection's output
- *	buffer, as redisAppendCommandArgv does (REDIS_OK or REDIS_ERR).
+ *	arena, already in RESP; cap is the most arguments it takes. Out of
+ *	memory or beyond cap sets c->nomem, which the caller checks before
+ *	redis_cmd_finish. After it, argv[0] and argv[1] may be pointed
+ *	elsewhere (the NOSCRIPT fallback); the other arguments are sent as
+ *	they were put.
+ *	redis_cmd_append puts a finished command in a connection's output
+ *	buffer, as redisAppendCommandArgv does (REDIS_OK or REDIS_ERR; after
+ *	REDIS_ERR the context may hold part of it and must be dropped).
  *
  *	redis_conn_splits is true when keys of different hash tags may live
  *	on different servers (Cluster): a call whose buckets carry several
@@ -174,8 +176,9 @@ struct redis_cmd {
 	const char **argv;
 	size_t *argvlen;
 	size_t *off;		/* while built: offsets into arena */
-	char *arena;
+	char *arena;		/* the arguments in RESP, one after another */
 	size_t used, size;
+	size_t tail;		/* arena offset of the third argument's RESP */
 	bool nomem;
 	int slot;		/* cluster: where a key-less command goes; -1: any node */
 };
@@ -186,7 +189,7 @@ void redis_cmd_put(struct redis_cmd *c, const char *a, size_t alen, const char *
 void redis_cmd_str(struct redis_cmd *c, const char *s);
 void redis_cmd_num(struct redis_cmd *c, unsigned long long v);
 void redis_cmd_finish(struct redis_cmd *c);
-int redis_cmd_append(redisContext *ctx, int argc, const char **argv, const size_t *argvlen);
+int redis_cmd_append(redisContext *ctx, const struct redis_cmd *c);
 
 struct redis_conn;
 

@@ -27,6 +27,13 @@
 #include "metrics.h"
 #include "safety.h"
 #include "suppress.h"
+#include "text.h"
+
+/* Room for any key made here: an account, a class name, a rule. */
+#define SAFETY_KEY_MAX (POLICY_ACCOUNT_MAX + POLICY_NAME_MAX + 160)
+_Static_assert(SAFETY_KEY_MAX >= 3 + POLICY_ACCOUNT_MAX + 2 + POLICY_NAME_MAX + 5
+		       + sizeof(((struct policy_rate *)0)->text) + 2 * DECIMAL_MAX + 8,
+	       "the longest key (a threshold's) fits");
 
 _Static_assert(STORE_SAFETY_NOTIFY_MAX >= POLICY_NOTIFY_MAX * POLICY_RATES_MAX,
 	       "every threshold of an event's own buckets fits");
@@ -86,14 +93,30 @@ unsigned long safety_rate_period_ms(const struct policy_suspend_rule *r)
 	return r->min_period_ms ? r->min_period_ms : SAFETY_RATE_PERIOD_DEFAULT_MS;
 }
 
+/* "{ACCOUNT}:CLASS:si:WHAT:" into t: the start of a rate rule's keys. */
+static void rate_key_start(struct text *t, const struct policy_class *c, const char *account,
+	const char *what)
+{
+	text_put(t, "{", 1);
+	text_str(t, account);
+	text_put(t, "}:", 2);
+	text_str(t, c->name);
+	text_put(t, ":si:", 4);
+	text_str(t, what);
+	text_put(t, ":", 1);
+}
+
 int safety_rate_keys(const struct policy_class *c, const char *account,
 	const struct policy_suspend_rule *r, char *sent, char *events, size_t len)
 {
 	unsigned long p = safety_rate_period_ms(r);
-	int a = snprintf(sent, len, "{%s}:%s:si:sent:%lu", account, c->name, p);
-	int b = snprintf(events, len, "{%s}:%s:si:%s:%lu", account, c->name,
-			 policy_suspend_kind_name(r->kind), p);
-	return a > 0 && (size_t)a < len && b > 0 && (size_t)b < len ? 0 : -1;
+	struct text ts = { sent, len, 0, len == 0 }, te = { events, len, 0, len == 0 };
+
+	rate_key_start(&ts, c, account, "sent");
+	text_num(&ts, p);
+	rate_key_start(&te, c, account, policy_suspend_kind_name(r->kind));
+	text_num(&te, p);
+	return text_ok(&ts) && text_ok(&te) ? 0 : -1;
 }
 
 int safety_block_build(struct safety_block *b, const struct policy_class *c,
@@ -101,18 +124,27 @@ int safety_block_build(struct safety_block *b, const struct policy_class *c,
 	const struct store_bucket *buckets, const struct policy_rate *const *rates,
 	const bool *bmessage, size_t nb)
 {
-	char *key;
-	char tag[POLICY_ACCOUNT_MAX + 8];
+	char *key, buf[SAFETY_KEY_MAX];
+	struct text t = TEXT_INIT(buf);
 
 	memset(b, 0, sizeof(*b));
-	snprintf(tag, sizeof(tag), "%s{%s}:", side(dir), account);
-	if (asprintf(&key, "%s{%s}" SAFETY_SUSPENSION_SUFFIX, side(dir), account) < 0
-	    || own(b, key) == NULL)
+	/* SIDE{ACCOUNT}: opens every key of the account's own */
+	text_str(&t, side(dir));
+	text_put(&t, "{", 1);
+	text_str(&t, account);
+	text_put(&t, "}", 1);
+	size_t tag = t.len + 1;		/* and the ':' that every key puts next */
+	text_str(&t, SAFETY_SUSPENSION_SUFFIX);
+	if ((key = own(b, text_dup(&t))) == NULL)
 		goto nomem;
 	b->sf.suspension_key = key;
 	b->sf.account = account;
 	if (!message && element != NULL && dir == DIRECTION_OUTBOUND && checks_suppression(c)) {
-		if (asprintf(&key, "{%s}" SUPPRESS_KEY_SUFFIX, account) < 0 || own(b, key) == NULL)
+		struct text ts = TEXT_INIT(buf);
+		text_put(&ts, "{", 1);
+		text_str(&ts, account);
+		text_put(&ts, "}" SUPPRESS_KEY_SUFFIX, 1 + strlen(SUPPRESS_KEY_SUFFIX));
+		if ((key = own(b, text_dup(&ts))) == NULL)
 			goto nomem;
 		b->sf.suppression_key = key;
 		b->sf.recipient = element;
@@ -124,8 +156,16 @@ int safety_block_build(struct safety_block *b, const struct policy_class *c,
 		const struct policy_suspend_rule *r = &c->suspend_if[i];
 		if (!counts_event(r->kind, message))
 			continue;
-		if (asprintf(&key, "%s%s:si:%s:%lu/%lu", tag, c->name, policy_suspend_kind_name(r->kind),
-			     r->limit, r->period_ms) < 0 || own(b, key) == NULL)
+		/* SIDE{ACCOUNT}:CLASS:si:KIND:LIMIT/PERIOD */
+		t.len = tag;
+		text_str(&t, c->name);
+		text_put(&t, ":si:", 4);
+		text_str(&t, policy_suspend_kind_name(r->kind));
+		text_put(&t, ":", 1);
+		text_num(&t, r->limit);
+		text_put(&t, "/", 1);
+		text_num(&t, r->period_ms);
+		if ((key = own(b, text_dup(&t))) == NULL)
 			goto nomem;
 		size_t n = b->sf.ncounts++;
 		b->counts[n] = (struct store_safety_count){
@@ -140,17 +180,20 @@ int safety_block_build(struct safety_block *b, const struct policy_class *c,
 	 * once admitted, one count per period however many rules share it */
 	for (size_t i = 0; i < c->suspend_if_count && !message && dir == DIRECTION_OUTBOUND; i++) {
 		const struct policy_suspend_rule *r = &c->suspend_if[i];
-		char sent[POLICY_ACCOUNT_MAX + POLICY_NAME_MAX + 64], events[sizeof(sent)];
+		char sent[SAFETY_KEY_MAX];
 		bool have = false;
 		if (r->kind != SUSPEND_BOUNCE_RATE && r->kind != SUSPEND_COMPLAINT_RATE)
 			continue;
-		if (safety_rate_keys(c, account, r, sent, events, sizeof(sent)) != 0)
+		struct text ts = TEXT_INIT(sent);
+		rate_key_start(&ts, c, account, "sent");
+		text_num(&ts, safety_rate_period_ms(r));
+		if (!text_ok(&ts))
 			continue;
 		for (size_t j = 0; j < b->sf.ncounts; j++)
 			have = have || strcmp(b->counts[j].key, sent) == 0;
 		if (have || b->sf.ncounts >= STORE_SAFETY_COUNTS_MAX)
 			continue;
-		if ((key = strdup(sent)) == NULL || own(b, key) == NULL)
+		if ((key = own(b, text_dup(&ts))) == NULL)
 			goto nomem;
 		size_t n = b->sf.ncounts++;
 		b->counts[n] = (struct store_safety_count){
@@ -161,12 +204,18 @@ int safety_block_build(struct safety_block *b, const struct policy_class *c,
 	}
 	b->sf.counts = b->counts;
 
-	for (size_t i = 0; i < nb; i++) {
-		if (strncmp(buckets[i].key, tag, strlen(tag)) != 0)
+	for (size_t i = 0; i < nb && c->notify_count > 0; i++) {
+		if (strncmp(buckets[i].key, buf, tag) != 0)
 			continue;
 		for (size_t j = 0; j < c->notify_count && b->sf.nnotify < STORE_SAFETY_NOTIFY_MAX; j++) {
-			if (asprintf(&key, "%s%s:n:%c:%s:%u", tag, c->name, bmessage[i] ? 'm' : 'r',
-				     rates[i]->text, c->notify_pct[j]) < 0 || own(b, key) == NULL)
+			/* SIDE{ACCOUNT}:CLASS:n:KIND:RATE:PCT */
+			t.len = tag;
+			text_str(&t, c->name);
+			text_put(&t, bmessage[i] ? ":n:m:" : ":n:r:", 5);
+			text_str(&t, rates[i]->text);
+			text_put(&t, ":", 1);
+			text_num(&t, c->notify_pct[j]);
+			if ((key = own(b, text_dup(&t))) == NULL)
 				goto nomem;
 			size_t n = b->sf.nnotify++;
 			b->notify[n] = (struct store_safety_notify){ key, i, c->notify_pct[j] };
@@ -193,8 +242,8 @@ void safety_block_outcome(const struct safety_block *b, const struct store_safet
 {
 	memset(out, 0, sizeof(*out));
 	out->suspended = r->suspended;
-	snprintf(out->by, sizeof(out->by), "%s", r->by);
-	snprintf(out->reason, sizeof(out->reason), "%s", r->reason);
+	text_copy(out->by, sizeof(out->by), r->by);
+	text_copy(out->reason, sizeof(out->reason), r->reason);
 	out->until_ms = r->until_ms;
 	if (r->suspended == STORE_SUSPENDED_NOW && r->tripped >= 1 && r->tripped <= b->sf.ncounts) {
 		out->tripped = b->rule[r->tripped - 1];
