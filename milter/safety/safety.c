@@ -140,7 +140,8 @@ int safety_block_build(struct safety_block *b, const struct policy_class *c,
 	b->sf.suspension_key = key;
 	b->sf.account = account;
 	if (!message && element != NULL && dir == DIRECTION_OUTBOUND && checks_suppression(c)) {
-		struct text ts = TEXT_INIT(buf);
+		char sup[SAFETY_KEY_MAX];	/* buf keeps the tag for the keys below */
+		struct text ts = TEXT_INIT(sup);
 		text_put(&ts, "{", 1);
 		text_str(&ts, account);
 		text_put(&ts, "}" SUPPRESS_KEY_SUFFIX, 1 + strlen(SUPPRESS_KEY_SUFFIX));
