@@ -189,13 +189,10 @@ static char *rl_key(enum policy_direction dir, const char *account, const struct
 		text_num(&t, r->period_ms);
 	if (r->to_count > 0) {
 		uint32_t h = FNV1A32_OFFSET;
-		char hex[9];
 		for (size_t i = 0; i < r->to_count; i++)
 			h = fnv1a32(h, r->to[i], strlen(r->to[i]) + 1);
-		for (int i = 7; i >= 0; i--, h >>= 4)
-			hex[i] = "0123456789abcdef"[h & 0xf];
 		text_put(&t, ":to:", 4);
-		text_put(&t, hex, 8);
+		text_hex(&t, h, 8);
 	}
 	return text_dup(&t);
 }

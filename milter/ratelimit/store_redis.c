@@ -142,17 +142,10 @@ static void redis_cmd_once(struct redis_cmd *c, struct redis_store *rs, const ch
 		cut = (size_t)(close + 1 - full);
 	/* ":once:NONCE.SEQ", SEQ in hex */
 	struct text t = TEXT_INIT(id);
-	unsigned long long seq = atomic_fetch_add(&rs->seq, 1);
-	char hex[16];
-	size_t nhex = 0;
-	do {
-		hex[sizeof(hex) - ++nhex] = "0123456789abcdef"[seq & 0xf];
-		seq >>= 4;
-	} while (seq != 0);
 	text_put(&t, ":once:", 6);
 	text_str(&t, rs->nonce);
 	text_put(&t, ".", 1);
-	text_put(&t, hex + sizeof(hex) - nhex, nhex);
+	text_hex(&t, atomic_fetch_add(&rs->seq, 1), 1);
 	redis_cmd_put(c, full, cut, id, t.len);
 	if (full != stack)
 		free(full);

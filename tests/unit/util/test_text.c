@@ -87,6 +87,21 @@ static void text_that_does_not_fit_is_over_for_good(void **state)
 	assert_false(text_ok(&t));
 }
 
+static void text_hex_matches_printf_with_and_without_width(void **state)
+{
+	(void)state;
+	unsigned long long vs[] = { 0, 1, 0xf, 0x10, 0xdeadbeef, 0x1234, UINT64_MAX };
+	for (size_t i = 0; i < sizeof(vs) / sizeof(*vs); i++) {
+		char buf[64], want[64];
+		struct text t = TEXT_INIT(buf);
+		text_hex(&t, vs[i], 1);
+		text_put(&t, ".", 1);
+		text_hex(&t, vs[i] & 0xffffffffu, 8);
+		snprintf(want, sizeof(want), "%llx.%08llx", vs[i], vs[i] & 0xffffffffu);
+		assert_string_equal(buf, want);
+	}
+}
+
 static void text_copy_cuts_as_snprintf_does(void **state)
 {
 	(void)state;
@@ -108,6 +123,7 @@ int main(void)
 		cmocka_unit_test(decimal_matches_printf_on_random_numbers),
 		cmocka_unit_test(text_builds_a_key_from_pieces),
 		cmocka_unit_test(text_that_does_not_fit_is_over_for_good),
+		cmocka_unit_test(text_hex_matches_printf_with_and_without_width),
 		cmocka_unit_test(text_copy_cuts_as_snprintf_does),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
