@@ -123,7 +123,14 @@ static void spawn_describe_status(int status, char *buf, size_t len)
 		snprintf(buf, len, "status %d", status);
 }
 
-/* Forks and execs a helper on child_fd; its pid, or -1 with errno. */
+/*
+ * Forks and execs a helper on child_fd; its pid, or -1 with errno. The
+ * program is this one, opened through /proc/self/exe before the fork and
+ * exec'd from that descriptor (fexecve; O_PATH, so execute permission
+ * is all it needs, as for exec of the path): the same file an upgrade cannot
+ * swap underneath, and under valgrind (scripts/bench --instructions) the
+ * milter rather than valgrind's own tool, which exec of the path names.
+ */
 static pid_t spawn_exec(int child_fd, const char *resolver, long timeout_ms, int level,
 	const char *user)
 {
@@ -132,8 +139,12 @@ static pid_t spawn_exec(int child_fd, const char *resolver, long timeout_ms, int
 	char *argv[SPF_HELPER_ARGC + 1] = { arg0, arg1, fdarg, (char *)resolver, timeoutarg,
 					    (char *)user, levelarg, NULL };
 	struct sigaction dfl;
+	int exe_fd, saved;
 	pid_t pid;
 
+	exe_fd = open(SPAWN_EXE, O_PATH | O_CLOEXEC);
+	if (exe_fd < 0)
+		return -1;
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
 	snprintf(fdarg, sizeof(fdarg), "%d", child_fd);
@@ -150,9 +161,12 @@ static pid_t spawn_exec(int child_fd, const char *resolver, long timeout_ms, int
 		sigaction(SIGINT, &dfl, NULL);
 		sigaction(SIGTERM, &dfl, NULL);
 		if (fcntl(child_fd, F_SETFD, 0) == 0)
-			execv(SPAWN_EXE, argv);
+			fexecve(exe_fd, argv, environ);
 		_exit(127);
 	}
+	saved = errno;
+	close(exe_fd);
+	errno = saved;
 	return pid;
 }
 
@@ -170,7 +184,7 @@ static int spawn_here(const char *resolver, long timeout_ms, int level, const ch
 	saved = errno;
 	close(sv[1]);
 	if (*pid < 0) {
-		snprintf(err, len, "fork: %s", strerror(saved));
+		snprintf(err, len, "cannot start a helper (%s): %s", SPAWN_EXE, strerror(saved));
 		close(sv[0]);
 		return -1;
 	}

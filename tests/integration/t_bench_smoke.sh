@@ -12,7 +12,10 @@
 # round trip at MAIL FROM and one per recipient, by INFO commandstats and
 # by MONITOR), that the report and chart are written, and that bulkmilter
 # holds 200 open connections in at most 64 MB (not under the sanitizers,
-# whose shadow memory makes any RSS meaningless).
+# whose shadow memory makes any RSS meaningless). Last, --instructions:
+# callgrind's count per message for bm-full and the hosting variant, and
+# its table and target line in the report (not under the sanitizers,
+# which valgrind cannot run).
 
 # shellcheck source=../lib/harness.sh
 . "$(dirname "$0")/../lib/harness.sh"
@@ -74,4 +77,31 @@ if ldd "$H_BULKMILTER" | grep -q libasan; then
 else
 	h_ok "RSS with 200 connections open ≤ 64 MB (${tree_kb:-?} kB)" \
 		test "${tree_kb:-999999999}" -le $((64 * 1024))
+fi
+
+# --instructions: the milter under callgrind, its SPF helpers exec'd from
+# it natively (through the descriptor of /proc/self/exe: exec of the path
+# itself would start valgrind's tool, not bulkmilter)
+if ldd "$H_BULKMILTER" | grep -q libasan; then
+	h_skip "scripts/bench --instructions" "sanitizer build (valgrind cannot run it)"
+else
+	ins=$H_TMP/instructions
+	"$H_SRCDIR/scripts/bench" --milterload-only --no-milterload --instructions 40 --sessions 5 \
+		--milterload-rcpts 1 --variants bm-full,bm-full-hosting --out "$ins" >"$H_TMP/ins.log" 2>&1
+	rc=$?
+	h_diag "$(tail -n 5 "$H_TMP/ins.log")"
+	h_assert_eq 0 "$rc" "scripts/bench --instructions exits 0"
+	for v in bm-full bm-full-hosting; do
+		total=$(awk -F'\t' -v v="$v" '$1 == v && $2 == 1 {print $4}' "$ins/instructions.tsv")
+		# A message costs millions of instructions (RSA-2048 signing
+		# alone); a milter that failed every message costs far fewer.
+		h_ok "$v: 40 messages counted, over 1,000,000 instructions each (${total:-none})" \
+			awk -v t="${total:-0}" 'BEGIN { exit !(t / 40 > 1000000) }'
+	done
+	h_assert_grep "$ins/instructions.log" '^RESULT msgs_per_s=[0-9.]+ messages=40 failed=0 ' \
+		"the counted milterload runs: 40 messages, none failed"
+	h_assert_grep "$ins/bench.md" '^\| bm-full-hosting \| 1 \| 40 \| [0-9,]+ \| [0-9.]+× \|' \
+		"bench.md: the instructions table has bm-full-hosting"
+	h_assert_grep "$ins/bench.md" '^- (PASS|MISS): bm-full-hosting milter instructions [0-9.]+× of bm-full' \
+		"bench.md: the instructions target line"
 fi
